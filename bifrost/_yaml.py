@@ -1,0 +1,121 @@
+"""YAML with positions: every mapping key and list item keeps its file:line:column, so that a
+validation error can name the place in the file it comes from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from bifrost.errors import ConfigError
+
+Loc = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LocatedYaml:
+    """Parsed YAML data with the (line, column) of each path in it, both 1-based."""
+
+    source: str
+    data: Any
+    positions: dict[Loc, tuple[int, int]]
+
+    def where(self, loc: Sequence[str | int]) -> tuple[str, str]:
+        """`file:line:col` of the deepest part of `loc` in the file, and the readable field path.
+
+        Parts of a pydantic error location that are not in the file (union branch names such as
+        `str` or `function-after[...]`) are skipped; a missing field is named after its parent's place.
+        """
+        path: Loc = ()
+        shown: list[str] = []
+        for index, part in enumerate(loc):
+            candidate = (*path, str(part))
+            if candidate in self.positions:
+                path = candidate
+                shown.append(str(part))
+            elif index == len(loc) - 1 and isinstance(part, str) and not _is_branch_label(part):
+                shown.append(part)
+        line, column = self.positions.get(path, (1, 1))
+        return f"{self.source}:{line}:{column}", _dotted(shown)
+
+
+def _is_branch_label(part: str) -> bool:
+    return "[" in part or part in {"str", "int", "float", "bool", "dict", "list"} or part[:1].isupper()
+
+
+def _dotted(parts: Iterable[str]) -> str:
+    out = ""
+    for part in parts:
+        if "." in part or " " in part or not part:
+            out += f"[{part!r}]"
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+def load_yaml(path: str | Path, text: str | None = None) -> LocatedYaml:
+    """Parse a YAML file; a syntax error or a duplicate key is a ConfigError naming file:line:col."""
+    source = str(path)
+    if text is None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise ConfigError(f"{where}: invalid YAML: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+    positions: dict[Loc, tuple[int, int]] = {}
+    problems: list[str] = []
+    if node is not None:
+        _walk(node, (), positions, problems, source)
+    if problems:
+        raise ConfigError("\n".join(problems), problems=problems)
+    return LocatedYaml(source, data, positions)
+
+
+def _walk(node: yaml.Node, path: Loc, positions: dict[Loc, tuple[int, int]], problems: list[str], source: str) -> None:
+    positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                problems.append(
+                    f"{source}:{line}:{key_node.start_mark.column + 1}: duplicate key {key!r} "
+                    f"(first at line {seen[key]}); a later one would silently replace it"
+                )
+                continue
+            seen[key] = line
+            positions[(*path, key)] = (line, key_node.start_mark.column + 1)
+            _walk(value_node, (*path, key), positions, problems, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _walk(item, (*path, str(index)), positions, problems, source)
+
+
+def validation_problems(error: ValidationError, located: LocatedYaml) -> list[str]:
+    """One line per pydantic error: `file:line:col: field.path: what is wrong (got ...)`."""
+    lines = []
+    for item in error.errors(include_url=False):
+        where, field = located.where(item["loc"])
+        got = f" (got {item['input']!r})" if item["type"] not in {"missing"} and _short(item.get("input")) else ""
+        lines.append(f"{where}: {field}: {item['msg']}{got}")
+    return lines
+
+
+def _short(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool)) and len(repr(value)) <= 60

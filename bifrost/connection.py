@@ -1,0 +1,90 @@
+"""The Connection ABC: one async API for every protocol and engine."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Generator, Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from bifrost.tags import DataPoint, TagMap, Value
+
+
+class Connection(ABC):
+    """A connection to one device. Use `async with connect(url) as plc:` (or `plc = await connect(url)`).
+
+    `tag` arguments are names from the connection's TagMap, or raw protocol addresses
+    (for Modbus `hr:10:float32:CDAB`).
+    """
+
+    def __init__(self, url: str, *, tags: TagMap | None = None, timeout: float = 3.0) -> None:
+        self.url = url
+        self.tags = tags if tags is not None else TagMap()
+        self.timeout = timeout
+
+    async def __aenter__(self) -> Connection:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def __await__(self) -> Generator[Any, None, Connection]:
+        return self.__aenter__().__await__()
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect; raises ConnectError naming the device when it cannot."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Disconnect. Safe to call twice."""
+
+    @abstractmethod
+    async def read(self, tag: str) -> DataPoint:
+        """Read one tag."""
+
+    async def read_many(self, tags: Iterable[str]) -> dict[str, DataPoint]:
+        """Read several tags; engines override this to plan the fewest requests."""
+        return {name: await self.read(name) for name in tags}
+
+    @abstractmethod
+    async def write(self, tag: str, value: Value) -> None:
+        """Write one tag."""
+
+    async def write_many(self, values: Mapping[str, Value]) -> None:
+        """Write several tags, in the order given."""
+        for name, value in values.items():
+            await self.write(name, value)
+
+    async def subscribe(
+        self, tags: Iterable[str], *, interval: float = 1.0, deadband: float = 0.0
+    ) -> AsyncIterator[dict[str, DataPoint]]:
+        """Poll `tags` every `interval` seconds and yield the points that changed by more than `deadband`.
+
+        The first batch holds every tag. Engines may override this with a poll loop of their own.
+        """
+        names = list(tags)
+        last: dict[str, Value | None] = {}
+        while True:
+            points = await self.read_many(names)
+            changed = {
+                name: point
+                for name, point in points.items()
+                if name not in last or _changed(last[name], point.value, deadband)
+            }
+            for name, point in changed.items():
+                last[name] = point.value
+            if changed:
+                yield changed
+            await asyncio.sleep(interval)
+
+
+def _changed(old: Value | None, new: Value | None, deadband: float) -> bool:
+    numeric = (int, float)
+    if isinstance(old, numeric) and isinstance(new, numeric) and not isinstance(old, bool):
+        return abs(new - old) > deadband
+    return old != new

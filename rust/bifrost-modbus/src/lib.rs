@@ -1,0 +1,6 @@
+//! Bifrost's Modbus engine, in pure Rust (no Python): the value codec shared with
+//! `bifrost/values.py`, and the client engine built on tokio-modbus.
+
+pub mod values;
+
+pub use values::{ByteOrder, CodecError, DataType, Value, WireFormat};
