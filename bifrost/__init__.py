@@ -1,7 +1,7 @@
 """Bifrost: one async client API for PLCs, and virtual PLCs to test it against.
 
-    async with bifrost.connect("modbus://10.0.0.5:502") as plc:
-        point = await plc.read("hr:0:float32")
+async with bifrost.connect("modbus://10.0.0.5:502") as plc:
+    point = await plc.read("hr:0:float32")
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Stubs of the Rust extension module `bifrost._native` (checked by mypy.stubtest)."""
 
+__all__ = ["__version__", "decode", "encode"]
+
 __version__: str
 
 def decode(

@@ -100,11 +100,11 @@ def _walk(node: yaml.Node, path: Loc, positions: dict[Loc, tuple[int, int]], pro
                 )
                 continue
             seen[key] = line
-            positions[(*path, key)] = (line, key_node.start_mark.column + 1)
-            _walk(value_node, (*path, key), positions, problems, source)
+            positions[path + (key,)] = (line, key_node.start_mark.column + 1)
+            _walk(value_node, path + (key,), positions, problems, source)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _walk(item, (*path, str(index)), positions, problems, source)
+            _walk(item, path + (str(index),), positions, problems, source)
 
 
 def validation_problems(error: ValidationError, located: LocatedYaml) -> list[str]:

@@ -12,11 +12,11 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Value = Union[bool, int, float, str]
+Value = bool | int | float | str
 
 
 class DataType(str, Enum):

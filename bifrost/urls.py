@@ -42,9 +42,9 @@ class Param:
             raise ConfigError(f"{url}: {self.name}={raw!r} is not {self.describe()}") from None
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"{url}: {self.name}={raw!r} is not one of {self.describe()}")
-        too_low = self.minimum is not None and value < self.minimum
-        too_high = self.maximum is not None and value > self.maximum
-        if too_low or too_high:
+        if not isinstance(value, str) and not (
+            (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
+        ):
             raise ConfigError(f"{url}: {self.name}={raw!r} is out of range: {self.describe()}")
         return value
 
@@ -152,5 +152,3 @@ def connect(
     if timeout <= 0:
         raise ConfigError(f"timeout must be positive seconds, got {timeout!r}")
     return scheme.factory(endpoint, tags=tags, timeout=timeout, engine=engine)
-
-

@@ -167,7 +167,9 @@ def _bytes_to_words(raw: bytes, swap_bytes: bool, swap_words: bool) -> list[int]
     return words
 
 
-def decode(words: Sequence[int], dtype: DataType | str, byte_order: ByteOrder | str = ByteOrder.ABCD, **kw: float) -> Value:
+def decode(
+    words: Sequence[int], dtype: DataType | str, byte_order: ByteOrder | str = ByteOrder.ABCD, **kw: float
+) -> Value:
     """Shorthand for `WireFormat(...).decode(words)`."""
     return _format(dtype, byte_order, kw).decode(words)
 

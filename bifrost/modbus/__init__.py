@@ -23,9 +23,7 @@ def _open(endpoint: Endpoint, *, tags: TagMap | None, timeout: float, engine: st
     return open_connection(endpoint, tags=tags, timeout=timeout, engine=engine)
 
 
-register_scheme(
-    Scheme("modbus", "modbus://10.0.0.5:502?unit=1", _open, (_UNIT,), default_port=502, engines=ENGINES)
-)
+register_scheme(Scheme("modbus", "modbus://10.0.0.5:502?unit=1", _open, (_UNIT,), default_port=502, engines=ENGINES))
 register_scheme(
     Scheme(
         "modbus+rtu",
@@ -37,5 +35,7 @@ register_scheme(
     )
 )
 register_scheme(
-    Scheme("modbus+rtu+tcp", "modbus+rtu+tcp://10.0.0.5:4001?unit=1", _open, (_UNIT,), default_port=502, engines=ENGINES)
+    Scheme(
+        "modbus+rtu+tcp", "modbus+rtu+tcp://10.0.0.5:4001?unit=1", _open, (_UNIT,), default_port=502, engines=ENGINES
+    )
 )

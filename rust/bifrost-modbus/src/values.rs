@@ -171,7 +171,9 @@ impl WireFormat {
         bit: Option<u8>,
     ) -> Result<Self, CodecError> {
         if dtype == DataType::String && length < 1 {
-            return Err(CodecError::Config("a string needs a length of at least 1 byte".into()));
+            return Err(CodecError::Config(
+                "a string needs a length of at least 1 byte".into(),
+            ));
         }
         if let Some(b) = bit {
             if dtype != DataType::Bool || b > 15 {
@@ -183,13 +185,27 @@ impl WireFormat {
         if scale == 0.0 {
             return Err(CodecError::Config("scale must not be 0".into()));
         }
-        Ok(Self { dtype, order, length, scale, offset, bit })
+        Ok(Self {
+            dtype,
+            order,
+            length,
+            scale,
+            offset,
+            bit,
+        })
     }
 
     /// A plain format: no scale, offset or bit.
     #[must_use]
     pub fn plain(dtype: DataType, order: ByteOrder) -> Self {
-        Self { dtype, order, length: 0, scale: 1.0, offset: 0.0, bit: None }
+        Self {
+            dtype,
+            order,
+            length: 0,
+            scale: 1.0,
+            offset: 0.0,
+            bit: None,
+        }
     }
 
     /// How many 16-bit registers the value takes.
@@ -202,6 +218,7 @@ impl WireFormat {
         }
     }
 
+    #[allow(clippy::float_cmp)] // exactly 1 and 0 mean "no conversion", as in the Python codec
     fn scaled(&self) -> bool {
         self.scale != 1.0 || self.offset != 0.0
     }
@@ -268,7 +285,11 @@ impl WireFormat {
             DataType::String => self.encode_string(value),
             dtype => {
                 let packed = self.pack_number(dtype, value)?;
-                Ok(bytes_to_words(&packed, self.order.swaps_bytes(), self.order.swaps_words()))
+                Ok(bytes_to_words(
+                    &packed,
+                    self.order.swaps_bytes(),
+                    self.order.swaps_words(),
+                ))
             }
         }
     }
@@ -303,9 +324,8 @@ impl WireFormat {
     }
 
     fn pack_number(&self, dtype: DataType, value: &Value) -> Result<Vec<u8>, CodecError> {
-        let wrong_kind = || {
-            CodecError::Encode(format!("{} takes a number, not {value:?}", dtype.name()))
-        };
+        let wrong_kind =
+            || CodecError::Encode(format!("{} takes a number, not {value:?}", dtype.name()));
         // Keep integers exact unless scaling turns them into floats, as Python does.
         let mut number = match value {
             Value::Bool(b) => Number::Int(i128::from(*b)),
@@ -321,7 +341,9 @@ impl WireFormat {
             if dtype == DataType::Float32 {
                 let narrow = float as f32;
                 if narrow.is_infinite() && float.is_finite() {
-                    return Err(CodecError::Encode(format!("{value:?} is out of range for float32")));
+                    return Err(CodecError::Encode(format!(
+                        "{value:?} is out of range for float32"
+                    )));
                 }
                 return Ok(narrow.to_be_bytes().to_vec());
             }
@@ -383,6 +405,7 @@ fn float_to_i128(f: f64) -> i128 {
     f as i128
 }
 
+#[allow(clippy::float_cmp)] // only exactly 0.0 and 1.0 are booleans, as in the Python codec
 fn as_bool(value: &Value) -> Result<bool, CodecError> {
     match value {
         Value::Bool(b) => Ok(*b),
@@ -390,7 +413,9 @@ fn as_bool(value: &Value) -> Result<bool, CodecError> {
         Value::Int(1) => Ok(true),
         Value::Float(f) if *f == 0.0 => Ok(false),
         Value::Float(f) if *f == 1.0 => Ok(true),
-        other => Err(CodecError::Encode(format!("bool takes True/False (or 0/1), not {other:?}"))),
+        other => Err(CodecError::Encode(format!(
+            "bool takes True/False (or 0/1), not {other:?}"
+        ))),
     }
 }
 
@@ -400,11 +425,17 @@ fn unpack(dtype: DataType, raw: &[u8]) -> Value {
     match dtype {
         DataType::Int16 => Value::Int(i128::from(i16::from_be_bytes([buf[0], buf[1]]))),
         DataType::Uint16 => Value::Int(i128::from(u16::from_be_bytes([buf[0], buf[1]]))),
-        DataType::Int32 => Value::Int(i128::from(i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]))),
-        DataType::Uint32 => Value::Int(i128::from(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]))),
+        DataType::Int32 => Value::Int(i128::from(i32::from_be_bytes([
+            buf[0], buf[1], buf[2], buf[3],
+        ]))),
+        DataType::Uint32 => Value::Int(i128::from(u32::from_be_bytes([
+            buf[0], buf[1], buf[2], buf[3],
+        ]))),
         DataType::Int64 => Value::Int(i128::from(i64::from_be_bytes(buf))),
         DataType::Uint64 => Value::Int(i128::from(u64::from_be_bytes(buf))),
-        DataType::Float32 => Value::Float(f64::from(f32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]))),
+        DataType::Float32 => Value::Float(f64::from(f32::from_be_bytes([
+            buf[0], buf[1], buf[2], buf[3],
+        ]))),
         DataType::Float64 => Value::Float(f64::from_be_bytes(buf)),
         DataType::Bool | DataType::String => unreachable!("bool and string are not packed numbers"),
     }
@@ -413,7 +444,11 @@ fn unpack(dtype: DataType, raw: &[u8]) -> Value {
 fn words_to_bytes(words: &[u16], swap_bytes: bool, swap_words: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(words.len() * 2);
     let mut push = |word: u16| {
-        let bytes = if swap_bytes { word.to_le_bytes() } else { word.to_be_bytes() };
+        let bytes = if swap_bytes {
+            word.to_le_bytes()
+        } else {
+            word.to_be_bytes()
+        };
         out.extend_from_slice(&bytes);
     };
     if swap_words {
@@ -461,7 +496,10 @@ mod tests {
         for (order, words) in cases {
             let format = fmt(DataType::Float32, order);
             assert_eq!(format.encode(&Value::Float(123.456), 0).unwrap(), words);
-            assert_eq!(format.decode(&words).unwrap(), Value::Float(f64::from(123.456_f32)));
+            assert_eq!(
+                format.decode(&words).unwrap(),
+                Value::Float(f64::from(123.456_f32))
+            );
         }
     }
 
@@ -470,14 +508,23 @@ mod tests {
         let format = fmt(DataType::Int16, ByteOrder::Abcd);
         assert!(format.encode(&Value::Int(40_000), 0).is_err());
         assert!(format.encode(&Value::Float(1.5), 0).is_err());
-        assert!(fmt(DataType::Float32, ByteOrder::Abcd).encode(&Value::Float(1e39), 0).is_err());
+        assert!(fmt(DataType::Float32, ByteOrder::Abcd)
+            .encode(&Value::Float(1e39), 0)
+            .is_err());
     }
 
     #[test]
     fn bits_merge_into_the_current_register() {
-        let format = WireFormat::new(DataType::Bool, ByteOrder::Abcd, 0, 1.0, 0.0, Some(7)).unwrap();
-        assert_eq!(format.encode(&Value::Bool(true), 0x0001).unwrap(), vec![0x0081]);
-        assert_eq!(format.encode(&Value::Bool(false), 0xFFFF).unwrap(), vec![0xFF7F]);
+        let format =
+            WireFormat::new(DataType::Bool, ByteOrder::Abcd, 0, 1.0, 0.0, Some(7)).unwrap();
+        assert_eq!(
+            format.encode(&Value::Bool(true), 0x0001).unwrap(),
+            vec![0x0081]
+        );
+        assert_eq!(
+            format.encode(&Value::Bool(false), 0xFFFF).unwrap(),
+            vec![0xFF7F]
+        );
         assert_eq!(format.decode(&[0x0080]).unwrap(), Value::Bool(true));
     }
 

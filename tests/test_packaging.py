@@ -1,0 +1,92 @@
+"""The one distribution: its wheel holds the three packages, the scenarios and the Rust extension."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from importlib.metadata import distribution, entry_points
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    maturin = shutil.which("maturin")
+    if maturin is None:
+        pytest.fail("maturin is a dev dependency: pip install -e '.[dev]'")
+    out = tmp_path_factory.mktemp("wheel")
+    # --release reuses the artifacts of the editable install (also a release build), so this only packs.
+    subprocess.run([maturin, "build", "--release", "--quiet", "--out", str(out)], cwd=ROOT, check=True)
+    (built,) = out.glob("bifrost-*.whl")
+    return built
+
+
+def test_wheel_holds_packages_scenarios_and_extension(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    for package in ("bifrost", "simulators", "pytest_bifrost"):
+        assert f"{package}/__init__.py" in names
+        assert f"{package}/py.typed" in names
+    assert any(name.startswith("bifrost/_native") and name.endswith((".so", ".pyd")) for name in names)
+    assert "bifrost/_native.pyi" in names
+    shipped = {Path(name).name for name in names if name.startswith("scenarios/")}
+    assert {path.name for path in (ROOT / "scenarios").iterdir() if path.is_file()} <= shipped
+    assert not any(name.startswith(("tests/", "rust/", "bench/")) for name in names)
+
+
+def test_installed_wheel_finds_its_scenarios_and_extension(wheel: Path, tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+    )
+    probe = (
+        "import bifrost._native, simulators, pytest_bifrost, pathlib;"
+        "print(pathlib.Path(simulators.__file__).parent.parent);"
+        "print(' '.join(sorted(simulators.shipped_scenarios())));"
+        "print(bifrost._native.decode([0x42F6, 0xE979], 'float32'))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    where, scenarios, decoded = result.stdout.splitlines()
+    assert Path(where) == target
+    assert "water_tank" in scenarios.split()
+    assert float(decoded) == pytest.approx(123.456, rel=1e-6)
+
+
+def test_distribution_metadata() -> None:
+    dist = distribution("bifrost")
+    assert dist.metadata["Requires-Python"] == ">=3.10"
+    extras = set(dist.metadata.get_all("Provides-Extra") or [])
+    assert {"opcua", "s7", "cloud", "analytics", "pcap", "all", "dev"} <= extras
+    scripts = {
+        ep.name: ep.value for ep in entry_points(group="console_scripts") if ep.dist and ep.dist.name == "bifrost"
+    }
+    assert scripts == {"bifrost": "bifrost.cli:main", "bifrost-sim": "simulators.cli:main"}
+    plugins = [ep for ep in entry_points(group="pytest11") if ep.name == "pytest_bifrost"]
+    assert [ep.value for ep in plugins] == ["pytest_bifrost"]
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = [block.split("```", 1)[0].strip() for block in readme.split("```sh\n")[1:]]
+    assert len(blocks) == 2, "the README keeps exactly two set-up commands: serve, and test"
+    test_command = next(block for block in blocks if "pytest" in block)
+    assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
