@@ -100,11 +100,13 @@ def _walk(node: yaml.Node, path: Loc, positions: dict[Loc, tuple[int, int]], pro
                 )
                 continue
             seen[key] = line
-            positions[path + (key,)] = (line, key_node.start_mark.column + 1)
-            _walk(value_node, path + (key,), positions, problems, source)
+            key_path = (*path, key)
+            positions[key_path] = (line, key_node.start_mark.column + 1)
+            _walk(value_node, key_path, positions, problems, source)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _walk(item, path + (str(index),), positions, problems, source)
+            item_path = (*path, str(index))
+            _walk(item, item_path, positions, problems, source)
 
 
 def validation_problems(error: ValidationError, located: LocatedYaml) -> list[str]:
