@@ -1,6 +1,7 @@
 //! Bifrost's Modbus engine, in pure Rust (no Python): the value codec shared with
 //! `bifrost/values.py`, and the client engine built on tokio-modbus.
 
+pub mod engine;
 pub mod values;
 
 pub use values::{ByteOrder, CodecError, DataType, Value, WireFormat};
