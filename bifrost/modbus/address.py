@@ -22,6 +22,7 @@ from bifrost.modbus.pdu import (
     MAX_READ_REGISTERS,
     MAX_WRITE_BITS,
     MAX_WRITE_REGISTERS,
+    FunctionCode,
 )
 from bifrost.tags import ByteOrder, DataType, Tag, parse_type
 from bifrost.values import WireFormat, words_for
@@ -53,17 +54,18 @@ class Area(str, Enum):
         return self in _WRITE_FUNCTIONS
 
     @property
-    def read_function(self) -> int:
+    def read_function(self) -> FunctionCode:
+        """1 (coils), 2 (discrete inputs), 3 (holding registers) or 4 (input registers)."""
         return _READ_FUNCTIONS[self]
 
     @property
-    def write_single_function(self) -> int | None:
+    def write_single_function(self) -> FunctionCode | None:
         """5 (coil) or 6 (holding register); None for the read-only areas."""
         functions = _WRITE_FUNCTIONS.get(self)
         return None if functions is None else functions[0]
 
     @property
-    def write_multiple_function(self) -> int | None:
+    def write_multiple_function(self) -> FunctionCode | None:
         """15 (coils) or 16 (holding registers); None for the read-only areas."""
         functions = _WRITE_FUNCTIONS.get(self)
         return None if functions is None else functions[1]
@@ -82,8 +84,16 @@ class Area(str, Enum):
 
 
 _BIT_AREAS = frozenset((Area.COIL, Area.DISCRETE_INPUT))
-_READ_FUNCTIONS = {Area.COIL: 1, Area.DISCRETE_INPUT: 2, Area.HOLDING_REGISTER: 3, Area.INPUT_REGISTER: 4}
-_WRITE_FUNCTIONS = {Area.COIL: (5, 15), Area.HOLDING_REGISTER: (6, 16)}
+_READ_FUNCTIONS = {
+    Area.COIL: FunctionCode.READ_COILS,
+    Area.DISCRETE_INPUT: FunctionCode.READ_DISCRETE_INPUTS,
+    Area.HOLDING_REGISTER: FunctionCode.READ_HOLDING_REGISTERS,
+    Area.INPUT_REGISTER: FunctionCode.READ_INPUT_REGISTERS,
+}
+_WRITE_FUNCTIONS = {
+    Area.COIL: (FunctionCode.WRITE_SINGLE_COIL, FunctionCode.WRITE_MULTIPLE_COILS),
+    Area.HOLDING_REGISTER: (FunctionCode.WRITE_SINGLE_REGISTER, FunctionCode.WRITE_MULTIPLE_REGISTERS),
+}
 _AREA_NAMES = ", ".join(area.value for area in Area)
 _ORDER_NAMES = ", ".join(order.value for order in ByteOrder)
 # Modicon numbers start with the area's digit; 2 was never assigned.

@@ -23,11 +23,8 @@ from typing import Any, NamedTuple
 
 from bifrost.errors import ConfigError, DeviceError, ProtocolError
 from bifrost.modbus.address import Address, Area
-from bifrost.modbus.pdu import ADDRESS_SPACE, MAX_READ_BITS, MAX_READ_REGISTERS
+from bifrost.modbus.pdu import ADDRESS_SPACE, MAX_READ_BITS, MAX_READ_REGISTERS, ExceptionCode, FunctionCode
 from bifrost.values import WireFormat
-
-# Modbus exception 2. To become pdu.ExceptionCode.ILLEGAL_DATA_ADDRESS once pdu.py (written alongside) lands.
-ILLEGAL_DATA_ADDRESS = 2
 
 # Areas by a small int, so the hot loop sorts and compares ints rather than enum members.
 _AREAS = tuple(Area)
@@ -73,7 +70,7 @@ class ReadRequest:
         return self.start + self.count
 
     @property
-    def function(self) -> int:
+    def function(self) -> FunctionCode:
         return self.area.read_function
 
     def __str__(self) -> str:
@@ -126,7 +123,7 @@ class Plan:
         failed: (key, unit, area, offset, width).
         """
         return {
-            "requests": [(r.unit, r.area.value, r.function, r.start, r.count) for r in self.requests],
+            "requests": [(r.unit, r.area.value, int(r.function), r.start, r.count) for r in self.requests],
             "slices": [(key, *where) for key, where in self.slices.items()],
             "failed": [(i.key, i.unit, i.area.value, i.offset, i.width) for i in self.failed],
         }
@@ -443,7 +440,7 @@ def hole_error(item: ReadItem) -> DeviceError:
     return DeviceError(
         f"{item.key!r} (unit {item.unit}, {item.area.value}:{item.offset}, {item.width} {what}) "
         "is not served by the device (exception 2, illegal data address)",
-        code=ILLEGAL_DATA_ADDRESS,
+        code=ExceptionCode.ILLEGAL_DATA_ADDRESS,
     )
 
 
@@ -499,7 +496,7 @@ class ReadJob:
         self._fail(plan, index, error)
 
     def _fail(self, plan: Plan, index: int, error: BaseException) -> None:
-        if isinstance(error, DeviceError) and error.code == ILLEGAL_DATA_ADDRESS:
+        if isinstance(error, DeviceError) and error.code == ExceptionCode.ILLEGAL_DATA_ADDRESS:
             sub = self.planner.split(plan, index)
             # Depth first, so a split finishes before other requests go out and narrows its hole early.
             self._pending.extendleft(reversed([(sub, i) for i in range(len(sub.requests))]))

@@ -14,9 +14,8 @@ from hypothesis import strategies as st
 from bifrost import TagMap
 from bifrost.errors import ConfigError, DeviceError, ProtocolError
 from bifrost.modbus.address import Area, parse_address, resolve_tag
-from bifrost.modbus.pdu import ADDRESS_SPACE, MAX_READ_BITS, MAX_READ_REGISTERS
+from bifrost.modbus.pdu import ADDRESS_SPACE, MAX_READ_BITS, MAX_READ_REGISTERS, ExceptionCode
 from bifrost.modbus.planner import (
-    ILLEGAL_DATA_ADDRESS,
     HoleMap,
     Plan,
     Planner,
@@ -366,7 +365,7 @@ class Device:
         self.requests += 1
         if not self.reads(request.unit, request.area, request.start, request.end):
             self.refusals += 1
-            raise DeviceError("illegal data address", code=ILLEGAL_DATA_ADDRESS)
+            raise DeviceError("illegal data address", code=ExceptionCode.ILLEGAL_DATA_ADDRESS)
         return [value(request.unit, request.area, a) for a in range(request.start, request.end)]
 
 
@@ -398,7 +397,7 @@ def check(job: ReadJob, device: Device, items: Sequence[ReadItem]) -> None:
             assert list(job.values[item.key]) == expected, item
         else:
             error = job.errors[item.key]
-            assert isinstance(error, DeviceError) and error.code == ILLEGAL_DATA_ADDRESS, item
+            assert isinstance(error, DeviceError) and error.code == ExceptionCode.ILLEGAL_DATA_ADDRESS, item
             assert repr(item.key) in str(error)
 
 
@@ -469,7 +468,7 @@ def test_items_already_known_to_be_in_holes_fail_without_a_request() -> None:
     planner.holes.add(1, HR, 1, 1)
     job = ReadJob(planner, planner.plan([hr("gone", 1)]))
     assert job.next_request() is None
-    assert job.errors["gone"].code == ILLEGAL_DATA_ADDRESS  # type: ignore[attr-defined]
+    assert job.errors["gone"].code == ExceptionCode.ILLEGAL_DATA_ADDRESS  # type: ignore[attr-defined]
     assert str(hole_error(hr("g", 0, 2))).startswith("'g' (unit 1, hr:0, 2 registers) is not served")
     assert "coil:4, 1 bit)" in str(hole_error(ReadItem("c", 1, COIL, 4)))
 
