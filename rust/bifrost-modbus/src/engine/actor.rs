@@ -9,8 +9,10 @@
 //!   request on RTU (there is no transaction id), so a reply that comes late on the same
 //!   connection would be taken as the answer to the next request. A new connection cannot carry
 //!   it. On a serial line, where "the connection" is the wire itself, the port is closed, kept
-//!   closed for `serial_quiet` so the late reply dies on the line, then reopened and its input
-//!   buffer cleared.
+//!   closed for `serial_quiet`, then reopened and its input buffer cleared, so what the device
+//!   sent meanwhile is thrown away. A reply later than timeout + `serial_quiet` would still be
+//!   read as the next one (RTU frames carry nothing to tell them apart beyond unit, function and
+//!   CRC), so `serial_quiet` must cover how late a device on the bus may answer.
 //! * **Supervised reconnect.** After a lost connection or a failed attempt, the next attempt is
 //!   scheduled by the backoff (exponential, jittered) and made in the background when it is due,
 //!   whether or not anyone is calling. A call that finds the connection down waits for the next
@@ -377,7 +379,7 @@ impl Actor {
             }),
             Ok(Err(tokio_modbus::Error::Protocol(error))) => {
                 let error = Error::protocol(&self.device, error.to_string());
-                self.lose(&error, false);
+                self.lose(&error);
                 Err(error)
             }
             Ok(Err(tokio_modbus::Error::Transport(error))) => {
@@ -386,7 +388,7 @@ impl Actor {
                 } else {
                     Error::connect(&self.device, error)
                 };
-                self.lose(&error, false);
+                self.lose(&error);
                 Err(error)
             }
             Err(_elapsed) => {
@@ -395,7 +397,7 @@ impl Actor {
                     device: Arc::clone(&self.device),
                     after: self.timeout,
                 };
-                self.lose(&error, true);
+                self.lose(&error);
                 Err(error)
             }
         }
@@ -463,13 +465,13 @@ impl Actor {
 
     /// Drop the connection (never reuse a stream whose state is unknown) and schedule the next
     /// attempt.
-    fn lose(&mut self, cause: &Error, timed_out: bool) {
+    fn lose(&mut self, cause: &Error) {
         if self.conn.take().is_some() {
             self.counters.connected.store(false, Ordering::Relaxed);
             self.counters.losses.fetch_add(1, Ordering::Relaxed);
         }
         let now = Instant::now();
-        if timed_out && matches!(self.transport, Transport::Serial(_)) {
+        if matches!(self.transport, Transport::Serial(_)) {
             self.quiet_until = Some(now + self.serial_quiet);
         }
         self.next_attempt = now + self.backoff.next_delay();
