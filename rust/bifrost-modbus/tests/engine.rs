@@ -455,6 +455,8 @@ async fn reconnects_after_the_server_goes_away_and_comes_back() {
     server.stop().await;
     let down = client.read_registers(1, Area::HoldingRegisters, 0, 1).await;
     assert!(matches!(down, Err(Error::Connect { .. })), "{down:?}");
+    let message = down.unwrap_err().to_string();
+    assert!(message.starts_with("plc1: connection lost: "), "{message}");
     assert!(!client.stats().connected);
 
     let _server = Server::restart(addr, &device, Framing::Tcp).await;
@@ -515,10 +517,10 @@ async fn a_server_that_closes_mid_frame_is_a_lost_connection_then_a_reconnect() 
         .unwrap();
     let broken = client.read_registers(1, Area::HoldingRegisters, 0, 4).await;
     assert!(matches!(broken, Err(Error::Connect { .. })), "{broken:?}");
-    assert!(broken
-        .unwrap_err()
-        .to_string()
-        .starts_with("plc1: connection failed: "));
+    assert_eq!(
+        broken.unwrap_err().to_string(),
+        "plc1: connection lost: the device closed it mid-frame"
+    );
     assert_eq!(client.stats().losses, 1);
     let fine = client
         .read_registers(1, Area::HoldingRegisters, 0, 4)
@@ -694,7 +696,7 @@ async fn a_refused_connection_is_a_connect_error_naming_the_device() {
     assert!(
         error
             .to_string()
-            .starts_with(&format!("modbus://{address}: connection failed: ")),
+            .starts_with(&format!("modbus://{address}: cannot connect: ")),
         "{error}"
     );
 }

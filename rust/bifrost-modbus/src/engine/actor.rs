@@ -386,7 +386,7 @@ impl Actor {
                 let error = if error.kind() == io::ErrorKind::InvalidData {
                     Error::protocol(&self.device, error.to_string())
                 } else {
-                    Error::connect(&self.device, error)
+                    Error::connect(&self.device, lost(&error))
                 };
                 self.lose(&error);
                 Err(error)
@@ -443,13 +443,16 @@ impl Actor {
                 self.counters.connects.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
-            Ok(Err(error)) => Error::connect(&self.device, error),
+            Ok(Err(error)) => Error::connect(
+                &self.device,
+                io::Error::new(error.kind(), format!("cannot connect: {error}")),
+            ),
             Err(_elapsed) => Error::connect(
                 &self.device,
                 io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!(
-                        "no connection within {} ms",
+                        "cannot connect: no connection within {} ms",
                         self.connect_timeout.as_millis()
                     ),
                 ),
@@ -490,5 +493,28 @@ impl Actor {
         Error::Closed {
             device: Arc::clone(&self.device),
         }
+    }
+}
+
+/// Say plainly how a connection was lost. tokio-modbus reports a peer that closed the connection
+/// as whatever `errno` held (TCP) or as a broken pipe (RTU), and a close in the middle of a frame
+/// as "bytes remaining on stream".
+fn lost(error: &io::Error) -> io::Error {
+    let closed = matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof
+    ) || error.raw_os_error() == Some(0);
+    if error.to_string() == "bytes remaining on stream" {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection lost: the device closed it mid-frame",
+        )
+    } else if closed {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection lost: the device closed it",
+        )
+    } else {
+        io::Error::new(error.kind(), format!("connection lost: {error}"))
     }
 }

@@ -125,7 +125,8 @@ impl fmt::Display for Error {
             Self::Timeout { device, after } => {
                 write!(f, "{device}: no answer within {} ms", after.as_millis())
             }
-            Self::Connect { device, source } => write!(f, "{device}: connection failed: {source}"),
+            // The message says which: "cannot connect: ...", "connection lost: ...", "not connected ...".
+            Self::Connect { device, source } => write!(f, "{device}: {source}"),
             Self::Exception {
                 device,
                 unit,
