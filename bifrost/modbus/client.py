@@ -1,0 +1,184 @@
+"""`bifrost.connect("modbus://...")`: the Modbus connection over either engine.
+
+The connection resolves tag names (or raw addresses such as `hr:10:float32:CDAB`) to addresses and
+wire formats, plans `read_many` into the fewest requests, and converts values; the engine moves
+registers. Both engines therefore behave the same above the wire.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+
+import bifrost.errors as bifrost_errors
+from bifrost.connection import Connection
+from bifrost.errors import ConfigError, ConnectError, ProtocolError
+from bifrost.modbus.address import Address, Area, check_writable, parse_address, resolve_tag
+from bifrost.modbus.engine import Decoded, Engine
+from bifrost.modbus.planner import Plan, Planner, ReadItem, ReadRequest
+from bifrost.tags import DataPoint, Quality, TagMap, Value
+from bifrost.urls import Endpoint
+from bifrost.values import WireFormat
+
+# Errors that say the device (or the way to it) failed as a whole, rather than one tag.
+_TRANSPORT_ERRORS = (bifrost_errors.TimeoutError, ConnectError, ProtocolError)
+
+
+def default_engine() -> str:
+    """The engine used when `connect` is given none: BIFROST_MODBUS_ENGINE, else the native one."""
+    return os.environ.get("BIFROST_MODBUS_ENGINE", "python")
+
+
+def open_connection(endpoint: Endpoint, *, tags: TagMap | None, timeout: float, engine: str | None) -> Connection:
+    name = engine or default_engine()
+    engine_impl: Engine
+    if name == "python":
+        from bifrost.modbus._python_engine import PythonEngine
+
+        engine_impl = PythonEngine(endpoint, timeout=timeout)
+    elif name == "native":
+        from bifrost.modbus._native_engine import NativeEngine
+
+        engine_impl = NativeEngine(endpoint, timeout=timeout)
+    else:
+        raise ConfigError(f"unknown Modbus engine {name!r} (from BIFROST_MODBUS_ENGINE?); engines: native, python")
+    return ModbusConnection(endpoint, engine_impl, tags=tags, timeout=timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A tag name or raw address, ready for the wire."""
+
+    key: str
+    address: Address
+    fmt: WireFormat
+    writable: bool
+
+
+class ModbusConnection(Connection):
+    """A Modbus device. Calls on one connection are serialised: one request is on the wire at a time."""
+
+    def __init__(self, endpoint: Endpoint, engine: Engine, *, tags: TagMap | None, timeout: float) -> None:
+        super().__init__(endpoint.url, tags=tags, timeout=timeout)
+        self.endpoint = endpoint
+        self.engine = engine
+        self.unit: int = endpoint.params["unit"]
+        self.planner = Planner()
+        self._resolved: dict[str, Resolved] = {}
+        # Plans by the names read, valid while the planner knows of as many holes as when planned.
+        self._plans: dict[tuple[str, ...], tuple[int, Plan, dict[str, WireFormat]]] = {}
+
+    @property
+    def engine_name(self) -> str:
+        return self.engine.name
+
+    async def open(self) -> None:
+        await self.engine.open()
+
+    async def close(self) -> None:
+        await self.engine.close()
+
+    def resolve(self, name: str) -> Resolved:
+        """A tag of the tag map by name, else a raw address; a ConfigError says which it is neither."""
+        found = self._resolved.get(name)
+        if found is not None:
+            return found
+        tag = self.tags.get(name)
+        if tag is not None:
+            address, fmt = resolve_tag(tag)
+            found = Resolved(name, address, fmt, tag.writable)
+        else:
+            try:
+                address = parse_address(name)
+            except ConfigError as exc:
+                known = ", ".join(sorted(self.tags)) or "none"
+                raise ConfigError(
+                    f"{name!r} is not a tag of this connection (tags: {known}) nor an address: {exc}"
+                ) from None
+            found = Resolved(name, address, address.wire_format(), True)
+        self._resolved[name] = found
+        return found
+
+    def _plan(self, names: tuple[str, ...]) -> tuple[Plan, dict[str, WireFormat]]:
+        cached = self._plans.get(names)
+        holes = len(self.planner.holes)
+        if cached is not None and cached[0] == holes:
+            return cached[1], cached[2]
+        formats: dict[str, WireFormat] = {}
+        items = []
+        for name in names:
+            resolved = self.resolve(name)
+            formats[name] = resolved.fmt
+            items.append(ReadItem.of(name, self.unit, resolved.address, resolved.fmt))
+        plan = self.planner.plan(items)
+        if len(self._plans) < 256:  # a bound, for callers that read ever-new combinations
+            self._plans[names] = (holes, plan, formats)
+        return plan, formats
+
+    async def read(self, tag: str) -> DataPoint:
+        """Read one tag; any error is raised (DeviceError carries the exception code)."""
+        values, errors = await self._execute((tag,))
+        if tag in errors:
+            raise errors[tag]
+        return DataPoint(values[tag], Quality.GOOD, time.time())
+
+    async def read_many(self, tags: Iterable[str]) -> dict[str, DataPoint]:
+        """Read tags in the fewest requests. A tag the device refuses (a DeviceError) comes back with
+        Quality.BAD and value None; a timeout or a lost connection is raised.
+        """
+        names = tuple(dict.fromkeys(tags))
+        values, errors = await self._execute(names)
+        now = time.time()
+        points = {name: DataPoint(value, Quality.GOOD, now) for name, value in values.items()}
+        for name, error in errors.items():
+            if isinstance(error, _TRANSPORT_ERRORS):
+                raise error
+            points[name] = DataPoint(None, Quality.BAD, now)
+        return {name: points[name] for name in names}
+
+    async def _execute(self, names: tuple[str, ...]) -> Decoded:
+        plan, formats = self._plan(names)
+        return await self.engine.execute(self.planner, plan, formats)
+
+    async def write(self, tag: str, value: Value) -> None:
+        resolved = self.resolve(tag)
+        address = resolved.address
+        if not resolved.writable:
+            raise ConfigError(f"tag {tag!r} is not writable (writable: false in its tag map)")
+        check_writable(address)
+        if address.area is Area.COIL:
+            words = resolved.fmt.encode(value)
+            await self.engine.write_coils(self.unit, address.offset, [bool(words[0])])
+            return
+        if resolved.fmt.bit is not None:
+            # A bit inside a register: read the register, change the bit, write it back (FC3 then FC6).
+            current = await self.engine.read(ReadRequest(self.unit, Area.HOLDING_REGISTER, address.offset, 1))
+            words = resolved.fmt.encode(value, current=[int(current[0])])
+        else:
+            words = resolved.fmt.encode(value)
+        await self.engine.write_registers(self.unit, address.offset, words)
+
+    async def write_many(self, values: Mapping[str, Value]) -> None:
+        for name, value in values.items():
+            await self.write(name, value)
+
+    async def subscribe(
+        self, tags: Iterable[str], *, interval: float = 1.0, deadband: float = 0.0
+    ) -> AsyncIterator[dict[str, DataPoint]]:
+        names = tuple(dict.fromkeys(tags))
+        plan, formats = self._plan(names)
+        native = self.engine.subscribe(self.planner, plan, formats, interval, deadband)
+        if native is None:
+            async for batch in super().subscribe(names, interval=interval, deadband=deadband):
+                yield batch
+            return
+        async for values, errors in native:
+            now = time.time()
+            batch = {name: DataPoint(value, Quality.GOOD, now) for name, value in values.items()}
+            for name, error in errors.items():
+                if isinstance(error, _TRANSPORT_ERRORS):
+                    raise error
+                batch[name] = DataPoint(None, Quality.BAD, now)
+            yield batch
