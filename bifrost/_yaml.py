@@ -24,6 +24,7 @@ class LocatedYaml:
     source: str
     data: Any
     positions: dict[Loc, tuple[int, int]]
+    problems: tuple[str, ...] = ()  # duplicate keys, when loaded with keep_going=True
 
     def where(self, loc: Sequence[str | int]) -> tuple[str, str]:
         """`file:line:col` of the deepest part of `loc` in the file, and the readable field path.
@@ -58,8 +59,12 @@ def _dotted(parts: Iterable[str]) -> str:
     return out or "(top level)"
 
 
-def load_yaml(path: str | Path, text: str | None = None) -> LocatedYaml:
-    """Parse a YAML file; a syntax error or a duplicate key is a ConfigError naming file:line:col."""
+def load_yaml(path: str | Path, text: str | None = None, *, keep_going: bool = False) -> LocatedYaml:
+    """Parse a YAML file; a syntax error or a duplicate key is a ConfigError naming file:line:col.
+
+    With `keep_going`, duplicate keys are returned in `problems` instead (the later value wins), so
+    that a caller can report them together with the data's other mistakes.
+    """
     source = str(path)
     if text is None:
         try:
@@ -81,9 +86,9 @@ def load_yaml(path: str | Path, text: str | None = None) -> LocatedYaml:
     problems: list[str] = []
     if node is not None:
         _walk(node, (), positions, problems, source)
-    if problems:
+    if problems and not keep_going:
         raise ConfigError("\n".join(problems), problems=problems)
-    return LocatedYaml(source, data, positions)
+    return LocatedYaml(source, data, positions, tuple(problems))
 
 
 def _walk(node: yaml.Node, path: Loc, positions: dict[Loc, tuple[int, int]], problems: list[str], source: str) -> None:
@@ -98,8 +103,8 @@ def _walk(node: yaml.Node, path: Loc, positions: dict[Loc, tuple[int, int]], pro
                     f"{source}:{line}:{key_node.start_mark.column + 1}: duplicate key {key!r} "
                     f"(first at line {seen[key]}); a later one would silently replace it"
                 )
-                continue
-            seen[key] = line
+            # The data holds the later value (as YAML loaders do), so its positions are the later ones.
+            seen.setdefault(key, line)
             key_path = (*path, key)
             positions[key_path] = (line, key_node.start_mark.column + 1)
             _walk(value_node, key_path, positions, problems, source)

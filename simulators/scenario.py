@@ -1,0 +1,869 @@
+"""The scenario format, strictly: pydantic models of a whole scenario file, and its loader.
+
+The tag-database half (tag types, devices, maps) is `bifrost.tagfile`'s models, subclassed here with
+unknown keys forbidden; this module adds what only a simulator needs: initial values, behaviours,
+events and faults. `load_scenario()` reports every mistake in a file at once, one line each:
+`file:line:col: field.path: what was expected (got X)`.
+
+Cross-references (an expression or a device map naming a tag, an event naming a device) are checked
+where they are written, so each mistake gets its own line: while a Scenario validates, the names of
+its tags and devices sit in a context variable that the field validators below consult.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import difflib
+import json
+import keyword
+import math
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, NoReturn, get_args
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    ModelWrapValidatorHandler,
+    PlainValidator,
+    Tag,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+from typing_extensions import Self
+
+from bifrost._yaml import load_yaml
+from bifrost.errors import ConfigError, EncodeError
+from bifrost.modbus.address import check_fits, parse_address
+from bifrost.tagfile import DeviceSpec, MapEntry, TagFile, TagSpec, validate_located
+from bifrost.tags import DataType, Value, parse_type
+from bifrost.values import WireFormat, words_for
+from simulators.expr import ExprError, compile_expr
+
+FaultKind = Literal[
+    "latency",
+    "bandwidth",
+    "slicer",
+    "stall",
+    "reset",
+    "close",
+    "refuse",
+    "corrupt",
+    "drop",
+    "exception",
+    "wrong_transaction",
+    "truncate",
+    "freeze",
+    "bad_quality",
+    "reboot",
+]
+FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)  # DESIGN's fault vocabulary
+
+
+# --- errors that name their place --------------------------------------------------------------
+
+
+def _error(loc: tuple[str | int, ...], message: str, value: Any) -> InitErrorDetails:
+    return InitErrorDetails(
+        type=PydanticCustomError("scenario", "{message}", {"message": message}), loc=loc, input=value
+    )
+
+
+def _carried(items: list[ErrorDetails]) -> list[InitErrorDetails]:
+    """Errors of a ValidationError, ready to be raised again together with more."""
+    return [
+        InitErrorDetails(
+            type=PydanticCustomError(item["type"], "{message}", {"message": item["msg"]}),
+            loc=item["loc"],
+            input=item["input"],
+        )
+        for item in items
+    ]
+
+
+def _raise(title: str, errors: list[InitErrorDetails]) -> NoReturn:
+    raise ValidationError.from_exception_data(title, errors)
+
+
+def _with_more(title: str, data: Any, handler: Callable[[Any], Any], more: list[InitErrorDetails]) -> Any:
+    """Validate with `handler`; if `more` holds problems, raise them along with the handler's own."""
+    if not more:
+        return handler(data)
+    try:
+        handler(data)
+    except ValidationError as exc:
+        more = _carried(exc.errors()) + more
+    _raise(title, more)
+
+
+def _listing(names: Any, limit: int = 12) -> str:
+    names = sorted(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "") if names else "(none)"
+
+
+def _suggest(name: str, known: Any) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"did you mean {close[0]!r}?" if close else f"expected one of: {_listing(known)}"
+
+
+# --- names known while a Scenario validates ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Known:
+    tags: dict[str, str | None]  # name -> type as written, when it is a string
+    devices: frozenset[str]
+
+    def type_of(self, tag: str) -> tuple[DataType, int | None] | None:
+        written = self.tags.get(tag)
+        if written is None:
+            return None
+        try:
+            return parse_type(written)
+        except ValueError:
+            return None
+
+
+_known: contextvars.ContextVar[_Known | None] = contextvars.ContextVar("scenario_names", default=None)
+
+
+@contextmanager
+def _knowing(data: Any) -> Iterator[None]:
+    tags = data.get("tags") if isinstance(data, dict) else None
+    devices = data.get("devices") if isinstance(data, dict) else None
+    known = _Known(
+        tags={
+            str(name): spec.get("type") if isinstance(spec, dict) and isinstance(spec.get("type"), str) else None
+            for name, spec in (tags.items() if isinstance(tags, dict) else ())
+        },
+        devices=frozenset(str(name) for name in devices) if isinstance(devices, dict) else frozenset(),
+    )
+    # Without a readable `tags:` there is nothing to check names against: say nothing rather than
+    # call every name unknown.
+    token = _known.set(known if isinstance(tags, dict) else None)
+    try:
+        yield
+    finally:
+        _known.reset(token)
+
+
+# --- field types ---------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|min|h)\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0}
+_DURATION_HELP = "a duration such as 250ms, 2s, 1.5min, 1h, or a number of seconds"
+
+
+def parse_duration(value: object) -> float:
+    """`250ms`, `2s`, `1.5min`, `1h` or a bare number of seconds, as float seconds (never negative)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    else:
+        raise PydanticCustomError("duration", f"expected {_DURATION_HELP}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise PydanticCustomError("duration", f"expected {_DURATION_HELP}, not negative or infinite")
+    return seconds
+
+
+def _positive_duration(value: object) -> float:
+    seconds = parse_duration(value)
+    if seconds == 0:
+        raise PydanticCustomError("duration", "expected a duration longer than zero, such as 100ms")
+    return seconds
+
+
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": _DURATION.pattern},
+    ],
+    "description": _DURATION_HELP,
+}
+Duration = Annotated[float, PlainValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
+PositiveDuration = Annotated[float, PlainValidator(_positive_duration), WithJsonSchema(_DURATION_SCHEMA)]
+
+
+def _scalar(value: object) -> Value:
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    raise PydanticCustomError("scalar", "expected a single value: a number, true/false or a string")
+
+
+Scalar = Annotated[
+    bool | int | float | str,
+    PlainValidator(_scalar),
+    WithJsonSchema({"type": ["boolean", "number", "string"]}),
+]
+
+
+def _expression(value: object) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = repr(value)
+    if not isinstance(value, str):
+        raise PydanticCustomError("expression", 'expected an expression (text), such as "inflow - outflow"')
+    try:
+        compiled = compile_expr(value)
+    except ExprError as exc:
+        raise PydanticCustomError("expression", "{why}", {"why": str(exc)}) from None
+    known = _known.get()
+    if known is not None:
+        unknown = sorted(compiled.names - known.tags.keys())
+        if unknown:
+            name = unknown[0]
+            more = f" (and {', '.join(map(repr, unknown[1:]))})" if unknown[1:] else ""
+            raise PydanticCustomError(
+                "unknown_tag",
+                "{message}",
+                {"message": f"expression names {name!r}{more}, which is not a tag; {_suggest(name, known.tags)}"},
+            )
+    return value
+
+
+Expr = Annotated[
+    str,
+    PlainValidator(_expression),
+    WithJsonSchema({"type": ["string", "number"], "description": "an expression over tags, e.g. inflow - outflow"}),
+]
+
+
+def _tag_name(name: str) -> str:
+    parts = name.split(".")
+    if not all(part.isidentifier() and not keyword.iskeyword(part) and not part.startswith("__") for part in parts):
+        raise PydanticCustomError(
+            "tag_name",
+            "a tag name is dot-separated words of letters, digits and _ (such as tank.level), so that "
+            "expressions can name it",
+        )
+    return name
+
+
+def _known_tag(name: str) -> str:
+    known = _known.get()
+    if known is not None and name not in known.tags:
+        raise PydanticCustomError(
+            "unknown_tag", "{message}", {"message": f"no tag {name!r}; {_suggest(name, known.tags)}"}
+        )
+    return name
+
+
+def _known_device(name: str) -> str:
+    known = _known.get()
+    if known is not None and name not in known.devices:
+        raise PydanticCustomError(
+            "unknown_device", "{message}", {"message": f"no device {name!r}; {_suggest(name, known.devices)}"}
+        )
+    return name
+
+
+_LISTEN = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
+
+
+def _listen(value: str) -> str:
+    match = _LISTEN.match(value)
+    if match is None or int(match.group(2)) > 65535:
+        raise PydanticCustomError("listen", "expected host:port, such as 127.0.0.1:5020 (port 0 picks any free port)")
+    return value
+
+
+TagName = Annotated[str, AfterValidator(_tag_name)]
+KnownTag = Annotated[str, AfterValidator(_known_tag)]
+KnownDevice = Annotated[str, AfterValidator(_known_device)]
+Listen = Annotated[str, AfterValidator(_listen)]
+
+
+def checked_value(type_name: str, value: Value) -> Value:
+    """`value` as a tag of type `type_name` holds it (5.0 -> 5 for an int16, 1 -> True for a bool).
+
+    The range rules are the value codec's: a value the tag's type cannot hold is an EncodeError.
+    """
+    dtype, length = parse_type(type_name)
+    try:
+        WireFormat(dtype, length=length or 0).encode(value)
+    except OverflowError:
+        raise EncodeError(f"{value!r} is out of range for {type_name}") from None
+    if dtype is DataType.BOOL:
+        return bool(value)
+    if dtype is DataType.STRING:
+        return value
+    if dtype.is_float:
+        return float(value)
+    return int(value)
+
+
+def _value_problem(type_name: str | None, value: Any) -> str | None:
+    if type_name is None:
+        return None
+    try:
+        checked_value(type_name, value)
+    except (EncodeError, ValueError) as exc:
+        return f"expected a value a {type_name} tag can hold: {exc}"
+    return None
+
+
+# --- the model base: strict, and unknown keys name what is expected -----------------------------
+
+
+class _Strict(BaseModel):
+    """Base of the strict models.
+
+    An unknown key is named with what is expected (pydantic's own message says neither), and a
+    model's cross-field checks (`_problems`) run even when its mapping has other mistakes, so that
+    every mistake gets its own line at once.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    _open: ClassVar[bool] = False  # keys beyond the fields are kept, not refused
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _every_problem(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        errors: list[InitErrorDetails] = []
+        misspelt: set[str] = set()
+        if isinstance(data, dict) and not cls._open:
+            allowed = [field.alias or name for name, field in cls.model_fields.items()]
+            for key in data:
+                if key not in allowed:
+                    close = difflib.get_close_matches(str(key), allowed, n=1)
+                    misspelt.update(close)
+                    errors.append(_error((str(key),), cls._unknown_key_message(str(key), allowed, close), key))
+            data = {key: value for key, value in data.items() if key in allowed}
+        try:
+            result = handler(data)
+        except ValidationError as exc:
+            # A key missing because it was misspelt is already reported, as the misspelling.
+            found = [item for item in exc.errors() if not (item["type"] == "missing" and item["loc"][0] in misspelt)]
+            _raise(cls.__name__, _carried(found) + errors)
+        errors.extend(result._problems())
+        if errors:
+            _raise(cls.__name__, errors)
+        return result
+
+    @classmethod
+    def _unknown_key_message(cls, key: str, allowed: list[str], close: list[str]) -> str:
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown key; {hint}expected one of: {', '.join(allowed)}"
+
+    def _problems(self) -> list[InitErrorDetails]:
+        """Checks across fields, run once the fields themselves are valid."""
+        return []
+
+
+# --- behaviours ------------------------------------------------------------------------------------
+
+
+class BehaviourSpec(_Strict):
+    noise: float | None = Field(default=None, ge=0, description="standard deviation of gaussian noise added each tick")
+    min: float | None = Field(default=None, description="clamp the value (and an integrator's state) to at least this")
+    max: float | None = Field(default=None, description="clamp the value (and an integrator's state) to at most this")
+
+    @classmethod
+    def kind_name(cls) -> str:
+        """The key that names this kind of behaviour (its first own field)."""
+        return next(name for name in cls.model_fields if name not in BehaviourSpec.model_fields)
+
+    @classmethod
+    def _unknown_key_message(cls, key: str, allowed: list[str], close: list[str]) -> str:
+        if key in BEHAVIOUR_KINDS:
+            return f"a behaviour has one kind, and this one is already {cls.kind_name()!r}"
+        return super()._unknown_key_message(key, allowed, close)
+
+    def _problems(self) -> list[InitErrorDetails]:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            return [_error(("min",), f"min ({self.min}) is above max ({self.max})", self.min)]
+        return []
+
+    @property
+    def kind(self) -> str:
+        return self.kind_name()
+
+
+class ConstantBehaviour(BehaviourSpec):
+    constant: Scalar
+
+
+class SineParams(_Strict):
+    mean: float = 0.0
+    amplitude: float = 1.0
+    period: PositiveDuration
+    phase: Duration = Field(default=0.0, description="shifts the wave earlier by this much time")
+
+
+class SineBehaviour(BehaviourSpec):
+    sine: SineParams
+
+
+class RampParams(_Strict):
+    start: float = Field(default=0.0, alias="from")
+    to: float
+    over: PositiveDuration
+    repeat: bool = Field(default=True, description="start again from `from` (a sawtooth); false holds at `to`")
+
+
+class RampBehaviour(BehaviourSpec):
+    ramp: RampParams
+
+
+class SquareParams(_Strict):
+    low: float = 0.0
+    high: float = 1.0
+    period: PositiveDuration
+    duty: float = Field(default=0.5, gt=0, lt=1, description="fraction of each period spent high")
+    phase: Duration = 0.0
+
+
+class SquareBehaviour(BehaviourSpec):
+    square: SquareParams
+
+
+class RandomWalkParams(_Strict):
+    step: float = Field(gt=0, description="each tick moves by a uniform random amount in [-step, +step]")
+    start: float | None = Field(default=None, description="first value (default: the tag's init)")
+
+
+class RandomWalkBehaviour(BehaviourSpec):
+    random_walk: RandomWalkParams
+
+
+class Step(_Strict):
+    value: Scalar
+    duration: PositiveDuration = Field(alias="for")
+
+
+class StepsBehaviour(BehaviourSpec):
+    steps: list[Step] = Field(min_length=1, description="values held for a while each, in order")
+    repeat: bool = True
+
+
+class LagBehaviour(BehaviourSpec):
+    lag: Expr = Field(description="the input the value follows")
+    tau: PositiveDuration = Field(description="time constant: 63% of a step is followed after tau")
+
+
+class IntegrateBehaviour(BehaviourSpec):
+    integrate: Expr = Field(description="rate of change per second")
+
+
+class ExprBehaviour(BehaviourSpec):
+    expr: Expr
+
+
+BEHAVIOUR_KINDS: dict[str, type[BehaviourSpec]] = {
+    "constant": ConstantBehaviour,
+    "sine": SineBehaviour,
+    "ramp": RampBehaviour,
+    "square": SquareBehaviour,
+    "random_walk": RandomWalkBehaviour,
+    "steps": StepsBehaviour,
+    "lag": LagBehaviour,
+    "integrate": IntegrateBehaviour,
+    "expr": ExprBehaviour,
+}
+_STRING_KINDS = frozenset({"constant", "steps", "expr"})
+
+
+def _behaviour_kind(value: Any) -> str | None:
+    if isinstance(value, BehaviourSpec):
+        return type(value).__name__
+    if isinstance(value, dict):
+        for key in value:
+            if key in BEHAVIOUR_KINDS:
+                return BEHAVIOUR_KINDS[key].__name__
+    return None
+
+
+Behaviour = Annotated[
+    Annotated[ConstantBehaviour, Tag("ConstantBehaviour")]
+    | Annotated[SineBehaviour, Tag("SineBehaviour")]
+    | Annotated[RampBehaviour, Tag("RampBehaviour")]
+    | Annotated[SquareBehaviour, Tag("SquareBehaviour")]
+    | Annotated[RandomWalkBehaviour, Tag("RandomWalkBehaviour")]
+    | Annotated[StepsBehaviour, Tag("StepsBehaviour")]
+    | Annotated[LagBehaviour, Tag("LagBehaviour")]
+    | Annotated[IntegrateBehaviour, Tag("IntegrateBehaviour")]
+    | Annotated[ExprBehaviour, Tag("ExprBehaviour")],
+    Discriminator(
+        _behaviour_kind,
+        custom_error_type="behaviour",
+        custom_error_message=f"expected a behaviour: a mapping with one of {', '.join(BEHAVIOUR_KINDS)}",
+    ),
+]
+
+
+# --- tags ------------------------------------------------------------------------------------------
+
+
+def _type_text(name: str) -> str:
+    try:
+        parse_type(name)
+    except ValueError as exc:
+        raise PydanticCustomError("tag_type", "{why}", {"why": str(exc)}) from None
+    return name
+
+
+class StrictTag(TagSpec, _Strict):
+    """A plant tag: its type, how it starts, and what drives it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    init: Scalar | None = Field(default=None, description="value at start and after a reset (default 0, false or '')")
+    behaviour: Behaviour | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, name: str) -> str:
+        return _type_text(name)
+
+    def _problems(self) -> list[InitErrorDetails]:
+        errors = []
+        if self.init is not None and (problem := _value_problem(self.type, self.init)):
+            errors.append(_error(("init",), problem, self.init))
+        behaviour = self.behaviour
+        if behaviour is not None:
+            errors.extend(self._behaviour_problems(behaviour))
+        return errors
+
+    def _behaviour_problems(self, behaviour: BehaviourSpec) -> list[InitErrorDetails]:
+        dtype, _ = parse_type(self.type)
+        where = ("behaviour",)
+        errors = []
+        if dtype is DataType.STRING and behaviour.kind not in _STRING_KINDS:
+            errors.append(
+                _error(
+                    (*where, behaviour.kind),
+                    f"a string tag takes constant, steps or expr, not {behaviour.kind}",
+                    behaviour.kind,
+                )
+            )
+        if dtype in (DataType.STRING, DataType.BOOL):
+            for option in ("noise", "min", "max"):
+                if getattr(behaviour, option) is not None:
+                    errors.append(
+                        _error(
+                            (*where, option),
+                            f"{option} needs a number tag, not {self.type}",
+                            getattr(behaviour, option),
+                        )
+                    )
+        if isinstance(behaviour, ConstantBehaviour) and (problem := _value_problem(self.type, behaviour.constant)):
+            errors.append(_error((*where, "constant"), problem, behaviour.constant))
+        if isinstance(behaviour, StepsBehaviour):
+            for index, step in enumerate(behaviour.steps):
+                if problem := _value_problem(self.type, step.value):
+                    errors.append(_error((*where, "steps", index, "value"), problem, step.value))
+        return errors
+
+
+# --- devices -----------------------------------------------------------------------------------------
+
+
+class StrictMapEntry(MapEntry, _Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, name: str | None) -> str | None:
+        return None if name is None else _type_text(name)
+
+
+def _map_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "Address"
+    if isinstance(value, (dict, MapEntry)):
+        return "Entry"
+    return None
+
+
+MapValue = Annotated[
+    Annotated[str, Tag("Address")] | Annotated[StrictMapEntry, Tag("Entry")],
+    Discriminator(
+        _map_kind,
+        custom_error_type="map_entry",
+        custom_error_message="expected an address such as hr:0, or a mapping with address: and optionally "
+        "type, byte_order, scale, offset, writable",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class _Span:
+    """Where one map entry sits: an area, a range of registers or bits, and a bit of a register."""
+
+    tag: str
+    area: str
+    start: int
+    end: int  # exclusive
+    bit: int | None
+
+    def overlaps(self, other: _Span) -> bool:
+        if self.area != other.area or self.end <= other.start or other.end <= self.start:
+            return False
+        return self.bit is None or other.bit is None or self.bit == other.bit
+
+    def __str__(self) -> str:
+        if self.bit is not None:
+            return f"{self.area}:{self.start}.{self.bit}"
+        return f"{self.area}:{self.start}" if self.end - self.start == 1 else f"{self.area}:{self.start}-{self.end - 1}"
+
+
+def _modbus_map_problems(raw_map: dict[Any, Any]) -> list[InitErrorDetails]:
+    """Addresses, area/type agreement and overlapping registers of one Modbus device's map."""
+    known = _known.get()
+    errors: list[InitErrorDetails] = []
+    taken: list[_Span] = []
+    for key, raw in raw_map.items():
+        tag = str(key)
+        entry = raw if isinstance(raw, dict) else {}
+        text = raw if isinstance(raw, str) else entry.get("address")
+        if not isinstance(text, str):
+            continue  # the model reports it
+        loc: tuple[str | int, ...] = ("map", tag) if isinstance(raw, str) else ("map", tag, "address")
+        written = entry.get("type")
+        wire = written if isinstance(written, str) else (known.tags.get(tag) if known else None)
+        try:
+            address = parse_address(text)
+            if address.type is not None or address.byte_order is not None:
+                raise ConfigError(
+                    f"{text!r}: a map address is area:offset[.bit]; give the type with type: and the "
+                    "byte order with byte_order:"
+                )
+            if wire is None:
+                continue  # no type to check against; the missing type is reported where it belongs
+            try:
+                dtype, length = parse_type(wire)
+            except ValueError:
+                continue  # a bad type is reported where it is written
+            check_fits(
+                address, WireFormat(dtype, length=length or 0, bit=address.bit if dtype is DataType.BOOL else None)
+            )
+        except ConfigError as exc:
+            errors.append(_error(loc, str(exc), text))
+            continue
+        if (entry.get("scale", 1) != 1 or entry.get("offset", 0) != 0) and dtype in (DataType.BOOL, DataType.STRING):
+            errors.append(_error(("map", tag), f"scale and offset apply to numbers, not {wire}", text))
+        size = 1 if address.is_bit else words_for(dtype, length or 0)
+        span = _Span(tag, address.area.value, address.offset, address.offset + size, address.bit)
+        clash = next((other for other in taken if other.overlaps(span)), None)
+        if clash is not None:
+            errors.append(_error(loc, f"{span} overlaps {clash.tag!r} at {clash}", text))
+        taken.append(span)
+    return errors
+
+
+class StrictDevice(DeviceSpec, _Strict):
+    """A device of the plant: a protocol server that projects some tags onto its addresses."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    protocol: Literal["modbus", "opcua", "s7"]
+    listen: Listen | None = Field(default=None, description="host:port to serve on; port 0 picks a free port")
+    map: dict[KnownTag, MapValue] = Field(default_factory=dict)  # type: ignore[assignment]  # narrower than the lenient model's
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _addresses(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        # Overlaps are between entries, so they are found here, on the raw map, and reported per entry
+        # alongside any other problem of the device.
+        errors = []
+        if isinstance(data, dict) and data.get("protocol") == "modbus" and isinstance(data.get("map"), dict):
+            errors = _modbus_map_problems(data["map"])
+        result: Self = _with_more(cls.__name__, data, handler, errors)
+        return result
+
+
+# --- events --------------------------------------------------------------------------------------------
+
+
+class SetExpr(_Strict):
+    """A computed value for `set`: `{expr: "count + 1"}`."""
+
+    expr: Expr
+
+
+SetValue = Annotated[
+    Annotated[Scalar, Tag("Value")] | Annotated[SetExpr, Tag("SetExpr")],
+    Discriminator(lambda value: "SetExpr" if isinstance(value, (dict, SetExpr)) else "Value"),
+]
+
+
+class RampAction(_Strict):
+    """Move a number tag in a straight line to `to`, over `over`."""
+
+    tag: KnownTag
+    to: float
+    over: PositiveDuration
+
+
+def _one_or_more(value: Any) -> Any:
+    return [value] if isinstance(value, (int, str)) and not isinstance(value, bool) else value
+
+
+class FaultMatch(_Strict):
+    """Which requests a fault applies to; an absent key matches everything."""
+
+    unit: Annotated[list[Annotated[int, Field(ge=0, le=255)]], BeforeValidator(_one_or_more)] | None = None
+    function: Annotated[list[Annotated[int, Field(ge=1, le=127)]], BeforeValidator(_one_or_more)] | None = None
+    address: Annotated[str, Field(pattern=r"^(coil|di|ir|hr):\d{1,5}(-\d{1,5})?$")] | None = Field(
+        default=None, description="an address or range, such as hr:0-9"
+    )
+    node: str | None = Field(default=None, description="an OPC UA node id")
+
+
+class FaultSpec(_Strict):
+    """A fault to switch on. Kind-specific keys (delay, jitter, code, ...) are kept as they are, for now."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    _open: ClassVar[bool] = True
+
+    device: KnownDevice
+    kind: FaultKind
+    probability: float = Field(default=1.0, ge=0, le=1)
+    match: FaultMatch | None = None
+    count: int | None = Field(default=None, ge=1, description="apply to this many requests, then stop")
+    duration: PositiveDuration | None = Field(default=None, alias="for", description="stop after this long")
+
+    def _problems(self) -> list[InitErrorDetails]:
+        if self.count is not None and self.duration is not None:
+            return [_error(("count",), "a fault takes count or for, not both", self.count)]
+        return []
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The kind-specific keys."""
+        return dict(self.model_extra or {})
+
+
+class ClearSpec(_Strict):
+    """Switch off a device's active faults (of one kind, or all)."""
+
+    device: KnownDevice
+    kind: FaultKind | None = None
+
+
+TRIGGERS = ("at", "every", "when")
+ACTIONS = ("set", "ramp", "fault", "clear")
+
+
+class Event(_Strict):
+    """A trigger (at, every or when) and what then happens (set, ramp, fault, clear)."""
+
+    at: Duration | None = Field(default=None, description="once, at this plant time")
+    every: PositiveDuration | None = Field(default=None, description="at this period, first one period in")
+    when: Expr | None = Field(default=None, description="each time this becomes true (checked every tick)")
+    assign: dict[KnownTag, SetValue] | None = Field(default=None, alias="set")
+    ramp: RampAction | None = None
+    fault: FaultSpec | None = None
+    clear: ClearSpec | None = None
+
+    def _problems(self) -> list[InitErrorDetails]:
+        errors = []
+        triggers = [name for name in TRIGGERS if getattr(self, name) is not None]
+        if len(triggers) != 1:
+            got = ", ".join(triggers) or "none"
+            errors.append(_error((), f"an event has exactly one trigger: at, every or when (got {got})", None))
+        if self.assign is None and self.ramp is None and self.fault is None and self.clear is None:
+            errors.append(_error((), "an event needs an action: set, ramp, fault or clear", None))
+        known = _known.get()
+        if known is not None:
+            for tag, value in (self.assign or {}).items():
+                if not isinstance(value, SetExpr) and (problem := _value_problem(known.tags.get(tag), value)):
+                    errors.append(_error(("set", tag), problem, value))
+            if self.ramp is not None:
+                found = known.type_of(self.ramp.tag)
+                if found is not None and found[0] in (DataType.BOOL, DataType.STRING):
+                    errors.append(
+                        _error(("ramp", "tag"), f"ramp moves a number tag, not a {found[0].value}", self.ramp.tag)
+                    )
+        return errors
+
+    @property
+    def trigger(self) -> str:
+        return next(name for name in TRIGGERS if getattr(self, name) is not None)
+
+
+# --- the scenario --------------------------------------------------------------------------------------
+
+
+class ClockSpec(_Strict):
+    tick: PositiveDuration = Field(default=0.1, description="how often behaviours and `when` events are computed")
+
+
+class Scenario(TagFile, _Strict):
+    """A whole scenario file: one plant, its tags, the devices that serve them, and its events."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        title="Bifrost scenario",
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
+    )
+
+    scenario: str = Field(min_length=1, description="the plant's name")
+    description: str | None = None
+    seed: int = Field(default=0, description="every random behaviour and fault draws from it")
+    clock: ClockSpec = Field(default_factory=lambda: ClockSpec())
+    tags: dict[TagName, StrictTag]  # type: ignore[assignment]  # narrower than the lenient model's
+    devices: dict[str, StrictDevice] = Field(default_factory=dict)  # type: ignore[assignment]  # narrower
+    events: list[Event] = Field(default_factory=list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _names_in_context(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        with _knowing(data):
+            return handler(data)
+
+    def device(self, name: str) -> StrictDevice:
+        try:
+            return self.devices[name]
+        except KeyError:
+            raise ConfigError(f"no device {name!r}; the devices are: {_listing(self.devices)}") from None
+
+
+def json_schema() -> str:
+    """The JSON Schema of scenario files, as shipped in scenarios/scenario.schema.json."""
+    return json.dumps(Scenario.model_json_schema(), indent=2) + "\n"
+
+
+# pydantic's wording, made to say what is expected
+_REWORDED = (
+    (re.compile(r"Value error, |Assertion failed, "), ""),
+    (re.compile(r": Field required$"), ": required, but missing"),
+)
+
+
+def _reworded(problem: str) -> str:
+    for pattern, replacement in _REWORDED:
+        problem = pattern.sub(replacement, problem)
+    return problem
+
+
+def load_scenario(path: str | Path, text: str | None = None) -> Scenario:
+    """Read and check a scenario file; a ConfigError lists every problem, one `file:line:col: ...` line each."""
+    located = load_yaml(path, text, keep_going=True)
+    problems = list(located.problems)
+    scenario: Scenario | None = None
+    try:
+        scenario = validate_located(Scenario, located)
+    except ConfigError as exc:
+        problems.extend(_reworded(problem) for problem in exc.problems)
+    if problems or scenario is None:
+        problems = sorted(problems, key=lambda line: _position(line, located.source))
+        raise ConfigError("\n".join(problems), problems=problems)
+    return scenario
+
+
+def _position(line: str, source: str) -> tuple[int, int]:
+    match = re.match(r":(\d+):(\d+):", line[len(source) :])
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
