@@ -373,6 +373,8 @@ class Plant:
                         self._move_ramps(self.clock.now(), done)
                         self._notify(done)
 
+            # One-shot timers that already ran are dropped, so a long run of ramps does not pile them up.
+            self._timers = [timer for timer in self._timers if timer.period_ns or timer.when > now]
             self._timers.append(self.clock.call_at(now + ramp.over, finish))
         if event.clear is not None:
             for fault in self._faults:

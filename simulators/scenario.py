@@ -365,6 +365,8 @@ class _Strict(BaseModel):
 
 
 class BehaviourSpec(_Strict):
+    """What drives a tag: one kind key (the subclass's first field) plus noise and min/max beside it."""
+
     noise: float | None = Field(default=None, ge=0, description="standard deviation of gaussian noise added each tick")
     min: float | None = Field(default=None, description="clamp the value (and an integrator's state) to at least this")
     max: float | None = Field(default=None, description="clamp the value (and an integrator's state) to at most this")
