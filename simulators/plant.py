@@ -29,7 +29,7 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from bifrost.errors import ConfigError
 from bifrost.tags import DataType, Value, integer_range, parse_type
@@ -127,12 +127,24 @@ def _initial(spec: StrictTag) -> Value:
     return 0.0 if dtype.is_float else 0
 
 
-class Plant:
-    """The live state of one scenario; see the module docstring for the rules of time and writes."""
+ClockT = TypeVar("ClockT", bound=Clock)
 
-    def __init__(self, scenario: Scenario, clock: Clock | None = None) -> None:
+
+class Plant(Generic[ClockT]):
+    """The live state of one scenario; see the module docstring for the rules of time and writes.
+
+    Generic in its clock, so that `Plant(scenario).clock.advance(...)` type-checks (a VirtualClock by
+    default) as `Plant(scenario, SystemClock()).clock.attach(...)` does.
+    """
+
+    @overload
+    def __init__(self: Plant[VirtualClock], scenario: Scenario, clock: None = None) -> None: ...
+    @overload
+    def __init__(self, scenario: Scenario, clock: ClockT) -> None: ...
+
+    def __init__(self, scenario: Scenario, clock: ClockT | None = None) -> None:
         self.scenario = scenario
-        self.clock: Clock = VirtualClock() if clock is None else clock
+        self.clock: ClockT = VirtualClock() if clock is None else clock  # type: ignore[assignment]  # the overloads pair them
         self.tick = scenario.clock.tick
         self._lock = threading.RLock()
         self._init = {name: _initial(spec) for name, spec in scenario.tags.items()}
