@@ -1,0 +1,146 @@
+"""Where faults plug into the simulated devices: the `FaultHooks` protocol, its `Action`, a no-op default.
+
+The servers know nothing of fault kinds; they ask the hooks at fixed points, and `simulators.faults`
+answers. The points, in the order a request meets them:
+
+- `accepting(listener)`: a new connection arrives (TCP). False refuses it: the server closes it at once.
+  On a pty (RTU on a serial line there are no connections) it is asked for every chunk of bytes, and
+  while it is False the bytes are read and dropped, as by a device that is off the line.
+- `wrap(reader, writer, device)`: the connection's byte streams, once per connection, for transport
+  faults (latency, bandwidth, slicer, stall, reset, close, corrupt) that wrap them. A listener serving
+  several devices (units) calls it once per device, chaining the wrappers: they share one wire.
+- `on_request(device, event)`: each decoded request; an `Action` changes how it is answered.
+- `frozen(device)`: while True, reads serve the values as they were when the freeze began.
+
+`bind(context)` comes first, once, on the host's event-loop thread before any device listens: the
+context carries the plant, the loop, `sleep` on the plant's clock (so a delay of 2 s is 2 s of virtual
+time under a VirtualClock) and `disconnect` (drop a device's connections, for `reboot`).
+`SimHost.reset()` calls the hooks' `reset()` if they have one.
+
+Hooks run on the event-loop thread, in the request path: they must be quick and must not block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bifrost.modbus.framing import Request
+
+if TYPE_CHECKING:
+    from simulators.plant import Plant
+
+
+class Reader(Protocol):
+    """The read side of a byte stream, as `asyncio.StreamReader` offers it."""
+
+    async def read(self, n: int = -1) -> bytes:
+        """Up to `n` bytes; b"" at the end of the stream."""
+        ...
+
+
+class Writer(Protocol):
+    """The write side of a byte stream, as `asyncio.StreamWriter` offers it."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """Such as "peername", "sockname" and "socket" for TCP (None on a pty)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerInfo:
+    """One listening endpoint: a TCP address or a pty path, and the devices (units) served there."""
+
+    protocol: str  # "modbus"
+    transport: str  # "tcp", "rtu+tcp" or "rtu"
+    address: str  # "127.0.0.1:40123", or the pty's path "/dev/pts/7"
+    devices: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """How to answer one request instead of the usual way. Fields combine; the defaults change nothing.
+
+    - `delay`: wait this many seconds of plant time, then serve the request and answer.
+    - `exception`: do not serve the request; answer this exception code (Modbus: 1..255).
+    - `drop`: serve the request (a write takes effect) but send no answer: the response is lost.
+    - `truncate`: send only the first `truncate` bytes of the answer's frame.
+    - `wrong_transaction`: answer with another transaction id (MBAP); over RTU, which has none, the
+      answer comes from another unit id instead, so the client cannot take it for its own.
+    - `close`: close the connection instead of answering (the request is not served).
+    """
+
+    delay: float = 0.0
+    exception: int | None = None
+    drop: bool = False
+    truncate: int | None = None
+    wrong_transaction: bool = False
+    close: bool = False
+
+
+@dataclass(frozen=True)
+class HookContext:
+    """What the host gives the hooks in `bind()`."""
+
+    plant: Plant[Any]
+    loop: asyncio.AbstractEventLoop
+    sleep: Callable[[float], Awaitable[None]]
+    """`await sleep(seconds)`: plant seconds on the plant's clock (virtual time waits for `advance`)."""
+    disconnect: Callable[[str], int]
+    """`disconnect(device)`: close every connection of the device's listener now; how many were closed.
+    Call it on the loop thread."""
+    listeners: tuple[ListenerInfo, ...]
+
+
+class FaultHooks(Protocol):
+    """What the servers call; see the module docstring. `reset()` is optional and called by SimHost.reset()."""
+
+    def bind(self, context: HookContext) -> None: ...
+
+    def accepting(self, listener: ListenerInfo) -> bool: ...
+
+    def wrap(self, reader: Reader, writer: Writer, device: str) -> tuple[Reader, Writer]: ...
+
+    def on_request(self, device: str, event: Request) -> Action | None: ...
+
+    def frozen(self, device: str) -> bool: ...
+
+
+class NoFaults:
+    """The default hooks: every connection accepted, streams untouched, every request served normally.
+
+    A base class for real hooks too: override what you need.
+    """
+
+    context: HookContext | None = None
+
+    def bind(self, context: HookContext) -> None:
+        self.context = context
+
+    def accepting(self, listener: ListenerInfo) -> bool:
+        return True
+
+    def wrap(self, reader: Reader, writer: Writer, device: str) -> tuple[Reader, Writer]:
+        return reader, writer
+
+    def on_request(self, device: str, event: Request) -> Action | None:
+        return None
+
+    def frozen(self, device: str) -> bool:
+        return False
+
+    def reset(self) -> None:
+        """Nothing to clear."""
+
+
+__all__ = ["Action", "FaultHooks", "HookContext", "ListenerInfo", "NoFaults", "Reader", "Writer"]
