@@ -671,7 +671,27 @@ class StrictDevice(DeviceSpec, _Strict):
 
     protocol: Literal["modbus", "opcua", "s7"]
     listen: Listen | None = Field(default=None, description="host:port to serve on; port 0 picks a free port")
+    transport: Literal["tcp", "rtu+tcp", "rtu"] = Field(
+        default="tcp",
+        description="modbus only: tcp (Modbus TCP), rtu+tcp (RTU frames on TCP) or rtu (RTU on a pseudo-terminal, "
+        "which has no listen address)",
+    )
     map: dict[KnownTag, MapValue] = Field(default_factory=dict)  # type: ignore[assignment]  # narrower than the lenient model's
+
+    def _problems(self) -> list[InitErrorDetails]:
+        errors = []
+        if self.transport != "tcp" and self.protocol != "modbus":
+            errors.append(_error(("transport",), f"transport {self.transport} is for modbus devices", self.transport))
+        if self.transport == "rtu" and self.listen is not None:
+            errors.append(
+                _error(
+                    ("listen",),
+                    "an rtu device is served on a pseudo-terminal, so it has no listen address "
+                    "(use transport: rtu+tcp for RTU frames on TCP)",
+                    self.listen,
+                )
+            )
+        return errors
 
     @model_validator(mode="wrap")
     @classmethod
