@@ -1,0 +1,757 @@
+//! The Modbus client engine for Python: `ModbusClient`, `NativePlan` and `NativeSubscription`.
+//!
+//! Every call returns an asyncio awaitable (see `bridge.rs`); the work runs on tokio's threads
+//! without the GIL. A whole read plan is one call and comes back in bulk: one list of values
+//! (None where the tag's request failed) and one list of errors (one per request).
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::time::Duration;
+
+use bifrost_modbus::engine::{
+    Area, BackoffConfig, Batch, Client, ClientConfig, Error, Parity, PollOptions, ReadPlan,
+    ReadRequest, Readings, SerialConfig, Subscription, TagDecoder, Transport, Words, WriteRequest,
+};
+use pyo3::exceptions::PyStopAsyncIteration;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyList, PyTuple};
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use crate::bridge::{self, Hub};
+use crate::codec::{value_to_py, wire_format};
+use crate::errors;
+
+/// A read plan, checked and built once: the requests to send and how each tag is decoded.
+#[pyclass(frozen, module = "bifrost._native")]
+pub(crate) struct NativePlan {
+    plan: Arc<ReadPlan>,
+}
+
+type PlainRequest = (u8, String, u16, u16);
+type PlainTag = (usize, u16, String, String, usize, f64, f64, Option<u8>);
+
+#[pymethods]
+impl NativePlan {
+    /// `requests`: (unit, area, start, count) with area `coil`, `di`, `ir` or `hr`.
+    /// `tags`: (request, offset, dtype, byte order, length, scale, offset, bit), `offset` counting
+    /// registers (or bits) from the request's start.
+    #[new]
+    fn new(py: Python<'_>, requests: Vec<PlainRequest>, tags: Vec<PlainTag>) -> PyResult<Self> {
+        let requests = requests
+            .into_iter()
+            .map(|(unit, area, start, count)| {
+                Ok(ReadRequest::new(unit, parse_area(py, &area)?, start, count))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let tags = tags
+            .into_iter()
+            .enumerate()
+            .map(
+                |(index, (request, offset, dtype, order, length, scale, value_offset, bit))| {
+                    let format = wire_format(&dtype, &order, length, scale, value_offset, bit)
+                        .map_err(|e| errors::config_error(py, format!("tag {index}: {e}")))?;
+                    Ok(TagDecoder::new(request, offset, format))
+                },
+            )
+            .collect::<PyResult<Vec<_>>>()?;
+        let plan =
+            ReadPlan::new(requests, tags).map_err(|e| errors::config_error(py, e.to_string()))?;
+        Ok(Self {
+            plan: Arc::new(plan),
+        })
+    }
+
+    /// How many requests the plan sends.
+    #[getter]
+    fn request_count(&self) -> usize {
+        self.plan.requests().len()
+    }
+
+    /// How many tags the plan decodes.
+    #[getter]
+    fn tag_count(&self) -> usize {
+        self.plan.tags().len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "NativePlan({} requests, {} tags)",
+            self.plan.requests().len(),
+            self.plan.tags().len()
+        )
+    }
+}
+
+fn parse_area(py: Python<'_>, area: &str) -> PyResult<Area> {
+    area.parse()
+        .map_err(|e: bifrost_modbus::engine::PlanError| errors::config_error(py, e.message))
+}
+
+/// Serial buses open in this process, by path: the units of one bus share its connection.
+struct Bus {
+    client: Client,
+    serial: SerialConfig,
+    users: usize,
+}
+
+static BUSES: LazyLock<Mutex<HashMap<String, Bus>>> = LazyLock::new(Mutex::default);
+
+fn buses() -> std::sync::MutexGuard<'static, HashMap<String, Bus>> {
+    BUSES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Give back one use of a client; the last user of a bus (or of a TCP client) closes it.
+fn release(client: Client, bus: Option<&str>) -> Option<Client> {
+    let Some(path) = bus else {
+        return Some(client);
+    };
+    let mut buses = buses();
+    let last = buses.get_mut(path).is_some_and(|shared| {
+        shared.users = shared.users.saturating_sub(1);
+        shared.users == 0
+    });
+    if last {
+        buses.remove(path).map(|shared| shared.client)
+    } else {
+        None
+    }
+}
+
+#[derive(Default)]
+struct State {
+    client: Option<Client>,
+    /// Bumped on every connect, so a failed connect only undoes itself.
+    generation: u64,
+}
+
+/// One Modbus connection: Modbus TCP, RTU over TCP, or RTU on a serial bus (shared by every
+/// client of the same path in this process).
+#[pyclass(frozen, module = "bifrost._native")]
+pub(crate) struct ModbusClient {
+    config: ClientConfig,
+    /// The serial path, for a client of a shared bus.
+    bus: Option<String>,
+    state: Arc<Mutex<State>>,
+}
+
+impl ModbusClient {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn client(&self, py: Python<'_>) -> PyResult<Client> {
+        self.lock().client.clone().ok_or_else(|| {
+            errors::connect_error(
+                py,
+                format!("{}: not connected (call connect() first)", self.device()),
+            )
+        })
+    }
+
+    fn device(&self) -> String {
+        self.config
+            .name
+            .clone()
+            .unwrap_or_else(|| self.config.transport.to_string())
+    }
+
+    /// A client for this connection: a new one, or the bus's.
+    fn acquire(&self, py: Python<'_>) -> PyResult<Client> {
+        let handle = bridge::runtime().handle();
+        let Transport::Serial(serial) = &self.config.transport else {
+            return Ok(Client::spawn_on(self.config.clone(), handle));
+        };
+        let mut buses = buses();
+        if let Some(shared) = buses.get_mut(&serial.path) {
+            if shared.serial != *serial {
+                return Err(errors::config_error(
+                    py,
+                    format!(
+                        "{} is already open with other line settings ({:?}); every unit of a bus \
+                         must use the same baud rate, parity, data and stop bits",
+                        serial.path, shared.serial
+                    ),
+                ));
+            }
+            shared.users += 1;
+            return Ok(shared.client.clone());
+        }
+        let client = Client::spawn_on(self.config.clone(), handle);
+        buses.insert(
+            serial.path.clone(),
+            Bus {
+                client: client.clone(),
+                serial: serial.clone(),
+                users: 1,
+            },
+        );
+        Ok(client)
+    }
+}
+
+impl Drop for ModbusClient {
+    fn drop(&mut self) {
+        let client = self
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .client
+            .take();
+        if let Some(client) = client {
+            // Dropping the last handle ends the connection's task.
+            drop(release(client, self.bus.as_deref()));
+        }
+    }
+}
+
+fn seconds(py: Python<'_>, what: &str, value: f64) -> PyResult<Duration> {
+    match Duration::try_from_secs_f64(value) {
+        Ok(duration) if value > 0.0 => Ok(duration),
+        _ => Err(errors::config_error(
+            py,
+            format!("{what} must be a positive number of seconds, not {value}"),
+        )),
+    }
+}
+
+fn words_to_py(py: Python<'_>, words: Words) -> PyResult<Py<PyAny>> {
+    Ok(match words {
+        Words::Registers(registers) => PyList::new(py, registers)?.into_any().unbind(),
+        Words::Bits(bits) => PyList::new(py, bits.into_iter().map(|b| PyBool::new(py, b)))?
+            .into_any()
+            .unbind(),
+    })
+}
+
+fn done(py: Python<'_>, result: Result<(), Error>) -> PyResult<Py<PyAny>> {
+    result
+        .map(|()| py.None())
+        .map_err(|e| errors::to_py(py, &e))
+}
+
+/// `(values, errors)`: a value per tag (None where its request failed), an exception or None per
+/// request.
+fn readings_to_py(py: Python<'_>, readings: &Readings) -> PyResult<Py<PyAny>> {
+    let values = readings
+        .values
+        .iter()
+        .map(|value| match value {
+            Some(value) => value_to_py(py, value),
+            None => Ok(py.None().into_bound(py)),
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let errors = readings
+        .errors
+        .iter()
+        .map(|error| match error {
+            Some(error) => errors::to_py(py, error)
+                .into_value(py)
+                .into_bound(py)
+                .into_any(),
+            None => py.None().into_bound(py),
+        })
+        .collect::<Vec<_>>();
+    Ok(
+        PyTuple::new(py, [PyList::new(py, values)?, PyList::new(py, errors)?])?
+            .into_any()
+            .unbind(),
+    )
+}
+
+/// `(tags, values, errors)`: the indices (into the plan's tags) of what changed, and per changed
+/// tag its value or None, and its exception or None.
+fn batch_to_py(py: Python<'_>, batch: &Batch) -> PyResult<Py<PyAny>> {
+    let mut values = Vec::with_capacity(batch.values.len());
+    let mut errors = Vec::with_capacity(batch.values.len());
+    // The tags of one failed request share one exception object.
+    let mut last: Option<(String, Bound<'_, PyAny>)> = None;
+    for result in &batch.values {
+        match result {
+            Ok(value) => {
+                values.push(value_to_py(py, value)?);
+                errors.push(py.None().into_bound(py));
+            }
+            Err(error) => {
+                let message = error.to_string();
+                let exception = match &last {
+                    Some((seen, exception)) if *seen == message => exception.clone(),
+                    _ => {
+                        let exception = errors::to_py(py, error)
+                            .into_value(py)
+                            .into_bound(py)
+                            .into_any();
+                        last = Some((message, exception.clone()));
+                        exception
+                    }
+                };
+                values.push(py.None().into_bound(py));
+                errors.push(exception);
+            }
+        }
+    }
+    Ok(PyTuple::new(
+        py,
+        [
+            PyList::new(py, &batch.tags)?,
+            PyList::new(py, values)?,
+            PyList::new(py, errors)?,
+        ],
+    )?
+    .into_any()
+    .unbind())
+}
+
+#[pymethods]
+impl ModbusClient {
+    /// `transport`: `tcp` or `rtu_over_tcp` (`address` is host:port), or `serial` (`address` is
+    /// the port's path; clients of one path share the bus). `name` is how errors name the device.
+    #[new]
+    #[pyo3(signature = (
+        transport, address, *, name=None, timeout=3.0, connect_timeout=None,
+        backoff_base=0.1, backoff_max=10.0, baud=19200, parity="N", data_bits=8, stop_bits=1
+    ))]
+    fn new(
+        py: Python<'_>,
+        transport: &str,
+        address: &str,
+        name: Option<String>,
+        timeout: f64,
+        connect_timeout: Option<f64>,
+        backoff_base: f64,
+        backoff_max: f64,
+        baud: u32,
+        parity: &str,
+        data_bits: u8,
+        stop_bits: u8,
+    ) -> PyResult<Self> {
+        let (transport, bus) = match transport {
+            "tcp" => (
+                Transport::Tcp {
+                    address: address.to_owned(),
+                },
+                None,
+            ),
+            "rtu_over_tcp" => (
+                Transport::RtuOverTcp {
+                    address: address.to_owned(),
+                },
+                None,
+            ),
+            "serial" => {
+                let parity = match parity.to_ascii_uppercase().as_str() {
+                    "N" | "NONE" => Parity::None,
+                    "E" | "EVEN" => Parity::Even,
+                    "O" | "ODD" => Parity::Odd,
+                    other => {
+                        return Err(errors::config_error(
+                            py,
+                            format!("parity {other:?}: expected N, E or O"),
+                        ))
+                    }
+                };
+                if !(5..=8).contains(&data_bits) || !(1..=2).contains(&stop_bits) || baud == 0 {
+                    return Err(errors::config_error(
+                        py,
+                        format!(
+                            "serial line {baud} baud, {data_bits} data bits, {stop_bits} stop bits: \
+                             expected a positive baud rate, 5..8 data bits and 1 or 2 stop bits"
+                        ),
+                    ));
+                }
+                let serial = SerialConfig {
+                    path: address.to_owned(),
+                    baud_rate: baud,
+                    parity,
+                    data_bits,
+                    stop_bits,
+                };
+                (Transport::Serial(serial), Some(address.to_owned()))
+            }
+            other => {
+                return Err(errors::config_error(
+                    py,
+                    format!("transport {other:?}: expected tcp, rtu_over_tcp or serial"),
+                ))
+            }
+        };
+        let backoff = BackoffConfig {
+            base: seconds(py, "backoff_base", backoff_base)?,
+            max: seconds(py, "backoff_max", backoff_max)?,
+            ..BackoffConfig::default()
+        };
+        let mut config = ClientConfig::new(transport)
+            .with_timeout(seconds(py, "timeout", timeout)?)
+            .with_backoff(backoff);
+        config.connect_timeout = connect_timeout
+            .map(|t| seconds(py, "connect_timeout", t))
+            .transpose()?;
+        // A shared bus is named after itself: it serves several devices.
+        if bus.is_none() {
+            config.name = name;
+        }
+        Ok(Self {
+            config,
+            bus,
+            state: Arc::default(),
+        })
+    }
+
+    /// How errors name the device (for a serial bus: the bus).
+    #[getter(device)]
+    fn device_name(&self) -> String {
+        self.device()
+    }
+
+    /// Whether the connection is up now.
+    #[getter]
+    fn connected(&self) -> bool {
+        self.lock()
+            .client
+            .as_ref()
+            .is_some_and(|c| c.stats().connected)
+    }
+
+    /// Counters of the connection: `connects`, `failed_connects`, `losses`, `requests`, `timeouts`.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = self
+            .lock()
+            .client
+            .as_ref()
+            .map(Client::stats)
+            .unwrap_or_default();
+        let dict = PyDict::new(py);
+        dict.set_item("connected", stats.connected)?;
+        dict.set_item("connects", stats.connects)?;
+        dict.set_item("failed_connects", stats.failed_connects)?;
+        dict.set_item("losses", stats.losses)?;
+        dict.set_item("requests", stats.requests)?;
+        dict.set_item("timeouts", stats.timeouts)?;
+        Ok(dict)
+    }
+
+    /// Connect (or join the bus's connection); raises `ConnectError` naming the device.
+    fn connect<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (client, generation) = {
+            let existing = self.lock().client.clone();
+            if let Some(client) = existing {
+                (client, None)
+            } else {
+                let client = self.acquire(py)?;
+                let mut state = self.lock();
+                state.generation += 1;
+                state.client = Some(client.clone());
+                (client, Some(state.generation))
+            }
+        };
+        let state = Arc::clone(&self.state);
+        let bus = self.bus.clone();
+        bridge::awaitable(py, async move {
+            let result = client.ensure_connected().await;
+            if let (Err(_), Some(generation)) = (&result, generation) {
+                // Give up this attempt's client: no reconnects behind the caller's back.
+                let taken = {
+                    let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+                    if state.generation == generation {
+                        state.client.take()
+                    } else {
+                        None
+                    }
+                };
+                if let Some(last) = taken.and_then(|c| release(c, bus.as_deref())) {
+                    last.close().await;
+                }
+            }
+            move |py: Python<'_>| done(py, result)
+        })
+    }
+
+    /// Disconnect (leave the bus; its last client closes it). Safe to call twice.
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let taken = self.lock().client.take();
+        let last = taken.and_then(|client| release(client, self.bus.as_deref()));
+        bridge::awaitable(py, async move {
+            if let Some(client) = last {
+                client.close().await;
+            }
+            |py: Python<'_>| Ok(py.None())
+        })
+    }
+
+    /// Read `count` items of `area` (`coil`, `di`, `ir`, `hr`) from `start`: a list of ints
+    /// (registers) or of bools (coils, discrete inputs).
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        unit: u8,
+        area: &str,
+        start: u16,
+        count: u16,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let request = ReadRequest::new(unit, parse_area(py, area)?, start, count);
+        let client = self.client(py)?;
+        bridge::awaitable(py, async move {
+            let result = client.read(request).await;
+            move |py: Python<'_>| match result {
+                Ok(words) => words_to_py(py, words),
+                Err(e) => Err(errors::to_py(py, &e)),
+            }
+        })
+    }
+
+    /// Write holding registers from `start`: FC6 for one word, FC16 for several.
+    fn write_registers<'py>(
+        &self,
+        py: Python<'py>,
+        unit: u8,
+        start: u16,
+        words: Vec<u16>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let request = if words.len() == 1 {
+            WriteRequest::Register {
+                unit,
+                address: start,
+                value: words[0],
+            }
+        } else {
+            WriteRequest::Registers {
+                unit,
+                address: start,
+                values: words,
+            }
+        };
+        self.write(py, request)
+    }
+
+    /// Write coils from `start`: FC5 for one, FC15 for several.
+    fn write_coils<'py>(
+        &self,
+        py: Python<'py>,
+        unit: u8,
+        start: u16,
+        bits: Vec<bool>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let request = if bits.len() == 1 {
+            WriteRequest::Coil {
+                unit,
+                address: start,
+                value: bits[0],
+            }
+        } else {
+            WriteRequest::Coils {
+                unit,
+                address: start,
+                values: bits,
+            }
+        };
+        self.write(py, request)
+    }
+
+    /// Run a plan: `(values, errors)`, a value per tag (None where its request failed) and an
+    /// exception or None per request.
+    fn execute<'py>(&self, py: Python<'py>, plan: &NativePlan) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.client(py)?;
+        let plan = Arc::clone(&plan.plan);
+        bridge::awaitable(py, async move {
+            let readings = client.execute(&plan).await;
+            move |py: Python<'_>| readings_to_py(py, &readings)
+        })
+    }
+
+    /// Poll `plan` every `interval` seconds in Rust; an async iterator of batches of what changed
+    /// by more than `deadband` (the first batch holds every tag).
+    #[pyo3(signature = (plan, interval, deadband=0.0))]
+    fn subscribe(
+        &self,
+        py: Python<'_>,
+        plan: &NativePlan,
+        interval: f64,
+        deadband: f64,
+    ) -> PyResult<NativeSubscription> {
+        let interval = seconds(py, "interval", interval)?;
+        if deadband.is_nan() || deadband < 0.0 {
+            return Err(errors::config_error(
+                py,
+                format!("deadband must be 0 or more, not {deadband}"),
+            ));
+        }
+        let client = self.client(py)?;
+        let options = PollOptions::new(interval).with_deadband(deadband);
+        let subscription = client.subscribe((*plan.plan).clone(), options);
+        Ok(NativeSubscription::start(subscription))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ModbusClient({:?})", self.device())
+    }
+}
+
+impl ModbusClient {
+    fn write<'py>(&self, py: Python<'py>, request: WriteRequest) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.client(py)?;
+        bridge::awaitable(py, async move {
+            let result = client.write(request).await;
+            move |py: Python<'_>| done(py, result)
+        })
+    }
+}
+
+/// What passes between the poll loop and the consumer: at most one batch at a time, so the poll
+/// loop's own buffer and back-pressure stay in charge, and a cancelled `__anext__` loses nothing.
+#[derive(Default)]
+enum Next {
+    #[default]
+    Empty,
+    Batch(Batch),
+    Ended,
+}
+
+#[derive(Default)]
+struct Slot {
+    next: Next,
+    /// The future of a pending `__anext__`, and the hub of its loop.
+    waiter: Option<(Py<PyAny>, Arc<Hub>)>,
+}
+
+#[derive(Default)]
+struct Feed {
+    slot: Mutex<Slot>,
+    /// The consumer took the batch: the forwarder may fetch the next.
+    taken: Notify,
+}
+
+impl Feed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Take the waiting batch: `None` if there is none yet; `StopAsyncIteration` once ended.
+    fn take(&self, py: Python<'_>) -> Option<PyResult<Py<PyAny>>> {
+        let batch = {
+            let mut slot = self.lock();
+            match std::mem::take(&mut slot.next) {
+                Next::Empty => return None,
+                Next::Ended => {
+                    slot.next = Next::Ended; // ended stays ended
+                    return Some(Err(PyStopAsyncIteration::new_err(())));
+                }
+                Next::Batch(batch) => batch,
+            }
+        };
+        self.taken.notify_one();
+        Some(batch_to_py(py, &batch))
+    }
+
+    /// Settle a waiter's future (on its loop's thread), unless it was cancelled meanwhile: then
+    /// the batch stays for the next `__anext__`.
+    fn deliver(&self, py: Python<'_>, future: &Py<PyAny>, hub: &Arc<Hub>) {
+        let future = future.bind(py);
+        let cancelled = future
+            .call_method0(pyo3::intern!(py, "done"))
+            .and_then(|d| d.is_truthy())
+            .unwrap_or(true);
+        if cancelled {
+            return;
+        }
+        if let Some(result) = self.take(py) {
+            bridge::settle(py, future, result);
+        } else {
+            // Taken by a newer `__anext__` already: wait for the next batch.
+            let mut slot = self.lock();
+            if slot.waiter.is_none() {
+                slot.waiter = Some((future.clone().unbind(), Arc::clone(hub)));
+            }
+        }
+    }
+}
+
+/// The batches of a subscription: `async for tags, values, errors in subscription`. Each batch
+/// holds the indices (into the plan's tags) of what changed, their values (None where failed) and
+/// exceptions (None where read).
+#[pyclass(frozen, module = "bifrost._native")]
+pub(crate) struct NativeSubscription {
+    feed: Arc<Feed>,
+    task: AbortHandle,
+}
+
+impl NativeSubscription {
+    fn start(mut subscription: Subscription) -> Self {
+        let feed = Arc::new(Feed::default());
+        let forwarder = Arc::clone(&feed);
+        let task = bridge::runtime().spawn(async move {
+            loop {
+                let next = subscription.next().await;
+                let ended = next.is_none();
+                let waiter = {
+                    let mut slot = forwarder.lock();
+                    slot.next = next.map_or(Next::Ended, Next::Batch);
+                    slot.waiter.take()
+                };
+                if let Some((future, hub)) = waiter {
+                    let feed = Arc::clone(&forwarder);
+                    let wake = Arc::clone(&hub);
+                    wake.run(Box::new(move |py| feed.deliver(py, &future, &hub)));
+                }
+                if ended {
+                    return;
+                }
+                forwarder.taken.notified().await;
+            }
+        });
+        Self {
+            feed,
+            task: task.abort_handle(),
+        }
+    }
+}
+
+impl Drop for NativeSubscription {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[pymethods]
+impl NativeSubscription {
+    fn __aiter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (event_loop, hub) = bridge::current(py)?;
+        if let Some(result) = self.feed.take(py) {
+            return bridge::ready(py, &event_loop, result);
+        }
+        let future = event_loop.call_method0(pyo3::intern!(py, "create_future"))?;
+        let mut slot = self.feed.lock();
+        if matches!(slot.next, Next::Empty) {
+            let replaced = slot.waiter.replace((future.clone().unbind(), hub));
+            drop(slot);
+            drop(replaced); // a cancelled waiter's future, released outside the lock
+        } else {
+            // The batch came in meanwhile.
+            drop(slot);
+            let result = self
+                .feed
+                .take(py)
+                .unwrap_or_else(|| Err(PyStopAsyncIteration::new_err(())));
+            bridge::settle(py, &future, result);
+        }
+        Ok(future)
+    }
+
+    /// End the poll loop. Batches not yet taken are dropped; iteration then ends.
+    fn close(&self) {
+        self.task.abort();
+        let waiter = {
+            let mut slot = self.feed.lock();
+            slot.next = Next::Ended;
+            slot.waiter.take()
+        };
+        if let Some((future, hub)) = waiter {
+            let feed = Arc::clone(&self.feed);
+            let wake = Arc::clone(&hub);
+            wake.run(Box::new(move |py| feed.deliver(py, &future, &hub)));
+        }
+    }
+}
