@@ -1,6 +1,6 @@
 """Stubs of the Rust extension module `bifrost._native` (checked by mypy.stubtest)."""
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import final
 
 from bifrost.errors import BifrostError
@@ -12,7 +12,7 @@ __version__: str
 _Value = bool | int | float | str
 
 def decode(
-    words: list[int],
+    words: Sequence[int],
     dtype: str,
     byte_order: str = "ABCD",
     *,
@@ -40,8 +40,8 @@ class NativePlan:
 
     def __new__(
         cls,
-        requests: list[tuple[int, str, int, int]],
-        tags: list[tuple[int, int, str, str, int, float, float, int | None]],
+        requests: Sequence[tuple[int, str, int, int]],
+        tags: Sequence[tuple[int, int, str, str, int, float, float, int | None]],
     ) -> NativePlan: ...
     @property
     def request_count(self) -> int: ...
@@ -83,7 +83,7 @@ class ModbusClient:
     def connect(self) -> Awaitable[None]: ...
     def close(self) -> Awaitable[None]: ...
     def read(self, unit: int, area: str, start: int, count: int) -> Awaitable[list[int] | list[bool]]: ...
-    def write_registers(self, unit: int, start: int, words: list[int]) -> Awaitable[None]: ...
-    def write_coils(self, unit: int, start: int, bits: list[bool]) -> Awaitable[None]: ...
+    def write_registers(self, unit: int, start: int, words: Sequence[int]) -> Awaitable[None]: ...
+    def write_coils(self, unit: int, start: int, bits: Sequence[bool]) -> Awaitable[None]: ...
     def execute(self, plan: NativePlan) -> Awaitable[tuple[list[_Value | None], list[BifrostError | None]]]: ...
     def subscribe(self, plan: NativePlan, interval: float, deadband: float = 0.0) -> NativeSubscription: ...

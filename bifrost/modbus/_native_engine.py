@@ -1,0 +1,253 @@
+"""The native Modbus engine: `bifrost._native.ModbusClient` (Rust, tokio-modbus) under ModbusConnection.
+
+A read plan is compiled once into a `NativePlan` and then runs in Rust in one call: the requests go
+out, every value is decoded in Rust, and the values come back in bulk. A request the device refuses
+with exception 2 (a hole in its map) is handed to the planner's ReadJob, so the hole is split and
+remembered exactly as by the Python engine; the rest of the plan is not read again. Subscriptions
+poll in Rust and yield only what changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import cast
+
+from bifrost import _native
+from bifrost.errors import BifrostError, DeviceError
+from bifrost.modbus.engine import Decoded, Engine
+from bifrost.modbus.pdu import ExceptionCode
+from bifrost.modbus.planner import Plan, Planner, ReadJob, ReadRequest, Slice, hole_error
+from bifrost.tags import Value
+from bifrost.urls import Endpoint
+from bifrost.values import WireFormat
+
+# Compiled plans kept per engine (ModbusConnection reuses its Plan objects, so a poll hits the cache).
+_PLAN_CACHE = 256
+_HOLE = ExceptionCode.ILLEGAL_DATA_ADDRESS
+
+
+def transport_of(endpoint: Endpoint) -> tuple[str, str]:
+    """The native transport and address of a modbus://, modbus+rtu+tcp:// or modbus+rtu:// endpoint."""
+    if endpoint.scheme == "modbus+rtu":
+        return "serial", endpoint.path
+    host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+    kind = "rtu_over_tcp" if endpoint.scheme == "modbus+rtu+tcp" else "tcp"
+    return kind, f"{host}:{endpoint.port}"
+
+
+class _Compiled:
+    """A Plan compiled for Rust: the native plan, and the keys in the order of its tags."""
+
+    __slots__ = ("keys", "native", "plan")
+
+    def __init__(self, plan: Plan, native: _native.NativePlan, keys: tuple[str, ...]) -> None:
+        self.plan = plan
+        self.native = native
+        self.keys = keys
+
+
+class NativeEngine(Engine):
+    """The Rust engine: one tokio task owns the connection; every call is awaitable."""
+
+    name = "native"
+
+    def __init__(self, endpoint: Endpoint, *, timeout: float) -> None:
+        super().__init__(endpoint, timeout=timeout)
+        kind, address = transport_of(endpoint)
+        params = endpoint.params
+        serial = (
+            {
+                "baud": params["baud"],
+                "parity": params["parity"],
+                "data_bits": params["bytesize"],
+                "stop_bits": params["stopbits"],
+            }
+            if kind == "serial"
+            else {}
+        )
+        self.client = _native.ModbusClient(kind, address, name=self.device, timeout=timeout, **serial)
+        self._compiled: dict[int, _Compiled] = {}
+
+    async def open(self) -> None:
+        await self.client.connect()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def read(self, request: ReadRequest) -> Sequence[int] | Sequence[bool]:
+        return await self.client.read(request.unit, request.area.value, request.start, request.count)
+
+    async def write_registers(self, unit: int, start: int, words: Sequence[int]) -> None:
+        await self.client.write_registers(unit, start, list(words))
+
+    async def write_coils(self, unit: int, start: int, bits: Sequence[bool]) -> None:
+        await self.client.write_coils(unit, start, list(bits))
+
+    def compile(self, plan: Plan, formats: Mapping[str, WireFormat]) -> _Compiled:
+        """The native plan of `plan`, built once per Plan object."""
+        cached = self._compiled.get(id(plan))
+        if cached is not None and cached.plan is plan:
+            return cached
+        keys = tuple(plan.slices)
+        requests = [(r.unit, r.area.value, r.start, r.count) for r in plan.requests]
+        tags = []
+        for key in keys:
+            where = plan.slices[key]
+            fmt = formats[key]
+            tags.append(
+                (
+                    where.request,
+                    where.offset,
+                    fmt.type.value,
+                    fmt.byte_order.value,
+                    fmt.length,
+                    fmt.scale,
+                    fmt.offset,
+                    fmt.bit,
+                )
+            )
+        compiled = _Compiled(plan, _native.NativePlan(requests, tags), keys)
+        if len(self._compiled) >= _PLAN_CACHE:
+            del self._compiled[next(iter(self._compiled))]
+        self._compiled[id(plan)] = compiled
+        return compiled
+
+    async def execute(self, planner: Planner, plan: Plan, formats: Mapping[str, WireFormat]) -> Decoded:
+        compiled = self.compile(plan, formats)
+        values_list, request_errors = await self.client.execute(compiled.native)
+        values = cast("dict[str, Value]", dict(zip(compiled.keys, values_list, strict=True)))
+        holes_known = len(planner.holes) > 0
+        if request_errors.count(None) == len(request_errors) and not plan.failed:
+            if holes_known:
+                for index in range(len(plan.requests)):
+                    planner.succeeded(plan, index)
+            return values, {}
+        errors: dict[str, BaseException] = {item.key: hole_error(item) for item in plan.failed}
+        holes: list[tuple[int, DeviceError]] = []
+        for index, error in enumerate(request_errors):
+            if error is None:
+                if holes_known:
+                    planner.succeeded(plan, index)
+                continue
+            members = plan.members[index]
+            for key in members:
+                del values[key]
+            if isinstance(error, DeviceError) and error.code == _HOLE:
+                holes.append((index, error))
+            else:
+                for key in members:
+                    errors[key] = error
+        for index, error in holes:
+            hole_values, hole_errors = await self._split(planner, plan, index, error, formats)
+            values.update(hole_values)
+            errors.update(hole_errors)
+        return values, errors
+
+    async def _split(
+        self, planner: Planner, plan: Plan, index: int, error: DeviceError, formats: Mapping[str, WireFormat]
+    ) -> Decoded:
+        """Request `index` of `plan` drew exception 2: let the planner split it, and read the parts."""
+        members = plan.members[index]
+        slices = {key: Slice(0, plan.slices[key].offset, plan.slices[key].width) for key in members}
+        job = ReadJob(planner, Plan((plan.requests[index],), slices, (members,)))
+        job.next_request()
+        job.fail(error)  # the answer it already had: split without sending it again
+        while (request := job.next_request()) is not None:
+            try:
+                job.answer(await self.read(request))
+            except BifrostError as exc:
+                job.fail(exc)
+        values: dict[str, Value] = {}
+        for key, raw in job.values.items():
+            values[key] = bool(raw[0]) if isinstance(raw[0], bool) else formats[key].decode(raw)
+        return values, dict(job.errors)
+
+    def subscribe(
+        self, planner: Planner, plan: Plan, formats: Mapping[str, WireFormat], interval: float, deadband: float
+    ) -> AsyncIterator[Decoded]:
+        return self._poll(planner, plan, formats, interval, deadband)
+
+    async def _poll(
+        self, planner: Planner, plan: Plan, formats: Mapping[str, WireFormat], interval: float, deadband: float
+    ) -> AsyncIterator[Decoded]:
+        # What was last yielded per key: after a restart, the new poll loop's first batch (which holds
+        # every tag) is held against it, so that only changes are yielded still.
+        last: dict[str, Value | BaseException] = {}
+        fresh = False
+        while True:
+            compiled = self.compile(plan, formats)
+            keys = compiled.keys
+            known: dict[str, BaseException] = {}
+            for item in plan.failed:
+                error = hole_error(item)
+                if not _same_error(last.get(item.key), error):
+                    known[item.key] = error
+            if known:
+                last.update(known)
+                yield {}, known
+            replanned: Plan | None = None
+            subscription = self.client.subscribe(compiled.native, interval, deadband)
+            try:
+                async for tags, values_list, errors_list in subscription:
+                    names = [keys[tag] for tag in tags]
+                    if errors_list.count(None) == len(errors_list):
+                        values = cast("dict[str, Value]", dict(zip(names, values_list, strict=True)))
+                        errors: dict[str, BaseException] = {}
+                    else:
+                        values, errors, holes = _sort_batch(plan, names, values_list, errors_list)
+                        for index, error in holes:
+                            hole_values, hole_errors = await self._split(planner, plan, index, error, formats)
+                            values.update(hole_values)
+                            errors.update(hole_errors)
+                        if holes:
+                            # Plan again around what the planner learnt, and poll that plan instead.
+                            replanned = planner.plan([plan.item(key) for key in keys] + list(plan.failed))
+                    if fresh:
+                        values = {k: v for k, v in values.items() if _moved(last.get(k), v, deadband)}
+                        errors = {k: e for k, e in errors.items() if not _same_error(last.get(k), e)}
+                        fresh = False
+                    if values or errors:
+                        last.update(values)
+                        last.update(errors)
+                        yield values, errors
+                    if replanned is not None:
+                        break
+            finally:
+                subscription.close()
+            if replanned is None:
+                return  # the poll loop ended: the client was closed
+            plan, fresh = replanned, True
+
+
+def _sort_batch(
+    plan: Plan, names: Sequence[str], values_list: Sequence[Value | None], errors_list: Sequence[BaseException | None]
+) -> tuple[dict[str, Value], dict[str, BaseException], list[tuple[int, DeviceError]]]:
+    """Split a batch into values, errors, and the requests that drew exception 2 (with their error)."""
+    values: dict[str, Value] = {}
+    errors: dict[str, BaseException] = {}
+    holes: dict[int, DeviceError] = {}
+    slices = plan.slices
+    for name, value, error in zip(names, values_list, errors_list, strict=True):
+        if error is None:
+            if value is not None:
+                values[name] = value
+        elif isinstance(error, DeviceError) and error.code == _HOLE:
+            holes.setdefault(slices[name].request, error)
+        else:
+            errors[name] = error
+    return values, errors, sorted(holes.items())
+
+
+def _moved(old: Value | BaseException | None, new: Value, deadband: float) -> bool:
+    if old is None or isinstance(old, BaseException):
+        return True
+    if isinstance(old, (int, float)) and isinstance(new, (int, float)) and not isinstance(old, bool):
+        return abs(new - old) > deadband
+    return old != new
+
+
+def _same_error(old: Value | BaseException | None, new: BaseException) -> bool:
+    return isinstance(old, BaseException) and type(old) is type(new) and str(old) == str(new)
+
+
+__all__ = ["NativeEngine", "transport_of"]
