@@ -28,7 +28,7 @@ _TRANSPORT_ERRORS = (bifrost_errors.TimeoutError, ConnectError, ProtocolError)
 
 def default_engine() -> str:
     """The engine used when `connect` is given none: BIFROST_MODBUS_ENGINE, else the native one."""
-    return os.environ.get("BIFROST_MODBUS_ENGINE", "python")
+    return os.environ.get("BIFROST_MODBUS_ENGINE", "native")
 
 
 def open_connection(endpoint: Endpoint, *, tags: TagMap | None, timeout: float, engine: str | None) -> Connection:
