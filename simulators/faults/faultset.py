@@ -1,0 +1,513 @@
+"""The faults of one device, as they come and go: `FaultSet`, and `PlantFaults`, the hooks a SimHost calls.
+
+A FaultSet holds the faults switched on at run time (`add(spec) -> handle`, `handle.clear()`, `with
+faults.add(...)`) and, given a Plant, those its scenario's events switched on for the device
+(`plant.active_faults(device)`). A fault lasts until cleared, until its `for` has passed, or until it
+has hit `count` chunks or requests. Every random draw (probability, jitter, which bits to flip) comes
+from one seeded `random.Random`, so a run repeats.
+
+What the faults then do:
+
+- transport faults act on bytes, through `Lane`s (one per direction of a connection): `wrap()` puts
+  them around a server's streams, and the proxy relays through them;
+- protocol faults are decided per decoded request (`decide`, or `on_request` for a server), as an
+  `Action` from simulators.hooks;
+- `refuse` answers `accepting()`, `freeze` answers `frozen()`, and `reboot` drops the device's
+  connections and sets its tags back to their initial values (`on_reboot` listeners), then refuses
+  connections for its `for`, as a device that is booting.
+
+Thread-safe: a test may add and clear faults while the host's loop thread applies them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from bifrost.errors import ConfigError
+from bifrost.modbus.framing import Framing, Request
+from simulators.clock import Clock
+from simulators.faults.protocol import action_for
+from simulators.faults.spec import FaultSpec, RequestInfo
+from simulators.faults.timing import Timing
+from simulators.hooks import Action, HookContext, ListenerInfo, NoFaults, Reader, Writer
+
+if TYPE_CHECKING:
+    from simulators.plant import FaultRecord, Plant
+
+log = logging.getLogger(__name__)
+
+_REQUEST_KINDS = frozenset({"exception", "bad_quality", "wrong_transaction", "truncate"})
+RebootListener = Callable[[], object]
+
+
+class ActiveFault:
+    """A fault with its time: switched on at `start`, off at `end` (None: until cleared), `count` hits left."""
+
+    __slots__ = ("_end", "cleared", "hits", "record", "remaining", "spec", "start")
+
+    def __init__(self, spec: FaultSpec, start: float, record: FaultRecord | None = None) -> None:
+        self.spec = spec
+        self.start = start
+        self.record = record
+        self._end = None if spec.for_ is None else start + spec.for_
+        self.remaining = spec.count
+        self.cleared = False
+        self.hits = 0
+
+    @property
+    def end(self) -> float | None:
+        # A scenario's `clear` event ends a record by setting its end: read it from there.
+        return self.record.end if self.record is not None else self._end
+
+    def live(self, now: float) -> bool:
+        if self.cleared or now < self.start or self.remaining == 0:
+            return False
+        end = self.end
+        if self.spec.kind == "reboot":
+            # A reboot happens at its start; its `for` is the boot time, refused connections.
+            return end is not None and now < end
+        return end is None or now < end
+
+    def __repr__(self) -> str:
+        until = "cleared" if self.cleared else f"until {self.end}" if self.end is not None else "until cleared"
+        left = f", {self.remaining} left" if self.remaining is not None else ""
+        return f"ActiveFault({self.spec}, from {self.start} {until}{left})"
+
+
+class FaultHandle:
+    """A fault added at run time: `clear()` it, or use it as a context manager."""
+
+    def __init__(self, owner: FaultSet, fault: ActiveFault) -> None:
+        self._owner = owner
+        self._fault = fault
+
+    @property
+    def spec(self) -> FaultSpec:
+        return self._fault.spec
+
+    @property
+    def active(self) -> bool:
+        return self._owner.still_live(self._fault)
+
+    @property
+    def hits(self) -> int:
+        """How many chunks, requests or connections it has hit so far."""
+        return self._fault.hits
+
+    def clear(self) -> None:
+        self._owner._clear_fault(self._fault)
+
+    def __enter__(self) -> FaultHandle:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.clear()
+
+    def __repr__(self) -> str:
+        return f"FaultHandle({self._fault!r})"
+
+
+def _as_spec(spec: FaultSpec | str | Mapping[str, Any] | None, keys: Mapping[str, Any]) -> FaultSpec:
+    if isinstance(spec, FaultSpec):
+        if keys:
+            raise ConfigError("give a FaultSpec or keyword arguments, not both")
+        return spec
+    if isinstance(spec, str):
+        return FaultSpec.parse(spec) if not keys else FaultSpec.of(spec, **keys)
+    if spec is None:
+        return FaultSpec.from_mapping(dict(keys))
+    return FaultSpec.from_mapping({**spec, **keys})
+
+
+class FaultSet:
+    """The faults of one device; see the module docstring.
+
+    `clock` (or the plant's) gives their time and the delays' sleep; `seed` (default: the plant's
+    seed, else 0) seeds the draws; `framing` says how the device's bytes are cut into frames ("mbap" or
+    "rtu"); `units`, if set, limits transport faults to frames of those units (a listener shared by
+    several devices carries their frames on one wire).
+    """
+
+    def __init__(
+        self,
+        device: str = "device",
+        *,
+        plant: Plant[Any] | None = None,
+        clock: Clock | None = None,
+        seed: int | str | None = None,
+        framing: Framing = "mbap",
+        units: Iterable[int] | None = None,
+        timing: Timing | None = None,
+        faults: Iterable[FaultSpec | str] = (),
+    ) -> None:
+        self.device = device
+        self.plant = plant
+        self.clock = plant.clock if plant is not None and clock is None else clock
+        self.timing = timing if timing is not None else Timing.of(self.clock)
+        self.framing: Framing = framing
+        self.units = None if units is None else frozenset(units)
+        self._seed = seed
+        self._lock = threading.RLock()
+        self._faults: list[ActiveFault] = []
+        self._records: dict[int, tuple[FaultRecord, ActiveFault | None]] = {}
+        self._reboot_listeners: list[RebootListener] = []
+        self._change_listeners: list[Callable[[], object]] = []
+        self._rebooted: set[int] = set()  # ids of the reboot faults already carried out
+        self.rng = self._new_rng()
+        for spec in faults:
+            self.add(spec)
+
+    def _new_rng(self) -> random.Random:
+        if self._seed is None and self.plant is not None:
+            return self.plant.rng(f"faults:{self.device}")
+        return random.Random(f"{0 if self._seed is None else self._seed}:faults:{self.device}")
+
+    def now(self) -> float:
+        return self.timing.now()
+
+    # --- switching faults on and off ------------------------------------------------------------------
+
+    def add(self, spec: FaultSpec | str | Mapping[str, Any] | None = None, /, **keys: Any) -> FaultHandle:
+        """Switch a fault on now: a FaultSpec, CLI text (`"latency,delay=200ms"`), a mapping, or keywords
+        (`add(kind="latency", delay="200ms")`). Returns a handle that clears it."""
+        fault = ActiveFault(_as_spec(spec, keys), self.now())
+        with self._lock:
+            self._faults.append(fault)
+        if fault.spec.kind == "reboot":
+            self.poll()
+        self._changed()
+        return FaultHandle(self, fault)
+
+    def clear(self, kind: str | None = None) -> None:
+        """Switch off every active fault (of `kind`, if given), the scenario's included, as its `clear` event does."""
+        now = self.now()
+        with self._lock:
+            for fault in self._faults:
+                if kind in (None, fault.spec.kind):
+                    fault.cleared = True
+            self._faults = [fault for fault in self._faults if not fault.cleared]
+            if self.plant is not None:
+                for record in self.plant.active_faults(self.device):
+                    if kind in (None, record.kind):
+                        record.end = now
+        self._changed()
+
+    def _clear_fault(self, fault: ActiveFault) -> None:
+        with self._lock:
+            fault.cleared = True
+            if fault in self._faults:
+                self._faults.remove(fault)
+        self._changed()
+
+    def reset(self) -> None:
+        """Back to the start: run-time faults gone, counts and draws started afresh (the plant's own
+        records are the plant's to reset)."""
+        with self._lock:
+            for fault in self._faults:
+                fault.cleared = True
+            self._faults.clear()
+            self._records.clear()
+            self._rebooted.clear()
+            self.rng = self._new_rng()
+        self._changed()
+
+    def on_change(self, callback: Callable[[], object]) -> Callable[[], None]:
+        """Call `callback()` (on the caller's thread) after each add, clear or reset. Returns an unsubscriber.
+
+        Faults that start or end with time (a scenario event, a `for`) are not changes: poll for those.
+        """
+        self._change_listeners.append(callback)
+        return lambda: self._change_listeners.remove(callback) if callback in self._change_listeners else None
+
+    def _changed(self) -> None:
+        for callback in list(self._change_listeners):
+            try:
+                callback()
+            except Exception:
+                log.exception("%s: a fault change listener failed", self.device)
+
+    def active(self) -> list[ActiveFault]:
+        """The faults in force now, run-time and scenario ones."""
+        with self._lock:
+            return self._live(self.now())
+
+    def _live(self, now: float) -> list[ActiveFault]:
+        faults = [fault for fault in self._faults if fault.live(now)]
+        if len(faults) != len(self._faults):
+            # Ended ones go, except a pending reboot (its moment may not have been acted on yet).
+            self._faults = [fault for fault in self._faults if fault.live(now) or self._reboot_pending(fault)]
+        if self.plant is not None:
+            for record in self.plant.active_faults(self.device):
+                fault = self._from_record(record)
+                if fault is not None and fault.live(now):
+                    faults.append(fault)
+        return faults
+
+    def _from_record(self, record: FaultRecord) -> ActiveFault | None:
+        cached = self._records.get(id(record))
+        if cached is not None and cached[0] is record:
+            return cached[1]
+        fault: ActiveFault | None
+        try:
+            fault = ActiveFault(FaultSpec.from_record(record), record.start, record)
+        except ConfigError as exc:
+            log.warning("%s: ignoring a scenario fault that does not check: %s", self.device, exc)
+            fault = None
+        self._records[id(record)] = (record, fault)  # the record is kept, so its id is not reused
+        return fault
+
+    def still_live(self, fault: ActiveFault) -> bool:
+        with self._lock:
+            return fault.live(self.now())
+
+    def spend(self, fault: ActiveFault) -> None:
+        """Count a hit against the fault's `count` (a stalled lane swallowing one more chunk)."""
+        with self._lock:
+            self._hit(fault)
+
+    @staticmethod
+    def _hit(fault: ActiveFault) -> None:
+        fault.hits += 1
+        if fault.remaining is not None:
+            fault.remaining = max(0, fault.remaining - 1)
+
+    def _draw(self, spec: FaultSpec) -> bool:
+        # No draw for a certain fault: adding one does not shift every later draw of the run.
+        return spec.probability >= 1.0 or (spec.probability > 0.0 and self.rng.random() < spec.probability)
+
+    # --- what the faults decide --------------------------------------------------------------------------
+
+    def _unit_ok(self, request: RequestInfo | None) -> bool:
+        return self.units is None or request is None or request.unit in self.units
+
+    def transport(self, direction: str, request: RequestInfo | None = None) -> list[ActiveFault]:
+        """The transport faults that hit a chunk travelling `direction`, with their draws and counts taken."""
+        if not self._unit_ok(request):
+            return []
+        hits = []
+        with self._lock:
+            for fault in self._live(self.now()):
+                spec = fault.spec
+                if (
+                    spec.transport
+                    and spec.kind != "refuse"
+                    and spec.applies_to(direction)
+                    and spec.match.matches(request)
+                    and self._draw(spec)
+                ):
+                    self._hit(fault)
+                    hits.append(fault)
+        return hits
+
+    def decide(self, request: RequestInfo | None) -> tuple[Action, tuple[str, ...]] | None:
+        """The protocol faults that hit one request, as the Action to take and the kinds that decided it."""
+        hits = []
+        with self._lock:
+            self.poll()
+            for fault in self._live(self.now()):
+                spec = fault.spec
+                if spec.kind in _REQUEST_KINDS and spec.match.matches(request) and self._draw(spec):
+                    self._hit(fault)
+                    hits.append(spec)
+        return action_for(hits)
+
+    def refusing(self) -> bool:
+        """Whether a new connection is refused (a draw per connection), or the device is rebooting."""
+        with self._lock:
+            self.poll()
+            for fault in self._live(self.now()):
+                if fault.spec.kind == "reboot":
+                    return True
+                if fault.spec.kind == "refuse" and self._draw(fault.spec):
+                    self._hit(fault)
+                    return True
+        return False
+
+    def refusing_all(self) -> bool:
+        """Whether every connection would be refused now (a certain refuse, or a reboot): a proxy then
+        closes its listening socket, so connecting fails as it does at a device that is off."""
+        with self._lock:
+            return any(
+                fault.spec.kind == "reboot" or (fault.spec.kind == "refuse" and fault.spec.probability >= 1.0)
+                for fault in self._live(self.now())
+            )
+
+    def is_frozen(self) -> bool:
+        with self._lock:
+            return any(fault.spec.kind == "freeze" for fault in self._live(self.now()))
+
+    # --- reboot ----------------------------------------------------------------------------------------
+
+    def on_reboot(self, callback: RebootListener) -> Callable[[], None]:
+        """Call `callback()` when a reboot fault takes effect. Returns a function that unsubscribes."""
+        self._reboot_listeners.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._reboot_listeners:
+                self._reboot_listeners.remove(callback)
+
+        return unsubscribe
+
+    def _reboot_pending(self, fault: ActiveFault) -> bool:
+        return fault.spec.kind == "reboot" and not fault.cleared and id(fault) not in self._rebooted
+
+    def poll(self) -> int:
+        """Carry out reboots whose time has come (scenario ones are noticed here, at the next connection
+        or request, or when a host calls this). How many were carried out."""
+        due = []
+        with self._lock:
+            now = self.now()
+            candidates = list(self._faults)
+            if self.plant is not None:
+                candidates += [
+                    fault
+                    for record in self.plant.active_faults(self.device)
+                    if record.kind == "reboot" and (fault := self._from_record(record)) is not None
+                ]
+            for fault in candidates:
+                if self._reboot_pending(fault) and fault.start <= now:
+                    self._rebooted.add(id(fault))
+                    fault.hits += 1
+                    due.append(fault)
+        for _ in due:
+            for callback in list(self._reboot_listeners):
+                try:
+                    callback()
+                except Exception:
+                    log.exception("%s: a reboot listener failed", self.device)
+        return len(due)
+
+    # --- the hooks of one device (simulators.hooks.FaultHooks, with the device already chosen) ----------
+
+    def accepting(self, listener: ListenerInfo | None = None) -> bool:
+        return not self.refusing()
+
+    def frozen(self, device: str | None = None) -> bool:
+        return self.is_frozen()
+
+    def on_request(self, device: str | None, event: Request) -> Action | None:
+        decided = self.decide(RequestInfo.of(event.unit, event.request))
+        return None if decided is None else decided[0]
+
+    def wrap(self, reader: Reader, writer: Writer, device: str | None = None) -> tuple[Reader, Writer]:
+        """The connection's streams, with this device's transport faults in both directions."""
+        from simulators.faults.streams import wrap_streams  # streams need a FaultSet; this avoids a cycle
+
+        return wrap_streams(self, reader, writer)
+
+    def __repr__(self) -> str:
+        return f"FaultSet({self.device!r}, {self.active()!r})"
+
+
+class PlantFaults(NoFaults):
+    """The FaultHooks of a SimHost: a FaultSet per device of the plant, created when first asked for.
+
+    `bind(context)` (by the host) gives the plant, whose scenario events switch faults on, and the means
+    to carry out a reboot: the device's connections are dropped, and its mapped tags go back to their
+    initial values. Tests add faults through `device(name).add(...)` or `add(name, ...)`.
+    """
+
+    def __init__(self, *, seed: int | str | None = None) -> None:
+        self._seed = seed
+        self._sets: dict[str, FaultSet] = {}
+        self._lock = threading.Lock()
+
+    def bind(self, context: HookContext) -> None:
+        self.context = context
+        with self._lock:
+            self._sets.clear()
+
+    def device(self, name: str) -> FaultSet:
+        with self._lock:
+            found = self._sets.get(name)
+            if found is None:
+                found = self._sets[name] = self._create(name)
+            return found
+
+    def _create(self, name: str) -> FaultSet:
+        context = self.context
+        plant = context.plant if context is not None else None
+        framing: Framing = "mbap"
+        units: frozenset[int] | None = None
+        if context is not None:
+            for listener in context.listeners:
+                if name in listener.devices:
+                    framing = "mbap" if listener.transport == "tcp" else "rtu"
+                    if len(listener.devices) > 1 and plant is not None:
+                        unit = plant.scenario.devices[name].unit
+                        units = frozenset({1 if unit is None else unit})
+        faults = FaultSet(name, plant=plant, seed=self._seed, framing=framing, units=units)
+        faults.on_reboot(lambda: self._reboot(name))
+        return faults
+
+    def add(self, device: str, spec: FaultSpec | str | Mapping[str, Any] | None = None, /, **keys: Any) -> FaultHandle:
+        return self.device(device).add(spec, **keys)
+
+    def clear(self, device: str | None = None, kind: str | None = None) -> None:
+        with self._lock:
+            sets = list(self._sets.values()) if device is None else [self.device(device)]
+        for faults in sets:
+            faults.clear(kind)
+
+    def reset(self) -> None:
+        with self._lock:
+            sets = list(self._sets.values())
+        for faults in sets:
+            faults.reset()
+
+    # --- FaultHooks ---------------------------------------------------------------------------------------
+
+    def accepting(self, listener: ListenerInfo) -> bool:
+        return all(self.device(name).accepting(listener) for name in listener.devices)
+
+    def wrap(self, reader: Reader, writer: Writer, device: str) -> tuple[Reader, Writer]:
+        return self.device(device).wrap(reader, writer)
+
+    def on_request(self, device: str, event: Request) -> Action | None:
+        return self.device(device).on_request(device, event)
+
+    def frozen(self, device: str) -> bool:
+        return self.device(device).frozen()
+
+    # --- reboot ----------------------------------------------------------------------------------------------
+
+    def _reboot(self, device: str) -> None:
+        context = self.context
+        if context is None:
+            return
+        log.info("%s: rebooting (a reboot fault)", device)
+
+        def carry_out() -> None:
+            context.disconnect(device)
+            reset_device_tags(context.plant, device)
+
+        if context.loop.is_closed():
+            return
+        context.loop.call_soon_threadsafe(carry_out)  # disconnect() runs on the loop thread
+
+
+def reset_device_tags(plant: Plant[Any], device: str) -> None:
+    """Set the tags `device` maps back to their initial values, as a device does when it restarts."""
+    from simulators.scenario import checked_value
+
+    scenario = plant.scenario
+    spec = scenario.devices.get(device)
+    if spec is None:
+        return
+    for name in spec.map:
+        tag = scenario.tags[name]
+        value: Any = tag.init
+        if value is None:
+            current = plant.get(name)
+            value = "" if isinstance(current, str) else False if isinstance(current, bool) else type(current)(0)
+        plant.set(name, checked_value(tag.type, value))
+
+
+__all__ = ["ActiveFault", "FaultHandle", "FaultSet", "PlantFaults", "reset_device_tags"]

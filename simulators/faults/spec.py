@@ -1,0 +1,571 @@
+"""What a fault is: `FaultSpec`, parsed from a scenario mapping, a `--fault` string or keyword arguments.
+
+One vocabulary (DESIGN, "One vocabulary"): the kind, the common keys `probability`, `match` (unit,
+function, address range, node), `count` or `for`, and for transport faults `direction`; then the
+kind's own keys (`delay`, `jitter`, `rate`, `code`, ...). Every spelling ends up here, checked once,
+with durations in seconds, so the machinery that applies faults never parses anything.
+
+A mistake is a ConfigError that names the key and what is accepted.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast, get_args
+
+from bifrost.errors import ConfigError
+from bifrost.modbus.pdu import (
+    ExceptionCode,
+    MaskWriteRegisterRequest,
+    ReadCoilsRequest,
+    ReadDiscreteInputsRequest,
+    ReadHoldingRegistersRequest,
+    ReadInputRegistersRequest,
+    ReadWriteMultipleRegistersRequest,
+    RequestPdu,
+    WriteMultipleCoilsRequest,
+    WriteMultipleRegistersRequest,
+    WriteSingleCoilRequest,
+    WriteSingleRegisterRequest,
+)
+from simulators.scenario import FAULT_KINDS
+
+if TYPE_CHECKING:
+    from simulators.plant import FaultRecord
+
+Direction = Literal["both", "upstream", "downstream"]
+DIRECTIONS: tuple[str, ...] = get_args(Direction)
+
+TRANSPORT_KINDS = frozenset({"latency", "bandwidth", "slicer", "stall", "reset", "close", "refuse", "corrupt", "drop"})
+PROTOCOL_KINDS = frozenset(FAULT_KINDS) - TRANSPORT_KINDS
+# Transport faults that act on data in flight, so they have a direction (refuse acts before any data).
+DIRECTED_KINDS = TRANSPORT_KINDS - {"refuse"}
+# Kinds that act on a device or a listener as a whole, never on one request: a match means nothing.
+_UNMATCHED_KINDS = frozenset({"refuse", "freeze", "reboot"})
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|min|h)\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0}
+_DURATION_HELP = "a duration such as 250ms, 2s, 1.5min, 1h, or a number of seconds"
+_ADDRESS = re.compile(r"^\s*(coil|di|ir|hr):(\d{1,5})(?:\s*-\s*(\d{1,5}))?\s*$")
+_AREAS = ("coil", "di", "ir", "hr")
+
+
+# --- values ---------------------------------------------------------------------------------------------
+
+
+def parse_duration(value: object, key: str = "duration") -> float:
+    """`250ms`, `2s`, `1.5min`, `1h` or a number of seconds, as float seconds (never negative)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (found := _DURATION.match(value)):
+        seconds = float(found.group(1)) * _DURATION_UNITS[found.group(2)]
+    else:
+        try:
+            seconds = float(value)  # type: ignore[arg-type]  # "0.25" from a command line
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected {_DURATION_HELP}, not {value!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"{key}: expected {_DURATION_HELP}, not negative or infinite ({value!r})")
+    return seconds
+
+
+def _positive_duration(value: object, key: str) -> float:
+    seconds = parse_duration(value, key)
+    if seconds <= 0:
+        raise ConfigError(f"{key}: expected a duration above zero, such as 250ms or 2s (got {value!r})")
+    return seconds
+
+
+def _integer(value: object, key: str, low: int, high: int | None, what: str) -> int:
+    number: object = value
+    if isinstance(value, str):
+        try:
+            number = int(value.strip(), 0)
+        except ValueError:
+            number = value
+    if isinstance(number, float) and number.is_integer():
+        number = int(number)
+    if not isinstance(number, int) or isinstance(number, bool) or number < low or (high is not None and number > high):
+        raise ConfigError(f"{key}: expected {what}, not {value!r}")
+    return number
+
+
+def _positive_int(value: object, key: str) -> int:
+    return _integer(value, key, 1, None, "a whole number of at least 1")
+
+
+def _non_negative_int(value: object, key: str) -> int:
+    return _integer(value, key, 0, None, "a whole number of at least 0")
+
+
+def _probability(value: object, key: str) -> float:
+    number: object = value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            number = value
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 <= number <= 1:
+        raise ConfigError(f"{key}: expected a probability from 0 to 1 (or a percentage such as 20%), not {value!r}")
+    return float(number)
+
+
+_CODE_NAMES = {code.name.lower(): int(code) for code in ExceptionCode}
+
+
+def _exception_code(value: object, key: str) -> int:
+    if isinstance(value, str) and value.strip().lower() in _CODE_NAMES:
+        return _CODE_NAMES[value.strip().lower()]
+    names = ", ".join(_CODE_NAMES)
+    return _integer(value, key, 1, 255, f"a Modbus exception code 1..255 or one of {names}")
+
+
+# --- match ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AddressRange:
+    """A range of one Modbus area, both ends included: `hr:0-9`."""
+
+    area: str
+    first: int
+    last: int
+
+    @classmethod
+    def parse(cls, value: object, key: str = "address") -> AddressRange:
+        found = _ADDRESS.match(value) if isinstance(value, str) else None
+        if found is None:
+            raise ConfigError(
+                f"{key}: expected an address or range such as hr:0 or hr:0-9 (coil, di, ir, hr), not {value!r}"
+            )
+        first = int(found.group(2))
+        last = int(found.group(3)) if found.group(3) is not None else first
+        if last < first or last > 0xFFFF:
+            raise ConfigError(f"{key}: {value!r} is not a range of addresses 0..65535, low to high")
+        return cls(found.group(1), first, last)
+
+    def overlaps(self, area: str, start: int, end: int) -> bool:
+        """Whether [start, end) of `area` touches this range."""
+        return area == self.area and start <= self.last and self.first < end
+
+    def __str__(self) -> str:
+        return f"{self.area}:{self.first}" if self.first == self.last else f"{self.area}:{self.first}-{self.last}"
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """What a match looks at in a request: its unit, function code and the addresses it touches."""
+
+    unit: int
+    function: int
+    spans: tuple[tuple[str, int, int], ...] = ()  # (area, start, end exclusive)
+
+    @classmethod
+    def of(cls, unit: int, request: RequestPdu) -> RequestInfo:
+        return cls(unit, request.function, _spans(request))
+
+
+def _spans(request: RequestPdu) -> tuple[tuple[str, int, int], ...]:
+    if isinstance(request, ReadCoilsRequest):
+        return (("coil", request.address, request.address + request.count),)
+    if isinstance(request, ReadDiscreteInputsRequest):
+        return (("di", request.address, request.address + request.count),)
+    if isinstance(request, ReadInputRegistersRequest):
+        return (("ir", request.address, request.address + request.count),)
+    if isinstance(request, ReadHoldingRegistersRequest):
+        return (("hr", request.address, request.address + request.count),)
+    if isinstance(request, WriteSingleCoilRequest):
+        return (("coil", request.address, request.address + 1),)
+    if isinstance(request, WriteMultipleCoilsRequest):
+        return (("coil", request.address, request.address + len(request.values)),)
+    if isinstance(request, (WriteSingleRegisterRequest, MaskWriteRegisterRequest)):
+        return (("hr", request.address, request.address + 1),)
+    if isinstance(request, WriteMultipleRegistersRequest):
+        return (("hr", request.address, request.address + len(request.values)),)
+    if isinstance(request, ReadWriteMultipleRegistersRequest):
+        return (
+            ("hr", request.read_address, request.read_address + request.read_count),
+            ("hr", request.write_address, request.write_address + len(request.values)),
+        )
+    return ()  # device identification and unsupported functions touch no address
+
+
+def _int_set(value: object, key: str, low: int, high: int, what: str) -> frozenset[int]:
+    if isinstance(value, str):
+        items: Iterable[object] = [part for part in re.split(r"[|\s]+", value.strip()) if part]
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = value
+    else:
+        items = [value]
+    found = frozenset(_integer(item, key, low, high, what) for item in items)
+    if not found:
+        raise ConfigError(f"{key}: expected {what}, or several separated by |, not {value!r}")
+    return found
+
+
+@dataclass(frozen=True)
+class Match:
+    """Which requests a fault applies to. An absent key matches everything."""
+
+    unit: frozenset[int] | None = None
+    function: frozenset[int] | None = None
+    address: AddressRange | None = None
+    node: str | None = None  # OPC UA; a Modbus request never has one
+
+    KEYS: ClassVar[tuple[str, ...]] = ("unit", "function", "address", "node")
+
+    @classmethod
+    def from_value(cls, value: object, where: str = "match") -> Match:
+        """From a mapping (`{function: 3, address: "hr:0-9"}`), a scenario FaultMatch, a Match or None."""
+        if value is None:
+            return cls()
+        if isinstance(value, Match):
+            return value
+        if hasattr(value, "model_dump"):
+            value = value.model_dump(exclude_none=True)
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of unit, function, address, node; not {value!r}")
+        keys = cls.KEYS
+        unknown = [str(key) for key in value if key not in keys]
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown key {unknown[0]!r}; a match takes {', '.join(keys)}{_close(unknown[0], keys)}"
+            )
+        unit = value.get("unit")
+        function = value.get("function")
+        address = value.get("address")
+        node = value.get("node")
+        return cls(
+            unit=None if unit is None else _int_set(unit, f"{where}.unit", 0, 255, "a unit id 0..255"),
+            function=None
+            if function is None
+            else _int_set(function, f"{where}.function", 1, 127, "a function code 1..127"),
+            address=None if address is None else AddressRange.parse(address, f"{where}.address"),
+            node=None if node is None else str(node),
+        )
+
+    @property
+    def empty(self) -> bool:
+        return self.unit is None and self.function is None and self.address is None and self.node is None
+
+    def matches(self, request: RequestInfo | None) -> bool:
+        """Whether `request` is one of those meant. Without a request (bytes that did not decode), only an
+        empty match applies: a fault aimed at some requests cannot tell whether these are among them."""
+        if self.empty:
+            return True
+        if request is None or self.node is not None:
+            return False
+        if self.unit is not None and request.unit not in self.unit:
+            return False
+        if self.function is not None and request.function not in self.function:
+            return False
+        address = self.address
+        return address is None or any(address.overlaps(*span) for span in request.spans)
+
+    def items(self) -> list[tuple[str, str]]:
+        """The set keys as CLI text, e.g. [("function", "3|4"), ("address", "hr:0-9")]."""
+        out = []
+        if self.unit is not None:
+            out.append(("unit", "|".join(str(unit) for unit in sorted(self.unit))))
+        if self.function is not None:
+            out.append(("function", "|".join(str(function) for function in sorted(self.function))))
+        if self.address is not None:
+            out.append(("address", str(self.address)))
+        if self.node is not None:
+            out.append(("node", self.node))
+        return out
+
+
+# --- kinds and their keys ------------------------------------------------------------------------------
+
+ParamValue = float  # every kind-specific value is a number once parsed (an int is a float to mypy)
+
+
+@dataclass(frozen=True)
+class _Param:
+    parse: Callable[[object, str], ParamValue]
+    default: ParamValue | None  # None: optional with no default (the fault decides), see `required`
+    required: bool = False
+    help: str = ""
+
+
+_PARAMS: dict[str, dict[str, _Param]] = {
+    "latency": {
+        "delay": _Param(parse_duration, None, required=True, help="added to each chunk's travel time"),
+        "jitter": _Param(parse_duration, 0.0, help="each delay is delay ± up to this much, uniformly"),
+    },
+    "bandwidth": {"rate": _Param(_positive_int, None, required=True, help="bytes per second")},
+    "slicer": {
+        "size": _Param(_positive_int, 1, help="bytes per piece"),
+        "gap": _Param(parse_duration, 0.001, help="time between pieces"),
+    },
+    "stall": {},
+    "reset": {},
+    "close": {},
+    "refuse": {},
+    "corrupt": {"bits": _Param(_positive_int, 1, help="bits flipped in each chunk it hits")},
+    "drop": {},
+    "exception": {"code": _Param(_exception_code, int(ExceptionCode.SERVER_DEVICE_FAILURE), help="exception code")},
+    "wrong_transaction": {},
+    "truncate": {"keep": _Param(_non_negative_int, 3, help="bytes of the reply frame that are sent")},
+    "freeze": {},
+    "bad_quality": {},
+    "reboot": {},
+}
+assert set(_PARAMS) == set(FAULT_KINDS), "every kind of the vocabulary has its keys"
+
+COMMON_KEYS = ("probability", "match", "count", "for", "direction")
+MATCH_KEYS = ("unit", "function", "address", "node")
+_ALIASES = {"for_": "for", "duration": "for"}  # `for` is a Python keyword; scenario models call it duration
+
+
+def kind_keys(kind: str) -> tuple[str, ...]:
+    """Every key a fault of `kind` accepts, its own first."""
+    common = [
+        key
+        for key in COMMON_KEYS
+        if (key != "direction" or kind in DIRECTED_KINDS) and (key != "match" or kind not in _UNMATCHED_KINDS)
+    ]
+    matched = [] if kind in _UNMATCHED_KINDS else [*MATCH_KEYS]
+    return (*_PARAMS[kind], *common, *matched)
+
+
+def _close(key: str, keys: Iterable[str]) -> str:
+    near = difflib.get_close_matches(key, list(keys), n=1)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
+def _check_kind(kind: object) -> str:
+    if not isinstance(kind, str) or kind not in _PARAMS:
+        kinds = ", ".join(FAULT_KINDS)
+        hint = _close(kind, _PARAMS) if isinstance(kind, str) else ""
+        raise ConfigError(f"kind: {kind!r} is not a fault kind; the kinds are {kinds}{hint}")
+    return kind
+
+
+# --- the spec ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """One fault, checked: kind, common keys and the kind's own `params` (durations in seconds).
+
+    Built directly (`FaultSpec("latency", params={"delay": "200ms"})` is checked and normalised too),
+    from a mapping (`from_mapping`, a scenario's fault event), from CLI text (`parse`) or from keyword
+    arguments (`of`). `direction` applies to transport faults: "downstream" (device to client, the
+    default, so a latency of 200ms adds 200ms to each round trip), "upstream" or "both".
+    """
+
+    kind: str
+    probability: float = 1.0
+    match: Match = field(default_factory=Match)
+    count: int | None = None
+    for_: float | None = None
+    direction: Direction = "downstream"
+    params: Mapping[str, ParamValue] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        kind = _check_kind(self.kind)
+        set_ = object.__setattr__  # frozen: normalise once, here
+        set_(self, "probability", _probability(self.probability, "probability"))
+        set_(self, "match", Match.from_value(self.match))
+        if self.count is not None:
+            set_(self, "count", _positive_int(self.count, "count"))
+        if self.for_ is not None:
+            set_(self, "for_", _positive_duration(self.for_, "for"))
+        if self.count is not None and self.for_ is not None:
+            raise ConfigError("count: a fault takes count or for, not both")
+        if self.direction not in DIRECTIONS:
+            raise ConfigError(f"direction: expected one of {', '.join(DIRECTIONS)}, not {self.direction!r}")
+        if self.direction != "downstream" and kind not in DIRECTED_KINDS:
+            raise ConfigError(f"direction: {kind} is not a transport fault, so it has no direction")
+        if kind in _UNMATCHED_KINDS and not self.match.empty:
+            raise ConfigError(f"match: {kind} acts on the whole device, not on some requests, so it takes no match")
+        set_(self, "params", _checked_params(kind, self.params))
+
+    # --- constructors --------------------------------------------------------------------------------
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any], *, where: str = "") -> FaultSpec:
+        """From a scenario-style mapping: `{kind: latency, delay: 200ms, match: {function: 3}, for: 10s}`.
+
+        Match keys may also sit at the top level (`function: 3`), as on the command line. `device`, if
+        present, is ignored: the caller decides which device's faults these are. `where` prefixes errors.
+        """
+        try:
+            return cls._from_mapping(mapping)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}{exc}" if where else str(exc)) from None
+
+    @classmethod
+    def _from_mapping(cls, mapping: Mapping[str, Any]) -> FaultSpec:
+        if not isinstance(mapping, Mapping):
+            raise ConfigError(f"a fault is a mapping with a kind, not {mapping!r}")
+        data = {_ALIASES.get(str(key), str(key)): value for key, value in mapping.items() if key != "device"}
+        if "kind" not in data:
+            raise ConfigError(f"kind: required; one of {', '.join(FAULT_KINDS)}")
+        kind = _check_kind(data.pop("kind"))
+        accepted = kind_keys(kind)
+        for key in data:
+            if key not in accepted:
+                raise ConfigError(
+                    f"{key}: {kind} takes no such key; it takes {', '.join(accepted)}{_close(key, accepted)}"
+                )
+        match_data = data.pop("match", None)
+        top = {key: data.pop(key) for key in MATCH_KEYS if key in data}
+        if top:
+            if match_data is not None:
+                raise ConfigError(f"{next(iter(top))}: give match keys either inside match or beside it, not both")
+            match_data = top
+        common = {key: data.pop(key) for key in COMMON_KEYS if key in data}
+        count = common.get("count")
+        duration = common.get("for")
+        direction = common.get("direction", "downstream")
+        return cls(
+            kind,
+            probability=cast(float, common.get("probability", 1.0)),
+            match=Match.from_value(match_data),
+            count=None if count is None else cast(int, count),
+            for_=None if duration is None else cast(float, duration),
+            direction=cast(Direction, direction),
+            params=data,
+        )
+
+    @classmethod
+    def of(cls, kind: str, **keys: Any) -> FaultSpec:
+        """From keyword arguments: `FaultSpec.of("latency", delay="200ms", for_="10s")`."""
+        return cls.from_mapping({"kind": kind, **keys})
+
+    @classmethod
+    def parse(cls, text: str) -> FaultSpec:
+        """From CLI text: `KIND[,key=value...]`, e.g. `exception,code=6,function=3,probability=0.5`.
+
+        Several units or function codes are separated by `|` (`function=3|4`).
+        """
+        parts = [part.strip() for part in text.split(",")]
+        if not parts or not parts[0]:
+            raise ConfigError(f"--fault {text!r}: expected KIND[,key=value...], such as latency,delay=200ms")
+        head, *rest = parts
+        data: dict[str, Any] = {}
+        if "=" in head:
+            rest.insert(0, head)
+        else:
+            data["kind"] = head
+        for part in rest:
+            key, sep, value = part.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise ConfigError(f"--fault {text!r}: {part!r} is not key=value")
+            if key in data:
+                raise ConfigError(f"--fault {text!r}: {key} is given twice")
+            data[key] = value.strip()
+        return cls.from_mapping(data, where=f"--fault {text!r}: ")
+
+    @classmethod
+    def from_record(cls, record: FaultRecord) -> FaultSpec:
+        """From a plant's FaultRecord (a scenario event that switched the fault on)."""
+        data: dict[str, Any] = {"kind": record.kind, "probability": record.probability, **record.params}
+        if record.match is not None:
+            data["match"] = record.match
+        if record.count is not None:
+            data["count"] = record.count
+        if record.end is not None and record.end > record.start:
+            data["for"] = record.end - record.start
+        return cls.from_mapping(data, where=f"fault {record.kind} of {record.device}: ")
+
+    # --- reading ----------------------------------------------------------------------------------------
+
+    @property
+    def transport(self) -> bool:
+        """A transport fault (acts on bytes) rather than a protocol one (acts on requests)."""
+        return self.kind in TRANSPORT_KINDS
+
+    def number(self, key: str, default: float = 0.0) -> float:
+        value = self.params.get(key)
+        return default if value is None else float(value)
+
+    def integer(self, key: str, default: int = 0) -> int:
+        value = self.params.get(key)
+        return default if value is None else int(value)
+
+    def applies_to(self, direction: str) -> bool:
+        """Whether a transport fault acts on data travelling `direction` ("upstream" or "downstream")."""
+        return self.direction in ("both", direction)
+
+    def to_text(self) -> str:
+        """The CLI spelling, which `parse` reads back to an equal spec."""
+        parts = [self.kind]
+        defaults = _PARAMS[self.kind]
+        parts += [f"{key}={_text(value, key)}" for key, value in self.params.items() if value != defaults[key].default]
+        if self.probability != 1.0:
+            parts.append(f"probability={self.probability!r}")
+        parts += [f"{key}={value}" for key, value in self.match.items()]
+        if self.count is not None:
+            parts.append(f"count={self.count}")
+        if self.for_ is not None:
+            parts.append(f"for={self.for_!r}s")
+        if self.direction != "downstream":
+            parts.append(f"direction={self.direction}")
+        return ",".join(parts)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+
+_DURATION_KEYS = frozenset(
+    key for params in _PARAMS.values() for key, param in params.items() if param.parse is parse_duration
+)
+
+
+def _text(value: float, key: str) -> str:
+    if key in _DURATION_KEYS:
+        return f"{float(value)!r}s"
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _checked_params(kind: str, given: Mapping[str, Any]) -> dict[str, ParamValue]:
+    schema = _PARAMS[kind]
+    accepted = kind_keys(kind)
+    out: dict[str, ParamValue] = {}
+    for key, value in given.items():
+        param = schema.get(key)
+        if param is None:
+            raise ConfigError(f"{key}: {kind} takes no such key; it takes {', '.join(accepted)}{_close(key, accepted)}")
+        out[key] = param.parse(value, key)
+    for key, param in schema.items():
+        if key not in out:
+            if param.required:
+                raise ConfigError(f"{key}: {kind} needs {key} ({param.help})")
+            if param.default is not None:
+                out[key] = param.default
+    if kind == "latency" and out["jitter"] > out["delay"]:
+        # Delays are clamped at zero; a jitter beyond the delay would skew the mean the user asked for.
+        raise ConfigError(f"jitter: {out['jitter']}s is more than the delay ({out['delay']}s)")
+    return out
+
+
+def parse_faults(texts: Iterable[str]) -> list[FaultSpec]:
+    """Every `--fault` text, parsed; the first mistake is raised."""
+    return [FaultSpec.parse(text) for text in texts]
+
+
+__all__ = [
+    "COMMON_KEYS",
+    "DIRECTIONS",
+    "MATCH_KEYS",
+    "PROTOCOL_KINDS",
+    "TRANSPORT_KINDS",
+    "AddressRange",
+    "Direction",
+    "FaultSpec",
+    "Match",
+    "RequestInfo",
+    "kind_keys",
+    "parse_duration",
+    "parse_faults",
+]
