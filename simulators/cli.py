@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from bifrost.errors import ConfigError
+from simulators.proxy import command as proxy_command
 from simulators.scenario import json_schema, load_scenario
 from simulators.shipped import shipped_scenarios
 
@@ -50,6 +51,9 @@ def validate(files: list[Path] = typer.Argument(..., help="Scenario files to che
 def schema() -> None:
     """Print the JSON Schema of scenario files (for editors; also shipped as scenarios/scenario.schema.json)."""
     typer.echo(json_schema(), nl=False)
+
+
+app.command("proxy")(proxy_command)  # the implementation lives in simulators/proxy.py
 
 
 def main() -> None:

@@ -1,0 +1,666 @@
+"""A fault-injecting, logging proxy in front of a real device: `bifrost-sim proxy`.
+
+`Proxy` relays TCP between clients and one target (a PLC in the field, or another simulator), each
+client on its own connection to the target. It cuts both directions into Modbus frames with bifrost's
+framers (MBAP, or RTU over TCP with `framing="rtu"`) without changing a byte, logs each request and
+reply, and applies the faults of its FaultSet:
+
+- transport faults through a Lane per direction, as around a simulator's streams; `refuse` closes the
+  listening socket while every connection would be refused (a probable one resets some connections as
+  they arrive), and opens it again on the same port when it ends;
+- protocol faults as a device would commit them: `exception` and `bad_quality` answer the client with
+  an exception frame and do not forward the request; `wrong_transaction` and `truncate` rewrite the
+  reply; `freeze` answers reads from the replies seen before the freeze; `reboot` drops every
+  connection and refuses new ones for its `for`.
+
+Faults come from `--fault` specs, or from a scenario whose fault events name the device `proxy`; run-
+time ones from `proxy.faults.add(...)`. Time is the FaultSet's clock (a VirtualClock in tests makes
+every delay exact).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import signal
+import socket
+import sys
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import typer
+
+from bifrost.errors import ConfigError
+from bifrost.modbus.framing import Frame, Framing
+from bifrost.modbus.pdu import (
+    MalformedFrame,
+    ReadCoilsRequest,
+    ReadDiscreteInputsRequest,
+    ReadHoldingRegistersRequest,
+    ReadInputRegistersRequest,
+    RequestPdu,
+    decode_request,
+    decode_response,
+    function_name,
+)
+from simulators.clock import Clock, SystemClock
+from simulators.faults import FaultSet, FaultSpec, Lane, RequestInfo
+from simulators.faults.frames import Splitter
+from simulators.faults.protocol import exception_frame, rewrite_reply
+from simulators.faults.streams import abort_with_reset
+from simulators.hooks import Action
+
+log = logging.getLogger(__name__)
+
+PROXY_DEVICE = "proxy"  # the device name a scenario's fault events use for the proxy
+READ_SIZE = 65536
+_READS = (ReadCoilsRequest, ReadDiscreteInputsRequest, ReadHoldingRegistersRequest, ReadInputRegistersRequest)
+_FREEZE_CACHE = 1024  # replies kept for freeze, least recently used dropped first
+_POLL = 0.05  # plant seconds between checks of faults that start or end with time
+
+
+def parse_address(text: str, what: str) -> tuple[str, int]:
+    """`HOST:PORT` (or `[v6]:PORT`) as (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{what}: expected HOST:PORT such as 127.0.0.1:1502, not {text!r}")
+    return host.strip("[]"), int(port)
+
+
+@dataclass
+class TrafficRecord:
+    """One line of the proxy's log: a request, a reply, or what happened to a connection."""
+
+    t: float  # plant seconds (the FaultSet's clock)
+    connection: int
+    event: str  # "request", "response", "connect", "disconnect", "refused", "error"
+    unit: int | None = None
+    transaction_id: int | None = None
+    function: int | None = None
+    summary: str = ""
+    data: bytes = b""
+    faults: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "t": round(self.t, 6),
+            "connection": self.connection,
+            "event": self.event,
+            "unit": self.unit,
+            "transaction_id": self.transaction_id,
+            "function": self.function,
+            "summary": self.summary,
+            "data": self.data.hex(),
+            "faults": list(self.faults),
+        }
+
+    def __str__(self) -> str:
+        parts = [f"{self.t:10.3f}", f"#{self.connection}", {"request": "->", "response": "<-"}.get(self.event, "--")]
+        if self.transaction_id is not None:
+            parts.append(f"tid={self.transaction_id}")
+        if self.unit is not None:
+            parts.append(f"unit={self.unit}")
+        parts.append(self.summary if self.event in ("request", "response") else f"{self.event} {self.summary}")
+        if self.faults:
+            parts.append(f"[{', '.join(self.faults)}]")
+        return " ".join(parts)
+
+
+TrafficLog = Callable[[TrafficRecord], object]
+
+
+def _describe_request(frame: Frame) -> tuple[RequestPdu | None, str]:
+    try:
+        request = decode_request(frame.pdu)
+    except MalformedFrame as exc:
+        return None, f"malformed request: {exc}"
+    return request, repr(request)
+
+
+def _describe_response(frame: Frame, request: RequestPdu | None) -> str:
+    try:
+        return repr(decode_response(frame.pdu, request))
+    except MalformedFrame as exc:
+        return f"malformed reply ({function_name(frame.pdu[0] & 0x7F)}): {exc}"
+
+
+@dataclass
+class _Pending:
+    """A request relayed to the target, waiting for its reply."""
+
+    frame: Frame
+    request: RequestPdu | None
+    info: RequestInfo | None
+    action: Action | None = None
+    kinds: tuple[str, ...] = ()
+
+
+@dataclass
+class _Session:
+    """One client connection and its connection to the target."""
+
+    number: int
+    client_reader: asyncio.StreamReader
+    client_writer: asyncio.StreamWriter
+    target_reader: asyncio.StreamReader | None = None
+    target_writer: asyncio.StreamWriter | None = None
+    upstream: Lane | None = None
+    downstream: Lane | None = None
+    pending: OrderedDict[int | None, _Pending] = field(default_factory=OrderedDict)
+    ended: str | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+class Proxy:
+    """Relays TCP from `listen` to `target` through a FaultSet; see the module docstring.
+
+    `async with Proxy(("127.0.0.1", port), faults=["latency,delay=200ms"]) as proxy:` then connect to
+    `proxy.address`. `faults` is a FaultSet, or specs for a new one on `clock` (default: a SystemClock).
+    """
+
+    def __init__(
+        self,
+        target: tuple[str, int] | str,
+        *,
+        listen: tuple[str, int] | str = ("127.0.0.1", 0),
+        faults: FaultSet | Iterable[FaultSpec | str] = (),
+        framing: Framing = "mbap",
+        clock: Clock | None = None,
+        seed: int | str | None = None,
+        log: TrafficLog | None = None,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.target = parse_address(target, "--target") if isinstance(target, str) else target
+        self._listen = parse_address(listen, "--listen") if isinstance(listen, str) else listen
+        if isinstance(faults, FaultSet):
+            self.faults = faults
+        else:
+            self.faults = FaultSet(
+                PROXY_DEVICE, clock=clock if clock is not None else SystemClock(), seed=seed, framing=framing
+            )
+            for spec in faults:
+                self.faults.add(spec)
+        self.framing: Framing = framing
+        self.faults.framing = framing
+        self._log = log
+        self.connect_timeout = connect_timeout
+        self._server: asyncio.Server | None = None
+        self._address: tuple[str, int] | None = None
+        self._sessions: dict[int, _Session] = {}
+        self._numbers = itertools.count(1)
+        self._frozen: OrderedDict[tuple[int, bytes], bytes] = OrderedDict()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._reopening: asyncio.Task[None] | None = None
+        self._unsubscribe: list[Callable[[], object]] = []
+        self._stopped = asyncio.Event()
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """Where the proxy listens (the port is the bound one when asked for port 0)."""
+        if self._address is None:
+            raise RuntimeError("the proxy is not started")
+        return self._address
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
+    async def start(self) -> Proxy:
+        self._loop = asyncio.get_running_loop()
+        self._stopped.clear()
+        clock = self.faults.clock
+        if isinstance(clock, SystemClock):
+            clock.attach(self._loop)  # a scenario's events run on its timers
+        self._address = self._listen
+        if not self.faults.refusing_all():
+            await self._open()
+        else:
+            self._address = self._reserve_port()
+        self._unsubscribe.append(self.faults.on_change(self._faults_changed))
+        self._unsubscribe.append(self.faults.on_reboot(self._reboot))
+        self._poller = self._loop.create_task(self._poll())
+        return self
+
+    def _reserve_port(self) -> tuple[str, int]:
+        # Refusing from the start: a port is still chosen (and released), so the address can be printed.
+        host, port = self._listen
+        with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
+            sock.bind((host, port))
+            return host, int(sock.getsockname()[1])
+
+    async def _open(self) -> None:
+        host, port = self._address or self._listen
+        sock = socket.socket(_family(host), socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(128)  # from here the kernel queues connections, before the server accepts them
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self._address = (host, int(sock.getsockname()[1]))
+        self._server = await asyncio.start_server(self._accept, sock=sock)
+
+    def _close_listener(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()  # closes the listening socket now: new connections are refused
+
+    def _faults_changed(self) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._sync_listener()
+        else:
+            loop.call_soon_threadsafe(self._sync_listener)
+
+    def _sync_listener(self) -> None:
+        """Close or reopen the listening socket as the faults say (on the loop thread)."""
+        if self._stopped.is_set() or self._loop is None:
+            return
+        refusing = self.faults.refusing_all()
+        if refusing and self._server is not None:
+            log.info("refusing connections")
+            self._close_listener()
+        elif not refusing and self._server is None and (self._reopening is None or self._reopening.done()):
+            self._reopening = self._loop.create_task(self._reopen())
+
+    async def _reopen(self) -> None:
+        try:
+            await self._open()
+            log.info("accepting connections again on %s:%s", *self.address)
+        except OSError as exc:
+            log.error("cannot listen on %s:%s again: %s", *self.address, exc)
+
+    async def _poll(self) -> None:
+        # Faults that come and go with time (a scenario event, a `for`): checked every _POLL plant seconds.
+        while not self._stopped.is_set():
+            await self.faults.timing.sleep(_POLL)
+            self.faults.poll()
+            self._sync_listener()
+
+    async def settle(self) -> None:
+        """Wait until the listening socket is as the faults say (after a refuse ends, it reopens)."""
+        self._sync_listener()
+        if self._reopening is not None:
+            await self._reopening
+
+    async def stop(self) -> None:
+        """Stop listening, drop every connection, and stop the clock's timers driving."""
+        self._stopped.set()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        for task in (self._poller, self._reopening):
+            if task is not None and not task.done():
+                task.cancel()
+        self._close_listener()
+        for session in list(self._sessions.values()):
+            self._end(session, "stop")
+        tasks = [task for session in self._sessions.values() for task in session.tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._sessions.clear()
+        clock = self.faults.clock
+        if isinstance(clock, SystemClock):
+            clock.detach()
+
+    async def serve_forever(self) -> None:
+        """Run until `stop()` is called (or the task is cancelled)."""
+        await self._stopped.wait()
+
+    async def __aenter__(self) -> Proxy:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- connections --------------------------------------------------------------------------------------
+
+    def _record(self, session: _Session | None, event: str, **fields: Any) -> None:
+        if self._log is None:
+            return
+        record = TrafficRecord(self.faults.now(), session.number if session else 0, event, **fields)
+        try:
+            self._log(record)
+        except Exception:
+            log.exception("the traffic log failed")
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        session = _Session(next(self._numbers), reader, writer)
+        peer = writer.get_extra_info("peername")
+        if self.faults.refusing():
+            self._record(session, "refused", summary=f"from {_peer(peer)} (refuse)", faults=("refuse",))
+            abort_with_reset(writer)
+            return
+        try:
+            target = await asyncio.wait_for(asyncio.open_connection(*self.target), self.connect_timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
+            self._record(session, "error", summary=f"cannot reach {self.target[0]}:{self.target[1]}: {exc!r}")
+            writer.close()
+            return
+        session.target_reader, session.target_writer = target
+        self._sessions[session.number] = session
+        self._record(session, "connect", summary=f"from {_peer(peer)}")
+        target_writer = session.target_writer
+        session.upstream = Lane(self.faults, "upstream", target_writer.write, lambda how: self._end(session, how))
+        session.downstream = Lane(self.faults, "downstream", writer.write, lambda how: self._end(session, how))
+        loop = asyncio.get_running_loop()
+        session.tasks = [
+            loop.create_task(self._client_to_target(session)),
+            loop.create_task(self._target_to_client(session)),
+        ]
+        try:
+            await asyncio.gather(*session.tasks, return_exceptions=True)
+        finally:
+            self._end(session, "closed")
+            self._sessions.pop(session.number, None)
+
+    def _end(self, session: _Session, how: str) -> None:
+        """End a session: "reset" sends the client an RST, anything else closes (the target gently)."""
+        if session.ended is not None:
+            return
+        session.ended = how
+        for lane in (session.upstream, session.downstream):
+            if lane is not None:
+                lane.close()
+        if how == "reset":
+            abort_with_reset(session.client_writer)
+        else:
+            session.client_writer.close()
+        if session.target_writer is not None:
+            session.target_writer.close()
+        for task in session.tasks:
+            if task is not asyncio.current_task() and not task.done():
+                task.cancel()
+        self._record(session, "disconnect", summary=how)
+
+    async def _pump(
+        self, session: _Session, reader: asyncio.StreamReader, splitter: Splitter, handle: Callable[[bytes, Any], None]
+    ) -> None:
+        try:
+            while session.ended is None:
+                quiet = 0.02 if splitter.pending and self.framing == "rtu" else None
+                try:
+                    data = await asyncio.wait_for(reader.read(READ_SIZE), quiet)
+                except asyncio.TimeoutError:
+                    pieces = splitter.flush()  # an RTU frame that will not be finished
+                else:
+                    if not data:
+                        for piece, frame in splitter.flush():
+                            handle(piece, frame)
+                        break
+                    pieces = splitter.feed(data)
+                for piece, frame in pieces:
+                    handle(piece, frame)
+        except (ConnectionError, OSError) as exc:
+            self._record(session, "error", summary=repr(exc))
+
+    async def _client_to_target(self, session: _Session) -> None:
+        splitter = Splitter(self.framing, "requests")
+        await self._pump(
+            session, session.client_reader, splitter, lambda piece, frame: self._request(session, piece, frame)
+        )
+        # The client is done sending: let what is on its way arrive, then close towards the target.
+        if session.upstream is not None and session.ended is None:
+            await session.upstream.drained()
+
+    async def _target_to_client(self, session: _Session) -> None:
+        assert session.target_reader is not None
+        splitter = Splitter(self.framing, "responses")
+        await self._pump(
+            session, session.target_reader, splitter, lambda piece, frame: self._reply(session, piece, frame)
+        )
+        if session.downstream is not None and session.ended is None:
+            await session.downstream.drained()  # delayed replies still reach the client
+        self._end(session, "target closed")
+
+    # --- requests and replies --------------------------------------------------------------------------
+
+    def _request(self, session: _Session, piece: bytes, frame: Frame | None) -> None:
+        upstream, downstream = session.upstream, session.downstream
+        assert upstream is not None and downstream is not None
+        if frame is None:
+            self._record(session, "request", summary=f"{len(piece)} bytes that are no frame", data=piece)
+            upstream.push(piece, None)
+            return
+        request, summary = _describe_request(frame)
+        info = None if request is None else RequestInfo.of(frame.unit, request)
+        decided = self.faults.decide(info)
+        action, kinds = decided if decided is not None else (None, ())
+        fields: dict[str, Any] = {
+            "unit": frame.unit,
+            "transaction_id": frame.transaction_id,
+            "function": frame.pdu[0],
+            "summary": summary,
+            "data": piece,
+        }
+        function = frame.pdu[0] & 0x7F
+        if action is not None and action.exception is not None:
+            # Answered here, as the device would: the request never reaches the target.
+            self._record(session, "request", **fields, faults=kinds)
+            reply = exception_frame(self.framing, frame.unit, function, action.exception, frame.transaction_id)
+            summary = f"exception {action.exception} to {function_name(function)}, from the proxy"
+            self._send_reply(session, rewrite_reply(action, reply, self.framing), frame, info, summary, kinds)
+            return
+        cached = self._frozen.get((frame.unit, frame.pdu)) if self.faults.is_frozen() else None
+        if cached is not None and isinstance(request, _READS):
+            self._record(session, "request", **fields, faults=(*kinds, "freeze"))
+            reply = rewrite_reply(action or Action(), _frame_bytes(self.framing, frame, cached), self.framing)
+            summary = f"{_describe_response(Frame(frame.unit, cached), request)}, as before the freeze"
+            self._send_reply(session, reply, frame, info, summary, (*kinds, "freeze"))
+            return
+        pending = _Pending(frame, request, info, action, kinds)
+        session.pending[frame.transaction_id] = pending
+        while len(session.pending) > _FREEZE_CACHE:
+            session.pending.popitem(last=False)
+        hit = upstream.push(piece, info)
+        self._record(session, "request", **fields, faults=(*kinds, *hit))
+
+    def _send_reply(
+        self,
+        session: _Session,
+        reply: bytes,
+        frame: Frame,
+        info: RequestInfo | None,
+        summary: str,
+        kinds: tuple[str, ...],
+    ) -> None:
+        """Answer the client from here (the request never reaches the target)."""
+        assert session.downstream is not None
+        hit = session.downstream.push(reply, info)
+        fields = {"unit": frame.unit, "transaction_id": frame.transaction_id, "function": frame.pdu[0]}
+        self._record(session, "response", **fields, summary=summary, data=reply, faults=(*kinds, *hit))
+
+    def _reply(self, session: _Session, piece: bytes, frame: Frame | None) -> None:
+        downstream = session.downstream
+        assert downstream is not None
+        if frame is None:
+            hit = downstream.push(piece, None)
+            self._record(session, "response", summary=f"{len(piece)} bytes that are no frame", data=piece, faults=hit)
+            return
+        key = frame.transaction_id if self.framing == "mbap" else None
+        pending = session.pending.pop(key, None)
+        if pending is None and self.framing == "rtu" and session.pending:
+            pending = session.pending.popitem(last=True)[1]
+        request = pending.request if pending is not None else None
+        info = pending.info if pending is not None else None
+        fields: dict[str, Any] = {
+            "unit": frame.unit,
+            "transaction_id": frame.transaction_id,
+            "function": frame.pdu[0],
+            "summary": _describe_response(frame, request),
+        }
+        if pending is not None and isinstance(request, _READS) and not self.faults.is_frozen() and frame.pdu[0] < 0x80:
+            self._frozen[(pending.frame.unit, pending.frame.pdu)] = frame.pdu
+            self._frozen.move_to_end((pending.frame.unit, pending.frame.pdu))
+            while len(self._frozen) > _FREEZE_CACHE:
+                self._frozen.popitem(last=False)
+        action = pending.action if pending is not None else None
+        kinds = pending.kinds if pending is not None else ()
+        if action is not None and action.drop:
+            self._record(session, "response", **fields, data=piece, faults=kinds)
+            return
+        if action is not None:
+            piece = rewrite_reply(action, piece, self.framing)
+        hit = downstream.push(piece, info)
+        self._record(session, "response", **fields, data=piece, faults=(*kinds, *hit))
+
+    def _reboot(self) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+
+        def drop_all() -> None:
+            for session in list(self._sessions.values()):
+                self._end(session, "reboot")
+            self._frozen.clear()
+            self._sync_listener()
+
+        loop.call_soon_threadsafe(drop_all)
+
+
+def _frame_bytes(framing: Framing, request: Frame, pdu: bytes) -> bytes:
+    from bifrost.modbus.framing import encode_mbap, encode_rtu
+
+    if framing == "rtu":
+        return encode_rtu(request.unit, pdu)
+    return encode_mbap(request.transaction_id or 0, request.unit, pdu)
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _peer(peer: object) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)
+
+
+# --- the command ------------------------------------------------------------------------------------------
+
+
+def _faults_from_scenario(path: Path, seed: int | None) -> FaultSet:
+    from simulators.plant import Plant
+    from simulators.scenario import load_scenario
+
+    scenario = load_scenario(path)
+    if PROXY_DEVICE not in scenario.devices:
+        raise ConfigError(
+            f"{path}: the proxy takes its faults from events that name the device {PROXY_DEVICE!r}; "
+            f"declare it under devices (e.g. `{PROXY_DEVICE}: {{protocol: modbus}}`)"
+        )
+    for index, event in enumerate(scenario.events):
+        if event.fault is not None and event.fault.device == PROXY_DEVICE:
+            FaultSpec.from_mapping(
+                {"kind": event.fault.kind, **event.fault.model_dump(by_alias=True, exclude_none=True)},
+                where=f"{path}: events[{index}].fault: ",
+            )
+    plant = Plant(scenario, SystemClock())
+    return FaultSet(PROXY_DEVICE, plant=plant, seed=seed)
+
+
+async def run(
+    *,
+    listen: str,
+    target: str,
+    faults: list[str],
+    scenario: Path | None,
+    seed: int | None,
+    log_file: Path | None,
+    rtu: bool,
+    out: IO[str],
+) -> None:
+    """The `proxy` command: start, print `listening on HOST:PORT`, relay until SIGINT or SIGTERM."""
+    framing: Framing = "rtu" if rtu else "mbap"
+    fault_set = (
+        _faults_from_scenario(scenario, seed)
+        if scenario is not None
+        else FaultSet(PROXY_DEVICE, clock=SystemClock(), seed=seed, framing=framing)
+    )
+    for text in faults:
+        fault_set.add(FaultSpec.parse(text))
+    sink: IO[str] | None = log_file.open("a", encoding="utf-8") if log_file is not None else None
+
+    def write(record: TrafficRecord) -> None:
+        if sink is not None:
+            sink.write(json.dumps(record.as_json()) + "\n")
+            sink.flush()
+        else:
+            print(record, file=out, flush=True)
+
+    proxy = Proxy(target, listen=listen, faults=fault_set, framing=framing, log=write)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    try:
+        await proxy.start()
+        host, port = proxy.address
+        print(f"listening on {host}:{port}", file=out, flush=True)
+        for spec in fault_set.active():
+            print(f"fault: {spec.spec}", file=out, flush=True)
+        await stop.wait()
+    finally:
+        await proxy.stop()
+        if sink is not None:
+            sink.close()
+
+
+def command(
+    listen: str = typer.Option("127.0.0.1:1502", help="HOST:PORT to listen on; port 0 picks a free one."),
+    target: str = typer.Option(..., help="HOST:PORT of the device to relay to."),
+    fault: list[str] = typer.Option(  # noqa: B008 - typer's idiom
+        [], "--fault", help="KIND[,key=value...], e.g. latency,delay=200ms,jitter=20ms (repeatable)."
+    ),
+    scenario: Path | None = typer.Option(None, help="A scenario whose fault events name the device 'proxy'."),  # noqa: B008
+    seed: int | None = typer.Option(None, help="Seed of the faults' random draws (default: the scenario's, or 0)."),
+    log_file: Path | None = typer.Option(None, "--log", help="Write the traffic as JSON lines to this file."),  # noqa: B008
+    rtu: bool = typer.Option(False, "--rtu", help="The traffic is RTU frames over TCP, not Modbus TCP."),
+) -> None:
+    """Relay Modbus TCP to a device through injected faults, logging each request and reply.
+
+    Prints `listening on HOST:PORT` first; stops cleanly on Ctrl-C and SIGTERM.
+    """
+    try:
+        asyncio.run(
+            run(
+                listen=listen,
+                target=target,
+                faults=fault,
+                scenario=scenario,
+                seed=seed,
+                log_file=log_file,
+                rtu=rtu,
+                out=sys.stdout,
+            )
+        )
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        pass
+
+
+__all__ = ["PROXY_DEVICE", "Proxy", "TrafficLog", "TrafficRecord", "command", "parse_address", "run"]
