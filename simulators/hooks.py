@@ -12,7 +12,7 @@ answers. The points, in the order a request meets them:
 - `on_request(device, event)`: each decoded request; an `Action` changes how it is answered.
 - `frozen(device)`: while True, reads serve the values as they were when the freeze began.
 
-`bind(context)` comes first, once, on the host's event-loop thread before any device listens: the
+`bind(context)` comes first, once, on the host's event-loop thread before any request is served: the
 context carries the plant, the loop, `sleep` on the plant's clock (so a delay of 2 s is 2 s of virtual
 time under a VirtualClock) and `disconnect` (drop a device's connections, for `reboot`).
 `SimHost.reset()` calls the hooks' `reset()` if they have one.

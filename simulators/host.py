@@ -1,0 +1,358 @@
+"""SimHost: a scenario's devices served on real sockets from one background event-loop thread.
+
+    with SimHost("water_tank", clock="virtual", any_port=True) as host:
+        url = host.devices["plc1"].url          # modbus://127.0.0.1:40123?unit=1
+        ...                                     # any client: sync, async on any loop, blocking
+        host.clock.advance(60)                  # a minute of plant time, at once
+        host.reset()                            # between tests: values, time, logs and faults
+
+The loop thread belongs to the host, so sync tests, async tests on their own loops and blocking
+clients can all use the devices, and a test that stops its own loop cannot stop them. Everything the
+host exposes may be called from any thread: the plant serialises with its lock, and what must run on
+the loop thread is sent there (`call`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import inspect
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, TypeVar, overload
+
+from bifrost.errors import ConfigError
+from bifrost.tags import TagMap
+from simulators.clock import SystemClock, VirtualClock
+from simulators.hooks import FaultHooks, HookContext, NoFaults
+from simulators.modbus import ModbusDevice
+from simulators.modbus_server import Endpoint, ModbusServer
+from simulators.plant import Plant
+from simulators.scenario import Scenario, load_scenario
+from simulators.shipped import shipped_scenario
+from simulators.traffic import DEFAULT_MAXLEN, TrafficLog
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_START_TIMEOUT = 10.0
+_DEFAULT_LISTEN = "127.0.0.1:0"
+
+
+class SimDevice:
+    """One served device: its name, protocol, URL, tag database (for bifrost.connect) and traffic log."""
+
+    def __init__(self, name: str, protocol: str, transport: str, unit: int, tags: TagMap, log: TrafficLog) -> None:
+        self.name = name
+        self.protocol = protocol
+        self.transport = transport
+        self.unit = unit
+        self.tags = tags
+        self.log = log
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        """`modbus://127.0.0.1:40123?unit=1`, `modbus+rtu+tcp://...`, `modbus+rtu:///dev/pts/7?unit=1&baud=19200`."""
+        if self._url is None:
+            raise RuntimeError(f"{self.name} has no URL until the host is started: call SimHost.start()")
+        return self._url
+
+    def __repr__(self) -> str:
+        return f"SimDevice({self.name!r}, {self._url or 'not started'})"
+
+
+def resolve_scenario(scenario: Scenario | str | Path) -> Scenario:
+    """A Scenario as given, or loaded from a path, or a shipped scenario's stem (`water_tank`)."""
+    if isinstance(scenario, Scenario):
+        return scenario
+    path = Path(scenario)
+    if path.exists() or path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        return load_scenario(path)
+    return load_scenario(shipped_scenario(str(scenario)))
+
+
+class SimHost:
+    """Serve a scenario's devices. See the module docstring.
+
+    `clock`: "system" (plant time runs `speed` times faster than real time) or "virtual" (time moves
+    only when `host.clock.advance()` is called). `any_port`: bind port 0 everywhere instead of the
+    scenario's ports. `hooks`: fault hooks (simulators.hooks); by default none. `listen_host`
+    replaces the host of every listen address (`bifrost-sim serve --host`).
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario | str | Path,
+        *,
+        clock: Literal["system", "virtual"] = "system",
+        speed: float = 1.0,
+        any_port: bool = False,
+        hooks: FaultHooks | None = None,
+        listen_host: str | None = None,
+        log_size: int = DEFAULT_MAXLEN,
+    ) -> None:
+        self.scenario = resolve_scenario(scenario)
+        if clock == "virtual":
+            self.plant: Plant[Any] = Plant(self.scenario, VirtualClock())
+        elif clock == "system":
+            self.plant = Plant(self.scenario, SystemClock(speed))
+        else:
+            raise ConfigError(f"clock must be 'system' or 'virtual', not {clock!r}")
+        self.hooks: FaultHooks = hooks if hooks is not None else NoFaults()
+        self.any_port = any_port
+        self.listen_host = listen_host
+        self.devices: dict[str, SimDevice] = {}
+        self.skipped: dict[str, str] = {}
+        """Devices not served, with the reason (protocols without a simulator yet)."""
+        self._modbus: list[ModbusDevice] = []
+        self._endpoints: dict[str, Endpoint] = {}
+        for name, spec in self.scenario.devices.items():
+            if spec.protocol != "modbus":
+                self.skipped[name] = f"no {spec.protocol} simulator yet"
+                log.warning("%s: not served: %s", name, self.skipped[name])
+                continue
+            traffic = TrafficLog(name, log_size)
+            device = ModbusDevice(self.scenario, name, self.plant, self.hooks, traffic)
+            self._modbus.append(device)
+            self._endpoints[name] = self._endpoint(spec.transport, spec.listen)
+            tags = self.scenario.tag_map(name)
+            self.devices[name] = SimDevice(name, "modbus", spec.transport, device.unit, tags, traffic)
+        self._server: ModbusServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._sleepers: set[asyncio.Future[None]] = set()
+        self._lock = threading.Lock()
+
+    def _endpoint(self, transport: str, listen: str | None) -> Endpoint:
+        if transport == "rtu":
+            return Endpoint("rtu")
+        host, _, port = (listen or _DEFAULT_LISTEN).rpartition(":")
+        host = host.strip("[]")
+        if self.listen_host is not None:
+            host = self.listen_host
+        return Endpoint(transport, host, 0 if self.any_port else int(port))
+
+    # --- the plant and its clock -----------------------------------------------------------------------
+
+    @property
+    def clock(self) -> Any:
+        """The plant's clock: a VirtualClock (advance it from any thread) or a SystemClock."""
+        return self.plant.clock
+
+    def url(self, device: str) -> str:
+        try:
+            return self.devices[device].url
+        except KeyError:
+            served = ", ".join(self.devices) or "(none)"
+            raise ConfigError(f"no device {device!r} is served; served: {served}") from None
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> SimHost:
+        """Start every device on one background event-loop thread; returns once all of them listen.
+
+        A port already in use (or any other reason a device cannot listen) is a ConfigError naming the
+        device and the address; nothing is left running then.
+        """
+        with self._lock:
+            if self._thread is not None:
+                return self
+            loop = asyncio.new_event_loop()
+            name = f"bifrost-sim {self.scenario.scenario}"
+            thread = threading.Thread(target=self._run, args=(loop,), name=name, daemon=True)
+            thread.start()
+            self._loop, self._thread = loop, thread
+            future = asyncio.run_coroutine_threadsafe(self._start_devices(), loop)
+            try:
+                future.result(_START_TIMEOUT)
+            except BaseException:
+                self._halt()
+                raise
+        return self
+
+    @staticmethod
+    def _run(loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    async def _start_devices(self) -> None:
+        loop = asyncio.get_running_loop()
+        clock = self.plant.clock
+        if isinstance(clock, SystemClock):
+            clock.attach(loop)
+        server = ModbusServer(self._modbus, self._endpoints, hooks=self.hooks, sleep=self._sleep)
+        server.start(loop)
+        self._server = server
+        for device in self._modbus:
+            address = server.address(device.name)
+            self.devices[device.name]._url = _url(device, address)
+        self.hooks.bind(
+            HookContext(
+                plant=self.plant,
+                loop=loop,
+                sleep=self._sleep,
+                disconnect=server.disconnect,
+                listeners=tuple(listener.info for listener in server.listeners),
+            )
+        )
+
+    def stop(self) -> None:
+        """Stop every device and the loop thread; the ports are free when it returns. Idempotent."""
+        with self._lock:
+            if self._thread is None:
+                return
+            loop = self._loop
+            assert loop is not None
+            if threading.current_thread() is self._thread:
+                raise RuntimeError("SimHost.stop() was called on the host's own loop thread")
+            future = asyncio.run_coroutine_threadsafe(self._stop_devices(), loop)
+            with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
+                future.result(_START_TIMEOUT)
+            self._halt()
+
+    def _halt(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # already closed
+                loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(_START_TIMEOUT)
+        clock = self.plant.clock
+        if isinstance(clock, SystemClock):
+            clock.detach()
+        for device in self.devices.values():
+            device._url = None
+        self._loop = self._thread = None
+        self._server = None
+
+    async def _stop_devices(self) -> None:
+        server = self._server
+        tasks = server.close() if server is not None else []
+        for future in list(self._sleepers):
+            future.cancel()
+        clock = self.plant.clock
+        if isinstance(clock, SystemClock):
+            clock.detach()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+
+    def __enter__(self) -> SimHost:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __del__(self) -> None:
+        # A host dropped without stop() would keep its ports and thread until exit.
+        with contextlib.suppress(Exception):
+            if self._thread is not None and threading.current_thread() is not self._thread:
+                self.stop()
+
+    # --- between tests --------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Back to the start: plant values, clock at 0, traffic logs cleared, frozen reads thawed, and
+        faults cleared (through the hooks' `reset()`, if they have one). Callable from any thread."""
+        reset_faults = getattr(self.hooks, "reset", None)
+        if callable(reset_faults):
+            reset_faults()
+        self.plant.reset()
+        for device in self._modbus:
+            device.thaw()
+            device.log.clear()
+        loop = self._loop
+        if loop is not None and self._sleepers:
+            # The clock's reset cancelled the timers these delayed answers waited on: let them go now.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._wake_sleepers)
+
+    def _wake_sleepers(self) -> None:
+        for future in list(self._sleepers):
+            if not future.done():
+                future.set_result(None)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep `seconds` of plant time: on a VirtualClock, until the clock is advanced that far."""
+        clock = self.plant.clock
+        if not isinstance(clock, VirtualClock):
+            speed = clock.speed if isinstance(clock, SystemClock) else 1.0
+            await asyncio.sleep(max(0.0, seconds) / speed)
+            return
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:  # runs on whichever thread advances the clock
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_finish, future)
+
+        timer = clock.call_at(clock.now() + seconds, wake)
+        self._sleepers.add(future)
+        try:
+            await future
+        finally:
+            timer.cancel()
+            self._sleepers.discard(future)
+
+    # --- running code on the loop -----------------------------------------------------------------------
+
+    @overload
+    def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T: ...
+    @overload
+    def call(self, fn: Callable[..., T], *args: Any) -> T: ...
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn(*args)` on the host's loop thread and return its result (awaited, if it is awaitable)."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the host is not running: call start() first")
+        if threading.current_thread() is self._thread:
+            result = fn(*args)
+            if inspect.isawaitable(result):
+                raise RuntimeError("call() on the loop thread cannot wait for an awaitable; await it instead")
+            return result
+
+        async def run() -> Any:
+            result = fn(*args)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+
+        return asyncio.run_coroutine_threadsafe(run(), loop).result()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"SimHost({self.scenario.scenario!r}, {state}, devices={list(self.devices)})"
+
+
+def _finish(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _url(device: ModbusDevice, address: str) -> str:
+    if device.transport == "rtu":
+        return f"modbus+rtu://{address}?unit={device.unit}&baud=19200&parity=N"
+    scheme = "modbus+rtu+tcp" if device.transport == "rtu+tcp" else "modbus"
+    return f"{scheme}://{address}?unit={device.unit}"
+
+
+__all__ = ["SimDevice", "SimHost", "resolve_scenario"]
