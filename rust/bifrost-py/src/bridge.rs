@@ -172,6 +172,34 @@ pub(crate) fn current(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Arc<Hub>)> 
     let event_loop = GET_RUNNING_LOOP
         .import(py, "asyncio", "get_running_loop")?
         .call0()?;
+    // The hot path: the loop this thread used last time.
+    let cached = LAST.with_borrow(|last| {
+        last.as_ref().and_then(|(weak, hub)| {
+            weak.bind(py)
+                .upgrade()
+                .is_some_and(|alive| alive.is(&event_loop))
+                .then(|| Arc::clone(hub))
+        })
+    });
+    if let Some(hub) = cached {
+        return Ok((event_loop, hub));
+    }
+    let (event_loop, hub) = lookup(py, event_loop)?;
+    let weak = PyWeakrefReference::new(&event_loop)?.unbind();
+    LAST.with_borrow_mut(|last| *last = Some((weak, Arc::clone(&hub))));
+    Ok((event_loop, hub))
+}
+
+thread_local! {
+    /// The loop (weakly) and hub this thread used last.
+    static LAST: std::cell::RefCell<Option<(Py<PyWeakrefReference>, Arc<Hub>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn lookup<'py>(
+    py: Python<'py>,
+    event_loop: Bound<'py, PyAny>,
+) -> PyResult<(Bound<'py, PyAny>, Arc<Hub>)> {
     {
         let hubs = HUBS
             .lock_py_attached(py)
