@@ -38,12 +38,15 @@ def transport_of(endpoint: Endpoint) -> tuple[str, str]:
 class _Compiled:
     """A Plan compiled for Rust: the native plan, and the keys in the order of its tags."""
 
-    __slots__ = ("keys", "native", "plan")
+    __slots__ = ("holes", "keys", "native", "plan")
 
-    def __init__(self, plan: Plan, native: _native.NativePlan, keys: tuple[str, ...]) -> None:
+    def __init__(self, plan: Plan, native: _native.NativePlan, keys: tuple[str, ...], holes: bool) -> None:
         self.plan = plan
         self.native = native
         self.keys = keys
+        # Whether the planner knew of holes when this plan was made: only then can a successful read
+        # narrow one. (A hole found later is found by this engine, and the connection plans anew.)
+        self.holes = holes
 
 
 class NativeEngine(Engine):
@@ -83,7 +86,7 @@ class NativeEngine(Engine):
     async def write_coils(self, unit: int, start: int, bits: Sequence[bool]) -> None:
         await self.client.write_coils(unit, start, list(bits))
 
-    def compile(self, plan: Plan, formats: Mapping[str, WireFormat]) -> _Compiled:
+    def compile(self, plan: Plan, formats: Mapping[str, WireFormat], planner: Planner | None = None) -> _Compiled:
         """The native plan of `plan`, built once per Plan object."""
         cached = self._compiled.get(id(plan))
         if cached is not None and cached.plan is plan:
@@ -106,17 +109,18 @@ class NativeEngine(Engine):
                     fmt.bit,
                 )
             )
-        compiled = _Compiled(plan, _native.NativePlan(requests, tags), keys)
+        holes = planner is None or len(planner.holes) > 0
+        compiled = _Compiled(plan, _native.NativePlan(requests, tags), keys, holes)
         if len(self._compiled) >= _PLAN_CACHE:
             del self._compiled[next(iter(self._compiled))]
         self._compiled[id(plan)] = compiled
         return compiled
 
     async def execute(self, planner: Planner, plan: Plan, formats: Mapping[str, WireFormat]) -> Decoded:
-        compiled = self.compile(plan, formats)
+        compiled = self.compile(plan, formats, planner)
         values_list, request_errors = await self.client.execute(compiled.native)
         values = cast("dict[str, Value]", dict(zip(compiled.keys, values_list, strict=True)))
-        holes_known = len(planner.holes) > 0
+        holes_known = compiled.holes
         if request_errors.count(None) == len(request_errors) and not plan.failed:
             if holes_known:
                 for index in range(len(plan.requests)):
@@ -175,7 +179,7 @@ class NativeEngine(Engine):
         last: dict[str, Value | BaseException] = {}
         fresh = False
         while True:
-            compiled = self.compile(plan, formats)
+            compiled = self.compile(plan, formats, planner)
             keys = compiled.keys
             known: dict[str, BaseException] = {}
             for item in plan.failed:
