@@ -1,0 +1,435 @@
+"""Modbus clients side by side, against the same responder in one run. Prints; never asserts.
+
+    python3 bench/bench_modbus_client.py [--quick]
+
+The responder is a lean asyncio Modbus TCP server in a separate process (so its CPU is not the
+client's), serving registers 0..9999 on 51 ports; its registers change on every request, so a
+subscription sees every tag change on every poll. CPU is `time.process_time()` of this process,
+which counts every thread, tokio's included.
+
+(a) sequential single reads (one register, one request at a time): CPU per request and rate, for
+    the native engine, the Python engine, pymodbus's async client and a raw-socket asyncio client.
+    "engine" rows call the engine's read (a list of ints back); "connection" rows are
+    `await plc.read("hr:0")` through the whole client (tag resolution, plan, DataPoint).
+(b) read_many of 1,000 typed tags spread over 3,000 registers: native against pymodbus reading tag
+    by tag and pymodbus with hand-grouped reads of 125 registers, each decoding every value.
+(c) 50 devices x 100 tags polled from one process as fast as they answer, for a few seconds: tag
+    values per client CPU-second, native against pymodbus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+SIZE = 10_000
+DEVICES = 50
+VARIANTS = 4  # register images the responder rotates through, so values change on every read
+
+
+# --- the responder (runs in its own process) -------------------------------------------------------
+
+
+def _images() -> list[bytes]:
+    return [struct.pack(f">{SIZE}H", *((i * 7 + k * 13) & 0xFFFF for i in range(SIZE))) for k in range(VARIANTS)]
+
+
+def run_responder(ports: int) -> None:
+    """Serve Modbus TCP (FC1-4) on `ports` ports of 127.0.0.1; print them; stop at EOF on stdin."""
+    images = _images()
+    bits = bytes(SIZE // 8 + 1)
+    state = {"turn": 0}
+
+    class Responder(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            self.buffer = b""
+            transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def data_received(self, data: bytes) -> None:
+            buffer = self.buffer + data
+            out = []
+            while len(buffer) >= 12:
+                length = int.from_bytes(buffer[4:6], "big")
+                end = 6 + length
+                if len(buffer) < end:
+                    break
+                header, function = buffer[:4], buffer[7]
+                unit = buffer[6]
+                start, count = struct.unpack_from(">HH", buffer, 8)
+                buffer = buffer[end:]
+                if start + count > SIZE:
+                    body = bytes((function | 0x80, 2))
+                elif function in (3, 4):
+                    state["turn"] += 1
+                    image = images[state["turn"] % VARIANTS]
+                    body = bytes((function, 2 * count)) + image[2 * start : 2 * (start + count)]
+                elif function in (1, 2):
+                    size = (count + 7) // 8
+                    body = bytes((function, size)) + bits[:size]
+                else:
+                    body = bytes((function | 0x80, 1))
+                out.append(header + (len(body) + 1).to_bytes(2, "big") + bytes((unit,)) + body)
+            self.buffer = buffer
+            if out:
+                self.transport.write(b"".join(out))
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        servers = [await loop.create_server(Responder, "127.0.0.1", 0) for _ in range(ports)]
+        print(" ".join(str(s.sockets[0].getsockname()[1]) for s in servers), flush=True)
+        await loop.run_in_executor(None, sys.stdin.read)
+
+    asyncio.run(serve())
+
+
+class ResponderProcess:
+    def __init__(self, ports: int) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--responder", str(ports)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.ports = [int(port) for port in self.process.stdout.readline().split()]
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(10)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def url(port: int) -> str:
+    return f"modbus://127.0.0.1:{port}?unit=1"
+
+
+def engines() -> list[str]:
+    found = ["native"]
+    if importlib.util.find_spec("bifrost.modbus._python_engine"):
+        found.append("python")
+    return found
+
+
+async def timed(run: Callable[[int], Awaitable[None]], count: int) -> tuple[float, float]:
+    """(per second, CPU seconds per item) of `run(count)`."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    await run(count)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return count / wall, cpu / count
+
+
+async def best(run: Callable[[int], Awaitable[None]], count: int, rounds: int) -> tuple[float, float]:
+    """The best of `rounds` (the least disturbed by whatever else the machine runs)."""
+    results = [await timed(run, count) for _ in range(rounds)]
+    return max(r[0] for r in results), min(r[1] for r in results)
+
+
+def ratio(mine: float, peer: float) -> str:
+    return f"{mine / peer:5.2f}x" if peer else "  n/a"
+
+
+class RawClient:
+    """A raw-socket Modbus TCP client: asyncio streams, MBAP frames by hand, one request at a time."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer, self.tid = reader, writer, 0
+
+    @classmethod
+    async def open(cls, port: int) -> RawClient:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(reader, writer)
+
+    async def read_holding(self, start: int, count: int) -> tuple[int, ...]:
+        self.tid = (self.tid + 1) & 0xFFFF
+        self.writer.write(struct.pack(">HHHBBHH", self.tid, 0, 6, 1, 3, start, count))
+        head = await self.reader.readexactly(9)
+        if head[7] & 0x80:
+            raise RuntimeError(f"exception {head[8]}")
+        body = await self.reader.readexactly(head[8])
+        return struct.unpack(f">{head[8] // 2}H", body)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+# --- (a) sequential single reads ----------------------------------------------------------------
+
+
+async def bench_sequential(port: int, count: int, rounds: int) -> None:
+    from pymodbus.client import AsyncModbusTcpClient
+
+    import bifrost
+    from bifrost.modbus.address import Area
+    from bifrost.modbus.planner import ReadRequest
+
+    print(f"\n(a) sequential single reads: {count} requests of 1 register, best of {rounds}")
+    rows: list[tuple[str, float, float]] = []
+
+    raw = await RawClient.open(port)
+
+    async def run_raw(n: int) -> None:
+        for _ in range(n):
+            await raw.read_holding(0, 1)
+
+    rows.append(("raw socket (asyncio streams)", *await best(run_raw, count, rounds)))
+    raw.close()
+
+    request = ReadRequest(1, Area.HOLDING_REGISTER, 0, 1)
+    for name in engines():
+        async with bifrost.connect(url(port), engine=name) as plc:
+            engine = plc.engine  # type: ignore[attr-defined]
+
+            async def run_engine(n: int, engine: Any = engine) -> None:
+                for _ in range(n):
+                    await engine.read(request)
+
+            async def run_connection(n: int, plc: Any = plc) -> None:
+                for _ in range(n):
+                    await plc.read("hr:0")
+
+            await run_engine(200)  # warm up
+            rows.append((f"{name} engine read", *await best(run_engine, count, rounds)))
+            rows.append((f"{name} connection read", *await best(run_connection, count, rounds)))
+
+    client = AsyncModbusTcpClient("127.0.0.1", port=port)
+    await client.connect()
+
+    async def run_pymodbus(n: int) -> None:
+        for _ in range(n):
+            await client.read_holding_registers(0, count=1, device_id=1)
+
+    rows.append(("pymodbus async client", *await best(run_pymodbus, count, rounds)))
+    client.close()
+
+    raw_rate, raw_cpu = rows[0][1], rows[0][2]
+    print(f"  {'client':34} {'req/s':>8} {'CPU us/req':>11}   {'CPU vs raw':>10} {'rate vs raw':>11}")
+    for name, rate, cpu in rows:
+        print(f"  {name:34} {rate:8.0f} {cpu * 1e6:11.1f}   {ratio(cpu, raw_cpu):>10} {ratio(rate, raw_rate):>11}")
+    pymodbus_cpu = rows[-1][2]
+    native_cpu = next(cpu for name, _, cpu in rows if name == "native engine read")
+    print(f"  native engine read vs pymodbus: CPU per request {ratio(native_cpu, pymodbus_cpu).strip()}")
+
+
+# --- (b) read_many of 1,000 typed tags over 3,000 registers ---------------------------------------
+
+TYPES = ("uint16", "int16", "int32", "uint32", "float32")
+
+
+def typed_tags() -> list[tuple[str, int, str, str]]:
+    """1,000 tags, one every 3 registers: (address, offset, type, byte order)."""
+    tags = []
+    for i in range(1000):
+        dtype = TYPES[i % len(TYPES)]
+        order = "CDAB" if i % 2 and dtype in ("int32", "uint32", "float32") else "ABCD"
+        tags.append((f"hr:{3 * i}:{dtype}:{order}", 3 * i, dtype, order))
+    return tags
+
+
+async def bench_read_many(port: int, rounds: int) -> None:
+    from pymodbus.client import AsyncModbusTcpClient
+
+    import bifrost
+
+    tags = typed_tags()
+    names = [tag[0] for tag in tags]
+    print(f"\n(b) read_many of {len(tags)} typed tags over 3,000 registers, best of {rounds}")
+    rows: list[tuple[str, float, float]] = []
+
+    async with bifrost.connect(url(port), engine="native") as plc:
+        await plc.read_many(names)  # plans once, compiles the native plan once
+
+        async def run_native(n: int) -> None:
+            for _ in range(n):
+                points = await plc.read_many(names)
+                assert len(points) == len(names)
+
+        rows.append(("native read_many", *await best(run_native, 5, rounds)))
+
+    client = AsyncModbusTcpClient("127.0.0.1", port=port)
+    await client.connect()
+    kinds = {name: getattr(client.DATATYPE, name.upper()) for name in TYPES}
+    widths = {name: 1 if name.endswith("16") else 2 for name in TYPES}
+
+    def convert(registers: Sequence[int], dtype: str, order: str) -> Any:
+        word_order = "little" if order == "CDAB" else "big"
+        return client.convert_from_registers(registers, kinds[dtype], word_order=word_order)  # type: ignore[arg-type]
+
+    async def run_tag_by_tag(n: int) -> None:
+        for _ in range(n):
+            values = {}
+            for name, offset, dtype, order in tags:
+                reply = await client.read_holding_registers(offset, count=widths[dtype], device_id=1)
+                values[name] = convert(reply.registers, dtype, order)
+            assert len(values) == len(tags)
+
+    async def run_grouped(n: int) -> None:
+        for _ in range(n):
+            registers: list[int] = []
+            for start in range(0, 3000, 125):
+                reply = await client.read_holding_registers(start, count=min(125, 3000 - start), device_id=1)
+                registers.extend(reply.registers)
+            values = {
+                name: convert(registers[offset : offset + widths[dtype]], dtype, order)
+                for name, offset, dtype, order in tags
+            }
+            assert len(values) == len(tags)
+
+    rows.append(("pymodbus tag by tag", *await best(run_tag_by_tag, 1, rounds)))
+    rows.append(("pymodbus hand-grouped (125 regs)", *await best(run_grouped, 5, rounds)))
+    client.close()
+
+    native_rate, native_cpu = rows[0][1], rows[0][2]
+    print(f"  {'client':34} {'ms/read_many':>12} {'CPU ms':>8}   {'native faster':>13} {'native CPU less':>15}")
+    for name, rate, cpu in rows:
+        faster, less = ratio(native_rate, rate), ratio(cpu, native_cpu)
+        print(f"  {name:34} {1e3 / rate:12.2f} {cpu * 1e3:8.2f}   {faster:>13} {less:>15}")
+
+
+# --- (c) 50 devices x 100 tags ------------------------------------------------------------------
+
+
+async def poll_for(seconds: float, tasks: list[Callable[[], Awaitable[int]]]) -> tuple[int, float, float]:
+    """Run each poller in a loop for `seconds`: (tag values read, CPU seconds, wall seconds)."""
+    stop = time.perf_counter() + seconds
+    totals = [0] * len(tasks)
+
+    async def loop(i: int, poll: Callable[[], Awaitable[int]]) -> None:
+        while time.perf_counter() < stop:
+            totals[i] += await poll()
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(loop(i, poll) for i, poll in enumerate(tasks)))
+    return sum(totals), time.process_time() - cpu, time.perf_counter() - wall
+
+
+async def bench_polling(ports: list[int], seconds: float) -> None:
+    from pymodbus.client import AsyncModbusTcpClient
+
+    import bifrost
+
+    names = [f"hr:{i}" for i in range(100)]
+    print(f"\n(c) {len(ports)} devices x {len(names)} tags, polled as fast as they answer for {seconds:g} s each")
+    rows: list[tuple[str, int, float, float]] = []
+
+    plcs = [bifrost.connect(url(port), engine="native") for port in ports]
+    for plc in plcs:
+        await plc.open()
+    try:
+
+        def read_many(plc: Any) -> Callable[[], Awaitable[int]]:
+            async def poll() -> int:
+                return len(await plc.read_many(names))
+
+            return poll
+
+        rows.append(("native read_many (DataPoints)", *await poll_for(seconds, [read_many(p) for p in plcs])))
+
+        # The same plans, one layer down: the engine's values, no DataPoint per tag.
+        def execute(plc: Any) -> Callable[[], Awaitable[int]]:
+            plan, formats = plc._plan(tuple(names))
+
+            async def poll() -> int:
+                values, _ = await plc.engine.execute(plc.planner, plan, formats)
+                return len(values)
+
+            return poll
+
+        rows.append(("native engine execute (values)", *await poll_for(seconds, [execute(p) for p in plcs])))
+
+        # The poll loop in Rust (interval 1 ms): every tag changes on every read, so every poll
+        # yields all of them; through the connection (DataPoints), and one layer down (values).
+        def subscription(plc: Any) -> Callable[[], Awaitable[int]]:
+            batches = plc.subscribe(names, interval=0.001)
+
+            async def poll() -> int:
+                return len(await batches.__anext__())
+
+            poll.batches = batches  # type: ignore[attr-defined]
+            return poll
+
+        def engine_subscription(plc: Any) -> Callable[[], Awaitable[int]]:
+            plan, formats = plc._plan(tuple(names))
+            batches = plc.engine.subscribe(plc.planner, plan, formats, 0.001, 0.0)
+
+            async def poll() -> int:
+                values, _ = await batches.__anext__()
+                return len(values)
+
+            poll.batches = batches  # type: ignore[attr-defined]
+            return poll
+
+        pollers = [engine_subscription(p) for p in plcs]
+        rows.append(("native engine subscribe (values)", *await poll_for(seconds, pollers)))
+        for poller in pollers:
+            await poller.batches.aclose()  # type: ignore[attr-defined]
+
+        pollers = [subscription(p) for p in plcs]
+        rows.append(("native subscribe (DataPoints)", *await poll_for(seconds, pollers)))
+        for poller in pollers:
+            await poller.batches.aclose()  # type: ignore[attr-defined]
+    finally:
+        for plc in plcs:
+            await plc.close()
+
+    clients = [AsyncModbusTcpClient("127.0.0.1", port=port) for port in ports]
+    for client in clients:
+        await client.connect()
+
+    def pymodbus_poll(client: Any) -> Callable[[], Awaitable[int]]:
+        async def poll() -> int:
+            return len((await client.read_holding_registers(0, count=len(names), device_id=1)).registers)
+
+        return poll
+
+    rows.append(("pymodbus read_holding_registers", *await poll_for(seconds, [pymodbus_poll(c) for c in clients])))
+    for client in clients:
+        client.close()
+
+    peer = rows[-1][1] / rows[-1][2]
+    print(f"  {'client':34} {'values/s':>10} {'values/CPU-s':>13} {'reads/s':>8}   {'vs pymodbus':>11}")
+    for name, values, cpu, wall in rows:
+        per_cpu = values / cpu
+        reads = values / len(names) / wall
+        print(f"  {name:34} {values / wall:10.0f} {per_cpu:13.0f} {reads:8.0f}   {ratio(per_cpu, peer):>11}")
+
+
+async def bench(quick: bool) -> None:
+    responder = ResponderProcess(DEVICES + 1)
+    try:
+        print(f"responder: pid {responder.process.pid}, {len(responder.ports)} ports; client pid {os.getpid()}")
+        print(f"native threads: {os.environ.get('BIFROST_NATIVE_THREADS', '1')}")
+        if importlib.util.find_spec("simulators.modbus") is None:
+            print("simulators.modbus is not there yet: the Bifrost simulator column is left out")
+        await bench_sequential(responder.ports[0], 500 if quick else 3000, 1 if quick else 3)
+        await bench_read_many(responder.ports[0], 1 if quick else 3)
+        await bench_polling(responder.ports[1:], 1.0 if quick else 3.0)
+    finally:
+        responder.close()
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--responder":
+        run_responder(int(sys.argv[2]))
+        return
+    started = time.perf_counter()
+    asyncio.run(bench("--quick" in sys.argv))
+    print(
+        f"\ntotal {time.perf_counter() - started:.1f} s; load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+
+
+if __name__ == "__main__":
+    main()
