@@ -48,7 +48,7 @@ RebootListener = Callable[[], object]
 class ActiveFault:
     """A fault with its time: switched on at `start`, off at `end` (None: until cleared), `count` hits left."""
 
-    __slots__ = ("_end", "cleared", "hits", "record", "remaining", "spec", "start")
+    __slots__ = ("_end", "carried_out", "cleared", "hits", "record", "remaining", "spec", "start")
 
     def __init__(self, spec: FaultSpec, start: float, record: FaultRecord | None = None) -> None:
         self.spec = spec
@@ -57,6 +57,7 @@ class ActiveFault:
         self._end = None if spec.for_ is None else start + spec.for_
         self.remaining = spec.count
         self.cleared = False
+        self.carried_out = False  # a reboot: done once, at its start
         self.hits = 0
 
     @property
@@ -159,7 +160,6 @@ class FaultSet:
         self._records: dict[int, tuple[FaultRecord, ActiveFault | None]] = {}
         self._reboot_listeners: list[RebootListener] = []
         self._change_listeners: list[Callable[[], object]] = []
-        self._rebooted: set[int] = set()  # ids of the reboot faults already carried out
         self.rng = self._new_rng()
         for spec in faults:
             self.add(spec)
@@ -214,7 +214,6 @@ class FaultSet:
                 fault.cleared = True
             self._faults.clear()
             self._records.clear()
-            self._rebooted.clear()
             self.rng = self._new_rng()
         self._changed()
 
@@ -356,7 +355,7 @@ class FaultSet:
         return unsubscribe
 
     def _reboot_pending(self, fault: ActiveFault) -> bool:
-        return fault.spec.kind == "reboot" and not fault.cleared and id(fault) not in self._rebooted
+        return fault.spec.kind == "reboot" and not fault.cleared and not fault.carried_out
 
     def poll(self) -> int:
         """Carry out reboots whose time has come (scenario ones are noticed here, at the next connection
@@ -373,7 +372,7 @@ class FaultSet:
                 ]
             for fault in candidates:
                 if self._reboot_pending(fault) and fault.start <= now:
-                    self._rebooted.add(id(fault))
+                    fault.carried_out = True
                     fault.hits += 1
                     due.append(fault)
         for _ in due:

@@ -109,6 +109,9 @@ class Lane:
         if end is not None:
             self._queue.append((start, end))  # in place of the chunk, when its turn comes
             self.ending = end
+        elif start <= now and not self._queue and not any(kind in ("slicer", "bandwidth") for kind in kinds):
+            self._send(data)  # nothing to wait for (a corrupt chunk, say): no task switch
+            return kinds
         else:
             self._plan(data, start, specs)
         self._wake()

@@ -367,7 +367,7 @@ class FaultSpec:
     count: int | None = None
     for_: float | None = None
     direction: Direction = "downstream"
-    params: Mapping[str, ParamValue] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)  # numbers once checked (durations in seconds)
 
     def __post_init__(self) -> None:
         kind = _check_kind(self.kind)
