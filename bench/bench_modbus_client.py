@@ -91,16 +91,55 @@ def run_responder(ports: int) -> None:
     asyncio.run(serve())
 
 
+def run_simulator() -> None:
+    """Serve the bench's plant with Bifrost's simulator (SimHost): device `big` maps 1,000 typed tags
+    over hr 0..2999 (as in (b)), devices d1..d50 map 100 uint16 tags at hr 0..99. Print the ports."""
+    import tempfile
+
+    from simulators import SimHost
+
+    lines = ["scenario: bench", "tags:"]
+    big = []
+    for i, (_, offset, dtype, order) in enumerate(typed_tags()):
+        lines.append(f"  t{i}: {{type: {dtype}, init: {i}}}")
+        big.append(f"      t{i}: {{address: hr:{offset}, byte_order: {order}}}")
+        # Every register of 0..2999 is mapped (a device answers exception 2 for any read that
+        # touches an unmapped one), so the hand-grouped reads of 125 registers are valid too.
+        for filler in range(offset + (1 if dtype.endswith("16") else 2), offset + 3):
+            lines.append(f"  f{filler}: {{type: uint16}}")
+            big.append(f"      f{filler}: hr:{filler}")
+    lines += [f"  u{i}: {{type: uint16, init: {i}}}" for i in range(100)]
+    # One listener, one unit per device (the simulator routes units per listener).
+    lines += ["devices:", "  big:", "    protocol: modbus", "    listen: 127.0.0.1:0", "    unit: 1", "    map:", *big]
+    for d in range(1, DEVICES + 1):
+        lines += [f"  d{d}:", "    protocol: modbus", "    listen: 127.0.0.1:0", f"    unit: {d + 1}", "    map:"]
+        lines += [f"      u{i}: hr:{i}" for i in range(100)]
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/bench.yaml"
+        with open(path, "w") as file:
+            file.write("\n".join(lines) + "\n")
+        with SimHost(path, any_port=True) as host:
+            names = ["big", *(f"d{d}" for d in range(1, DEVICES + 1))]
+            ports = [host.devices[name].url.split("://", 1)[1].split("?")[0].rsplit(":", 1)[1] for name in names]
+            print(" ".join(ports), flush=True)
+            sys.stdin.read()
+
+
 class ResponderProcess:
-    def __init__(self, ports: int) -> None:
+    def __init__(self, ports: int, simulator: bool = False) -> None:
+        mode = ["--simulator"] if simulator else ["--responder", str(ports)]
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--responder", str(ports)],
+            [sys.executable, __file__, *mode],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
             text=True,
         )
         assert self.process.stdout is not None
         self.ports = [int(port) for port in self.process.stdout.readline().split()]
+        if not self.ports:
+            self.close()
+            raise RuntimeError("the peer process did not start")
 
     def close(self) -> None:
         assert self.process.stdin is not None
@@ -111,8 +150,8 @@ class ResponderProcess:
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def url(port: int) -> str:
-    return f"modbus://127.0.0.1:{port}?unit=1"
+def url(port: int, unit: int = 1) -> str:
+    return f"modbus://127.0.0.1:{port}?unit={unit}"
 
 
 def engines() -> list[str]:
@@ -168,41 +207,43 @@ class RawClient:
 # --- (a) sequential single reads ----------------------------------------------------------------
 
 
-async def bench_sequential(port: int, count: int, rounds: int) -> None:
+async def bench_sequential(port: int, count: int, rounds: int, peer: str) -> None:
     from pymodbus.client import AsyncModbusTcpClient
 
     import bifrost
     from bifrost.modbus.address import Area
     from bifrost.modbus.planner import ReadRequest
 
-    print(f"\n(a) sequential single reads: {count} requests of 1 register, best of {rounds}")
-    rows: list[tuple[str, float, float]] = []
-
+    print(
+        f"\n(a) [{peer}] sequential single reads: {count} requests of 1 register, best of {rounds} interleaved rounds"
+    )
+    runs: dict[str, Callable[[int], Awaitable[None]]] = {}
     raw = await RawClient.open(port)
 
     async def run_raw(n: int) -> None:
         for _ in range(n):
             await raw.read_holding(0, 1)
 
-    rows.append(("raw socket (asyncio streams)", *await best(run_raw, count, rounds)))
-    raw.close()
+    runs["raw socket (asyncio streams)"] = run_raw
 
     request = ReadRequest(1, Area.HOLDING_REGISTER, 0, 1)
+    plcs = []
     for name in engines():
-        async with bifrost.connect(url(port), engine=name) as plc:
-            engine = plc.engine  # type: ignore[attr-defined]
+        plc = bifrost.connect(url(port), engine=name)
+        await plc.open()
+        plcs.append(plc)
+        engine = plc.engine  # type: ignore[attr-defined]
 
-            async def run_engine(n: int, engine: Any = engine) -> None:
-                for _ in range(n):
-                    await engine.read(request)
+        async def run_engine(n: int, engine: Any = engine) -> None:
+            for _ in range(n):
+                await engine.read(request)
 
-            async def run_connection(n: int, plc: Any = plc) -> None:
-                for _ in range(n):
-                    await plc.read("hr:0")
+        async def run_connection(n: int, plc: Any = plc) -> None:
+            for _ in range(n):
+                await plc.read("hr:0")
 
-            await run_engine(200)  # warm up
-            rows.append((f"{name} engine read", *await best(run_engine, count, rounds)))
-            rows.append((f"{name} connection read", *await best(run_connection, count, rounds)))
+        runs[f"{name} engine read"] = run_engine
+        runs[f"{name} connection read"] = run_connection
 
     client = AsyncModbusTcpClient("127.0.0.1", port=port)
     await client.connect()
@@ -211,9 +252,21 @@ async def bench_sequential(port: int, count: int, rounds: int) -> None:
         for _ in range(n):
             await client.read_holding_registers(0, count=1, device_id=1)
 
-    rows.append(("pymodbus async client", *await best(run_pymodbus, count, rounds)))
-    client.close()
+    runs["pymodbus async client"] = run_pymodbus
 
+    # Rounds interleaved, so that every client meets the same moments of a shared machine.
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
+    for run in runs.values():
+        await run(200)  # warm up
+    for _ in range(rounds):
+        for name, run in runs.items():
+            results[name].append(await timed(run, count))
+    raw.close()
+    client.close()
+    for plc in plcs:
+        await plc.close()
+
+    rows = [(name, max(r[0] for r in got), min(r[1] for r in got)) for name, got in results.items()]
     raw_rate, raw_cpu = rows[0][1], rows[0][2]
     print(f"  {'client':34} {'req/s':>8} {'CPU us/req':>11}   {'CPU vs raw':>10} {'rate vs raw':>11}")
     for name, rate, cpu in rows:
@@ -238,14 +291,14 @@ def typed_tags() -> list[tuple[str, int, str, str]]:
     return tags
 
 
-async def bench_read_many(port: int, rounds: int) -> None:
+async def bench_read_many(port: int, rounds: int, peer: str) -> None:
     from pymodbus.client import AsyncModbusTcpClient
 
     import bifrost
 
     tags = typed_tags()
     names = [tag[0] for tag in tags]
-    print(f"\n(b) read_many of {len(tags)} typed tags over 3,000 registers, best of {rounds}")
+    print(f"\n(b) [{peer}] read_many of {len(tags)} typed tags over 3,000 registers, best of {rounds}")
     rows: list[tuple[str, float, float]] = []
 
     async with bifrost.connect(url(port), engine="native") as plc:
@@ -272,6 +325,7 @@ async def bench_read_many(port: int, rounds: int) -> None:
             values = {}
             for name, offset, dtype, order in tags:
                 reply = await client.read_holding_registers(offset, count=widths[dtype], device_id=1)
+                assert not reply.isError(), reply
                 values[name] = convert(reply.registers, dtype, order)
             assert len(values) == len(tags)
 
@@ -280,6 +334,7 @@ async def bench_read_many(port: int, rounds: int) -> None:
             registers: list[int] = []
             for start in range(0, 3000, 125):
                 reply = await client.read_holding_registers(start, count=min(125, 3000 - start), device_id=1)
+                assert not reply.isError(), reply
                 registers.extend(reply.registers)
             values = {
                 name: convert(registers[offset : offset + widths[dtype]], dtype, order)
@@ -315,16 +370,18 @@ async def poll_for(seconds: float, tasks: list[Callable[[], Awaitable[int]]]) ->
     return sum(totals), time.process_time() - cpu, time.perf_counter() - wall
 
 
-async def bench_polling(ports: list[int], seconds: float) -> None:
+async def bench_polling(devices: list[tuple[int, int]], seconds: float, peer: str, changing: bool) -> None:
+    """`devices`: (port, unit) of each."""
     from pymodbus.client import AsyncModbusTcpClient
 
     import bifrost
 
     names = [f"hr:{i}" for i in range(100)]
-    print(f"\n(c) {len(ports)} devices x {len(names)} tags, polled as fast as they answer for {seconds:g} s each")
+    what = f"{len(devices)} devices x {len(names)} tags"
+    print(f"\n(c) [{peer}] {what}, polled as fast as they answer for {seconds:g} s each")
     rows: list[tuple[str, int, float, float]] = []
 
-    plcs = [bifrost.connect(url(port), engine="native") for port in ports]
+    plcs = [bifrost.connect(url(port, unit), engine="native") for port, unit in devices]
     for plc in plcs:
         await plc.open()
     try:
@@ -371,58 +428,77 @@ async def bench_polling(ports: list[int], seconds: float) -> None:
             poll.batches = batches  # type: ignore[attr-defined]
             return poll
 
-        pollers = [engine_subscription(p) for p in plcs]
-        rows.append(("native engine subscribe (values)", *await poll_for(seconds, pollers)))
-        for poller in pollers:
-            await poller.batches.aclose()  # type: ignore[attr-defined]
-
-        pollers = [subscription(p) for p in plcs]
-        rows.append(("native subscribe (DataPoints)", *await poll_for(seconds, pollers)))
-        for poller in pollers:
-            await poller.batches.aclose()  # type: ignore[attr-defined]
+        # (Values that never change, as the simulator's here, yield nothing after the first batch.)
+        for label, make in (
+            ("native engine subscribe (values)", engine_subscription),
+            ("native subscribe (DataPoints)", subscription),
+        ):
+            if not changing:
+                break
+            pollers = [make(p) for p in plcs]
+            rows.append((label, *await poll_for(seconds, pollers)))
+            for poller in pollers:
+                await poller.batches.aclose()  # type: ignore[attr-defined]
     finally:
         for plc in plcs:
             await plc.close()
 
-    clients = [AsyncModbusTcpClient("127.0.0.1", port=port) for port in ports]
-    for client in clients:
+    clients = [(AsyncModbusTcpClient("127.0.0.1", port=port), unit) for port, unit in devices]
+    for client, _ in clients:
         await client.connect()
 
-    def pymodbus_poll(client: Any) -> Callable[[], Awaitable[int]]:
+    def pymodbus_poll(client: Any, unit: int) -> Callable[[], Awaitable[int]]:
         async def poll() -> int:
-            return len((await client.read_holding_registers(0, count=len(names), device_id=1)).registers)
+            return len((await client.read_holding_registers(0, count=len(names), device_id=unit)).registers)
 
         return poll
 
-    rows.append(("pymodbus read_holding_registers", *await poll_for(seconds, [pymodbus_poll(c) for c in clients])))
-    for client in clients:
+    rows.append(
+        ("pymodbus read_holding_registers", *await poll_for(seconds, [pymodbus_poll(c, unit) for c, unit in clients]))
+    )
+    for client, _ in clients:
         client.close()
 
-    peer = rows[-1][1] / rows[-1][2]
+    _, peer_values, peer_cpu, _ = rows[-1]
+    pymodbus_rate = peer_values / peer_cpu
     print(f"  {'client':34} {'values/s':>10} {'values/CPU-s':>13} {'reads/s':>8}   {'vs pymodbus':>11}")
     for name, values, cpu, wall in rows:
         per_cpu = values / cpu
         reads = values / len(names) / wall
-        print(f"  {name:34} {values / wall:10.0f} {per_cpu:13.0f} {reads:8.0f}   {ratio(per_cpu, peer):>11}")
+        print(f"  {name:34} {values / wall:10.0f} {per_cpu:13.0f} {reads:8.0f}   {ratio(per_cpu, pymodbus_rate):>11}")
 
 
 async def bench(quick: bool) -> None:
+    count, rounds, seconds = (500, 1, 1.0) if quick else (3000, 3, 3.0)
+    print(f"client pid {os.getpid()}; native threads: {os.environ.get('BIFROST_NATIVE_THREADS', '1')}")
     responder = ResponderProcess(DEVICES + 1)
     try:
-        print(f"responder: pid {responder.process.pid}, {len(responder.ports)} ports; client pid {os.getpid()}")
-        print(f"native threads: {os.environ.get('BIFROST_NATIVE_THREADS', '1')}")
-        if importlib.util.find_spec("simulators.modbus") is None:
-            print("simulators.modbus is not there yet: the Bifrost simulator column is left out")
-        await bench_sequential(responder.ports[0], 500 if quick else 3000, 1 if quick else 3)
-        await bench_read_many(responder.ports[0], 1 if quick else 3)
-        await bench_polling(responder.ports[1:], 1.0 if quick else 3.0)
+        print(f"\n=== the lean responder (pid {responder.process.pid}, {len(responder.ports)} ports) ===")
+        await bench_sequential(responder.ports[0], count, rounds, "responder")
+        await bench_read_many(responder.ports[0], rounds, "responder")
+        await bench_polling([(port, 1) for port in responder.ports[1:]], seconds, "responder", changing=True)
     finally:
         responder.close()
+    if importlib.util.find_spec("simulators.host") is None:
+        print("\nsimulators.host is not there: the Bifrost simulator is left out")
+        return
+    simulator = ResponderProcess(DEVICES + 1, simulator=True)
+    try:
+        print(f"\n=== the Bifrost simulator (SimHost, pid {simulator.process.pid}, {len(simulator.ports)} devices) ===")
+        await bench_sequential(simulator.ports[0], count // 3, 1 if quick else 2, "simulator")
+        await bench_read_many(simulator.ports[0], 1 if quick else 2, "simulator")
+        devices = [(port, unit) for unit, port in enumerate(simulator.ports[1:], start=2)]
+        await bench_polling(devices, seconds * 2 / 3, "simulator", changing=False)
+    finally:
+        simulator.close()
 
 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--responder":
         run_responder(int(sys.argv[2]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--simulator":
+        run_simulator()
         return
     started = time.perf_counter()
     asyncio.run(bench("--quick" in sys.argv))
