@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
+from pathlib import Path
 
 import pytest
 
@@ -402,3 +404,37 @@ def test_wrong_transaction_and_truncate_rewrite_reply_frames() -> None:
 def test_exception_frames() -> None:
     assert exception_frame("mbap", 1, 3, 6, 9) == encode_mbap(9, 1, bytes([0x83, 6]))
     assert exception_frame("rtu", 1, 3, 6, None) == encode_rtu(1, bytes([0x83, 6]))
+
+
+# --- docs/faults.md is held to the code ---------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "faults.md"
+
+
+def _blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
+
+
+def test_the_doc_scenarios_validate() -> None:
+    scenarios = [block for block in _blocks("yaml") if block.startswith("scenario:")]
+    assert len(scenarios) == 2
+    for block in scenarios:
+        load_scenario(DOC, text=block)
+
+
+def test_the_doc_fault_texts_parse() -> None:
+    lines = [line for block in _blocks("text") for line in block.splitlines() if "no such key" not in line]
+    texts = [found for line in lines for found in re.findall(r"--fault '?([^'\s]+)'?", line)]
+    assert len(texts) >= 5
+    for text in texts:
+        FaultSpec.parse(text)
+
+
+@pytest.mark.parametrize("code", _blocks("python"))
+def test_the_doc_python_runs(code: str) -> None:
+    exec(compile(code, str(DOC), "exec"), {})
+
+
+def test_the_doc_lists_every_kind() -> None:
+    rows = re.findall(r"^\| `(\w+)` \|", DOC.read_text(), flags=re.MULTILINE)
+    assert set(FAULT_KINDS) <= set(rows)
