@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import signal
+import sys
+import threading
 from pathlib import Path
+from typing import Any, NoReturn
 
 import typer
 
 from bifrost.errors import ConfigError
 from simulators.proxy import command as proxy_command
-from simulators.scenario import json_schema, load_scenario
-from simulators.shipped import shipped_scenarios
+from simulators.scenario import Scenario, json_schema, load_scenario
+from simulators.shipped import DEFAULT_SCENARIO, shipped_scenarios
 
 app = typer.Typer(help="Bifrost's virtual PLCs: serve scenario files on real sockets.", no_args_is_help=True)
 
@@ -54,6 +60,109 @@ def schema() -> None:
 
 
 app.command("proxy")(proxy_command)  # the implementation lives in simulators/proxy.py
+
+
+@app.command("serve")
+def serve(
+    scenario: str | None = typer.Argument(
+        None, help=f"A scenario file, or the name of a shipped one (default: {DEFAULT_SCENARIO})."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON line of the devices' URLs once every device listens, and nothing else."
+    ),
+    clock_speed: float = typer.Option(
+        1.0, "--clock-speed", help="Run plant time this many times faster than real time."
+    ),
+    any_port: bool = typer.Option(False, "--any-port", help="Listen on free ports instead of the scenario's."),
+    host: str | None = typer.Option(None, "--host", help="Listen on this host instead of the scenario's."),
+) -> None:
+    """Serve a scenario's devices on real sockets until Ctrl-C or SIGTERM.
+
+    Prints a table of devices and URLs (and, on a terminal, the tag values as they change).
+    Exits 0 when stopped; 1 when the scenario has problems or a device cannot listen; 2 when there
+    is no such file.
+    """
+    from simulators.host import SimHost  # the server stack, only for the command that serves
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not clock_speed > 0:
+        _fail(f"--clock-speed must be above 0, not {clock_speed}", 2)
+    loaded = _scenario_to_serve(scenario)
+    try:
+        sim = SimHost(loaded, speed=clock_speed, any_port=any_port, listen_host=host).start()
+    except ConfigError as exc:
+        _fail("\n".join(exc.problems), 1)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        if as_json:
+            devices = {name: {"protocol": d.protocol, "url": d.url} for name, d in sim.devices.items()}
+            sys.stdout.write(json.dumps({"devices": devices}) + "\n")
+            sys.stdout.flush()
+            stop.wait()
+        else:
+            _show(sim, stop)
+    finally:
+        sim.stop()
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def _scenario_to_serve(scenario: str | None) -> Scenario:
+    shipped = shipped_scenarios()
+    if scenario is None:
+        scenario = DEFAULT_SCENARIO
+    path = Path(scenario)
+    if not path.exists():
+        if scenario not in shipped:
+            _fail(f"{scenario}: no such file, nor a shipped scenario (shipped: {', '.join(shipped)})", 2)
+        path = shipped[scenario]
+    try:
+        return load_scenario(path)
+    except ConfigError as exc:
+        _fail("\n".join(exc.problems), 1)
+    except OSError as exc:
+        _fail(f"{path}: {exc.strerror or exc}", 2)
+
+
+def _show(sim: Any, stop: threading.Event) -> None:
+    """The device table; on a terminal, a live view of the tag values below it until stopped."""
+    from rich.console import Console, Group
+    from rich.live import Live
+    from rich.table import Table
+
+    console = Console()
+    devices = Table(title=f"{sim.scenario.scenario}: serving", title_justify="left")
+    for column in ("device", "protocol", "transport", "unit", "url"):
+        devices.add_column(column)
+    for name, device in sim.devices.items():
+        devices.add_row(name, device.protocol, device.transport, str(device.unit), device.url)
+    for name, why in sim.skipped.items():
+        devices.add_row(name, sim.scenario.devices[name].protocol, "-", "-", f"not served: {why}")
+    if not console.is_terminal:
+        console.print(devices)
+        console.print("Ctrl-C or SIGTERM stops.")
+        sys.stdout.flush()
+        stop.wait()
+        return
+
+    def view() -> Group:
+        plant = sim.plant
+        values = Table(title=f"plant time {plant.time:.1f} s", title_justify="left")
+        for column in ("tag", "value", "unit"):
+            values.add_column(column)
+        for name, value in plant.snapshot().items():
+            shown = f"{value:.3f}" if isinstance(value, float) else repr(value)
+            values.add_row(name, shown, sim.scenario.tags[name].unit or "")
+        return Group(devices, values, "Ctrl-C or SIGTERM stops.")
+
+    with Live(view(), console=console, refresh_per_second=4) as live:
+        while not stop.wait(0.25):  # the view's refresh interval
+            live.update(view())
 
 
 def main() -> None:
