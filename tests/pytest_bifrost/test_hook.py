@@ -79,3 +79,28 @@ def test_the_hookspec_is_known(pytester: pytest.Pytester, run) -> None:
     result = run()
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*unknown hook 'pytest_bifrost_plant_startd'*"])
+
+
+def test_the_baseline_on_the_system_clock(pytester: pytest.Pytester, run, plant_file: Path) -> None:
+    # Ticks keep running on a system clock (held while the hook runs); the baseline is what the hook wrote.
+    pytester.makeconftest(
+        """
+        def pytest_bifrost_plant_started(host, scenario):
+            host.plant.set("setpoint", 80)
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.bifrost_scenario("plant.yaml")
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_each_starts_from_the_baseline(bifrost_plant, bifrost_host, n):
+            assert list(bifrost_host._baselines.values()) == [{"setpoint": 80}]
+            assert bifrost_plant.get("setpoint") == 80
+            assert bifrost_plant.get("level") == 12.5
+            bifrost_plant.set("setpoint", n)
+        """
+    )
+    run("--bifrost-clock=system").assert_outcomes(passed=3)
