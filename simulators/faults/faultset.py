@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, Any
 from bifrost.errors import ConfigError
 from bifrost.modbus.framing import Framing, Request
 from simulators.clock import Clock
+from simulators.faults.frames import RequestRef, request_info
 from simulators.faults.protocol import action_for
-from simulators.faults.spec import FaultSpec, RequestInfo
+from simulators.faults.spec import DIRECTED_KINDS, FaultSpec, RequestInfo
 from simulators.faults.timing import Timing
 from simulators.hooks import Action, HookContext, ListenerInfo, NoFaults, Reader, Writer
 
@@ -157,9 +158,11 @@ class FaultSet:
         self._seed = seed
         self._lock = threading.RLock()
         self._faults: list[ActiveFault] = []
+        self.generation = 0  # bumped by reset(): lanes then let go of what they hold, on the old timeline
         self._records: dict[int, tuple[FaultRecord, ActiveFault | None]] = {}
         self._reboot_listeners: list[RebootListener] = []
         self._change_listeners: list[Callable[[], object]] = []
+        self._hit_listeners: list[Callable[[ActiveFault], object]] = []
         self.rng = self._new_rng()
         for spec in faults:
             self.add(spec)
@@ -215,6 +218,7 @@ class FaultSet:
             self._faults.clear()
             self._records.clear()
             self.rng = self._new_rng()
+            self.generation += 1
         self._changed()
 
     def on_change(self, callback: Callable[[], object]) -> Callable[[], None]:
@@ -270,6 +274,21 @@ class FaultSet:
         """Count a hit against the fault's `count` (a stalled lane swallowing one more chunk)."""
         with self._lock:
             self._hit(fault)
+        self._heard([fault])
+
+    def on_hit(self, callback: Callable[[ActiveFault], object]) -> Callable[[], None]:
+        """Call `callback(fault)` each time a fault hits a chunk, request or connection (on the thread
+        that applied it, after the fact). Returns an unsubscriber. For logs, and for tests to wait on."""
+        self._hit_listeners.append(callback)
+        return lambda: self._hit_listeners.remove(callback) if callback in self._hit_listeners else None
+
+    def _heard(self, hits: list[ActiveFault]) -> None:
+        for callback in list(self._hit_listeners):
+            for fault in hits:
+                try:
+                    callback(fault)
+                except Exception:
+                    log.exception("%s: a fault hit listener failed", self.device)
 
     @staticmethod
     def _hit(fault: ActiveFault) -> None:
@@ -283,51 +302,84 @@ class FaultSet:
 
     # --- what the faults decide --------------------------------------------------------------------------
 
-    def _unit_ok(self, request: RequestInfo | None) -> bool:
-        return self.units is None or request is None or request.unit in self.units
+    def _quiet(self) -> bool:
+        """No fault at all, run-time or scenario: the hot path's early way out (read without the lock:
+        a fault added meanwhile acts from the next chunk)."""
+        return not self._faults and (self.plant is None or not self.plant.active_faults(self.device))
 
-    def transport(self, direction: str, request: RequestInfo | None = None) -> list[ActiveFault]:
-        """The transport faults that hit a chunk travelling `direction`, with their draws and counts taken."""
-        if not self._unit_ok(request):
+    def transport_possible(self, direction: str) -> bool:
+        """Whether any transport fault in force now acts on `direction` (a quick test, no draws)."""
+        if self._quiet():
+            return False
+        with self._lock:
+            return any(
+                fault.spec.kind in DIRECTED_KINDS and fault.spec.applies_to(direction)
+                for fault in self._live(self.now())
+            )
+
+    def transport(self, direction: str, request: RequestRef = None) -> list[ActiveFault]:
+        """The transport faults that hit a chunk travelling `direction`, with their draws and counts taken.
+
+        `request` is the request the chunk is (upstream) or answers (downstream), if known; a frame is
+        decoded only if some fault's match needs it.
+        """
+        if self._quiet():
             return []
+        units = self.units
+        if units is not None and request is not None and request.unit not in units:
+            return []  # another device's frame on a shared wire
         hits = []
+        info: RequestInfo | None = None
+        decoded = False
         with self._lock:
             for fault in self._live(self.now()):
                 spec = fault.spec
-                if (
-                    spec.transport
-                    and spec.kind != "refuse"
-                    and spec.applies_to(direction)
-                    and spec.match.matches(request)
-                    and self._draw(spec)
-                ):
+                if spec.kind not in DIRECTED_KINDS or not spec.applies_to(direction):
+                    continue
+                if not spec.match.empty:
+                    if not decoded:
+                        info, decoded = request_info(request), True
+                    if not spec.match.matches(info):
+                        continue
+                if self._draw(spec):
                     self._hit(fault)
                     hits.append(fault)
+        if hits:
+            self._heard(hits)
         return hits
 
     def decide(self, request: RequestInfo | None) -> tuple[Action, tuple[str, ...]] | None:
         """The protocol faults that hit one request, as the Action to take and the kinds that decided it."""
+        if self._quiet():
+            return None
+        self.poll()
         hits = []
         with self._lock:
-            self.poll()
             for fault in self._live(self.now()):
                 spec = fault.spec
                 if spec.kind in _REQUEST_KINDS and spec.match.matches(request) and self._draw(spec):
                     self._hit(fault)
-                    hits.append(spec)
-        return action_for(hits)
+                    hits.append(fault)
+        if hits:
+            self._heard(hits)
+        return action_for([fault.spec for fault in hits])
 
     def refusing(self) -> bool:
         """Whether a new connection is refused (a draw per connection), or the device is rebooting."""
+        self.poll()
+        hit: ActiveFault | None = None
         with self._lock:
-            self.poll()
             for fault in self._live(self.now()):
                 if fault.spec.kind == "reboot":
                     return True
                 if fault.spec.kind == "refuse" and self._draw(fault.spec):
                     self._hit(fault)
-                    return True
-        return False
+                    hit = fault
+                    break
+        if hit is None:
+            return False
+        self._heard([hit])
+        return True
 
     def refusing_all(self) -> bool:
         """Whether every connection would be refused now (a certain refuse, or a reboot): a proxy then
@@ -339,6 +391,8 @@ class FaultSet:
             )
 
     def is_frozen(self) -> bool:
+        if self._quiet():
+            return False
         with self._lock:
             return any(fault.spec.kind == "freeze" for fault in self._live(self.now()))
 
@@ -392,6 +446,8 @@ class FaultSet:
         return self.is_frozen()
 
     def on_request(self, device: str | None, event: Request) -> Action | None:
+        if self._quiet():
+            return None
         decided = self.decide(RequestInfo.of(event.unit, event.request))
         return None if decided is None else decided[0]
 
@@ -424,6 +480,9 @@ class PlantFaults(NoFaults):
             self._sets.clear()
 
     def device(self, name: str) -> FaultSet:
+        found = self._sets.get(name)  # the hot path: one lookup, no lock
+        if found is not None:
+            return found
         with self._lock:
             found = self._sets.get(name)
             if found is None:
@@ -442,7 +501,9 @@ class PlantFaults(NoFaults):
                     if len(listener.devices) > 1 and plant is not None:
                         unit = plant.scenario.devices[name].unit
                         units = frozenset({1 if unit is None else unit})
-        faults = FaultSet(name, plant=plant, seed=self._seed, framing=framing, units=units)
+        # The host's sleep: a reset of the host wakes its sleepers (the plant's clock reset cancels timers).
+        timing = Timing(plant.clock.now, context.sleep) if context is not None and plant is not None else None
+        faults = FaultSet(name, plant=plant, seed=self._seed, framing=framing, units=units, timing=timing)
         faults.on_reboot(lambda: self._reboot(name))
         return faults
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, TypeAlias
 
 from bifrost.modbus.framing import (
     BrokenStream,
@@ -22,7 +22,7 @@ from bifrost.modbus.framing import (
     encode_mbap,
     encode_rtu,
 )
-from bifrost.modbus.pdu import MalformedFrame, decode_request
+from bifrost.modbus.pdu import MAX_PDU, MalformedFrame, decode_request
 from simulators.faults.spec import RequestInfo
 
 Piece = tuple[bytes, Frame | None]
@@ -52,8 +52,39 @@ class Splitter:
     def feed(self, data: bytes) -> list[Piece]:
         if self._broken:
             return [(bytes(data), None)] if data else []
+        if not self._raw and not self._rtu:
+            frame = _one_mbap_frame(data)
+            if frame is not None:
+                return [(bytes(data), frame)]  # the usual read: one whole frame (the framer holds nothing)
         self._raw += data
-        return self._take(self._framer.feed(data))
+        damaged = self._framer.discarded if isinstance(self._framer, RtuFramer) else 0
+        items = self._framer.feed(data)
+        if self._whole(items, damaged):
+            # The common case, frames and nothing else: cut them in order, no search needed.
+            out: list[Piece] = []
+            start = 0
+            raw = self._raw
+            for item in items:
+                assert isinstance(item, Frame)
+                end = start + len(item.pdu) + (3 if self._rtu else 7)
+                out.append((bytes(raw[start:end]), item))
+                start = end
+            del raw[:start]
+            return out
+        return self._take(items)
+
+    def _whole(self, items: Sequence[Frame | DamagedFrame | BrokenStream], damaged: int) -> bool:
+        if isinstance(self._framer, RtuFramer) and self._framer.discarded != damaged:
+            return False
+        return all(type(item) is Frame for item in items)
+
+    def rest(self) -> list[Piece]:
+        """Every held byte, given out as it is (RTU: after a silence); for a writer's whole writes."""
+        out = self.flush()
+        if self._raw:
+            out.append((bytes(self._raw), None))
+            self._raw.clear()
+        return out
 
     def flush(self) -> list[Piece]:
         """The line went quiet: an unfinished RTU frame will not be finished. Gives out every held byte."""
@@ -101,45 +132,71 @@ class Splitter:
         return out
 
 
-def request_info(frame: Frame | None) -> RequestInfo | None:
-    """What a match sees of a request frame; None when it does not decode."""
-    if frame is None:
-        return None
+RequestRef: TypeAlias = "RequestInfo | Frame | None"
+"""A request as a match needs it: decoded already, a frame decoded only if a match asks, or unknown."""
+
+
+def request_info(request: RequestRef) -> RequestInfo | None:
+    """What a match sees of a request; None when it does not decode."""
+    if request is None or isinstance(request, RequestInfo):
+        return request
     try:
-        return RequestInfo.of(frame.unit, decode_request(frame.pdu))
+        return RequestInfo.of(request.unit, decode_request(request.pdu))
     except MalformedFrame:
         return None
 
 
+def request_unit(request: RequestRef) -> int | None:
+    return None if request is None else request.unit
+
+
+def _one_mbap_frame(data: bytes) -> Frame | None:
+    """`data` as one whole, valid MBAP frame, or None."""
+    if 8 <= len(data) <= MAX_PDU + 7 and data[2] == 0 and data[3] == 0 and (data[4] << 8 | data[5]) + 6 == len(data):
+        return Frame(data[6], bytes(data[7:]), data[0] << 8 | data[1])
+    return None
+
+
+def cut_whole(data: bytes, framing: Framing, expect: Literal["requests", "responses"]) -> list[Piece]:
+    """A write that holds whole frames (or bytes cut short on purpose), as pieces; no state kept."""
+    if framing == "mbap" and (frame := _one_mbap_frame(data)) is not None:
+        return [(data, frame)]
+    splitter = Splitter(framing, expect)
+    return splitter.feed(data) + splitter.rest()
+
+
 class Pairing:
-    """Which request a reply answers: by transaction id over MBAP, the last request over RTU."""
+    """Which request a reply answers: by transaction id over MBAP, the last request over RTU.
+
+    Requests are kept as frames and decoded only if a fault's match asks (`request_info`).
+    """
 
     _LIMIT = 1024  # a client that never reads its replies must not grow this without bound
 
     def __init__(self, framing: Framing) -> None:
         self._rtu = framing == "rtu"
-        self._by_id: OrderedDict[int, RequestInfo | None] = OrderedDict()
-        self._last: RequestInfo | None = None
+        self._by_id: OrderedDict[int, Frame] = OrderedDict()
+        self._last: Frame | None = None
 
-    def request(self, frame: Frame | None, info: RequestInfo | None) -> None:
+    def request(self, frame: Frame | None) -> None:
         if frame is None:
             return
         if self._rtu or frame.transaction_id is None:
-            self._last = info
+            self._last = frame
             return
-        self._by_id[frame.transaction_id] = info
-        self._by_id.move_to_end(frame.transaction_id)
-        while len(self._by_id) > self._LIMIT:
-            self._by_id.popitem(last=False)
+        by_id = self._by_id
+        by_id[frame.transaction_id] = frame
+        if len(by_id) > self._LIMIT:
+            by_id.popitem(last=False)
 
-    def reply(self, frame: Frame | None) -> RequestInfo | None:
+    def reply(self, frame: Frame | None) -> Frame | None:
         """The request `frame` answers (forgotten once answered); None if unknown."""
         if frame is None:
             return None
         if self._rtu or frame.transaction_id is None:
-            info, self._last = self._last, None
-            return info
+            request, self._last = self._last, None
+            return request
         return self._by_id.pop(frame.transaction_id, None)
 
 
-__all__ = ["Pairing", "Piece", "Splitter", "request_info"]
+__all__ = ["Pairing", "Piece", "RequestRef", "Splitter", "cut_whole", "request_info", "request_unit"]

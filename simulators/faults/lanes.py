@@ -22,7 +22,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
-from simulators.faults.spec import RequestInfo
+from simulators.faults.frames import RequestRef
+from simulators.faults.timing import due
 
 if TYPE_CHECKING:
     from simulators.faults.faultset import ActiveFault, FaultSet
@@ -64,6 +65,7 @@ class Lane:
         self._last = -math.inf  # when the last queued piece leaves
         self._line_free = -math.inf  # when a bandwidth-limited line has sent all it was given
         self._stalled_by: ActiveFault | None = None
+        self._generation = faults.generation
         self.ending: str | None = None  # a reset or close is queued: nothing after it passes
         self.ended: str | None = None  # "reset", "close", or "lost" (the sink failed)
 
@@ -71,11 +73,16 @@ class Lane:
     def idle(self) -> bool:
         return not self._queue and self._task is None
 
-    def push(self, data: bytes, request: RequestInfo | None = None) -> tuple[str, ...]:
-        """Send `data` on through the faults; returns the kinds that hit it (for a log)."""
+    def push(self, data: bytes, request: RequestRef = None) -> tuple[str, ...]:
+        """Send `data` on through the faults; returns the kinds that hit it (for a log).
+
+        `request` is the request `data` is or answers, if known (for faults with a match).
+        """
         if not data or self.ending is not None or self.ended is not None:
             return ()
         faults = self.faults
+        if faults.generation != self._generation:
+            self._catch_up()
         stall = self._stalled_by
         if stall is not None:
             if faults.still_live(stall):
@@ -146,13 +153,24 @@ class Lane:
             self._idle.clear()
             self._task = asyncio.get_running_loop().create_task(self._pump())
 
+    def _catch_up(self) -> None:
+        """The FaultSet was reset (between tests, with the clock back at 0): what is held goes now, and
+        times start afresh on the new timeline."""
+        self._generation = self.faults.generation
+        self._queue = deque((-math.inf, item) for _, item in self._queue)
+        self._last = self._line_free = -math.inf
+        self._stalled_by = None
+
     async def _pump(self) -> None:
         timing = self.faults.timing
         try:
             while self._queue:
+                if self.faults.generation != self._generation:
+                    self._catch_up()
                 when, item = self._queue[0]
-                if when > timing.now():
+                if not due(when, timing.now()):
                     await timing.until(when)
+                    continue  # look again: a reset may have come while asleep
                 self._queue.popleft()
                 if isinstance(item, str):
                     self._queue.clear()
@@ -161,6 +179,10 @@ class Lane:
                         self._on_end(item)
                     break
                 self._send(item)
+        except Exception:  # a bug here must end the connection's faults loudly, not hang it
+            log.exception("%s lane failed", self.direction)
+            self.ended = "lost"
+            self._queue.clear()
         finally:
             self._task = None
             self._idle.set()

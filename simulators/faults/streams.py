@@ -2,7 +2,8 @@
 
 The wrapped reader carries requests (upstream), the wrapped writer replies (downstream); each has a
 Lane of the FaultSet. Both cut their bytes into frames first (simulators.faults.frames), so a fault
-acts per frame and a `match` sees the request a reply answers. The wrappers speak the `Reader` and
+acts per frame and a `match` sees the request a reply answers. With no fault in force the bytes go
+straight through, so a device pays little for being wrapped. The wrappers speak the `Reader` and
 `Writer` protocols of simulators.hooks, so they chain: a listener serving several devices wraps the
 wire once per device.
 
@@ -20,7 +21,7 @@ import struct
 from typing import Any
 
 from simulators.faults.faultset import FaultSet
-from simulators.faults.frames import Pairing, Splitter, request_info
+from simulators.faults.frames import Pairing, Piece, Splitter, cut_whole
 from simulators.faults.lanes import Lane
 from simulators.hooks import Reader, Writer
 
@@ -69,19 +70,40 @@ class _Connection:
 
 
 class FaultyReader:
-    """Requests as the server reads them, after the upstream faults."""
+    """Requests as the server reads them, after the upstream faults.
+
+    While no upstream fault is in force it reads straight through (the frames are only noted, for
+    the replies' matches). From the first read that finds one, a pump task reads ahead, so each chunk's
+    delay counts from when it really arrived, and the server reads what the lane lets through.
+    """
 
     def __init__(self, faults: FaultSet, inner: Reader, connection: _Connection, pairing: Pairing) -> None:
+        self._faults = faults
         self._inner = inner
         self._connection = connection
         self._pairing = pairing
-        self._out = asyncio.StreamReader(limit=2**20)
         self._splitter = Splitter(faults.framing, "requests")
-        self.lane = Lane(faults, "upstream", self._out.feed_data, connection.end)
-        self._task = asyncio.get_running_loop().create_task(self._pump())
+        self._out: asyncio.StreamReader | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.lane = Lane(faults, "upstream", self._feed, connection.end)
 
     async def read(self, n: int = -1) -> bytes:
+        if self._out is None:
+            # Straight through, unless a fault would act; a frame half read keeps it so until it is whole.
+            if self._splitter.pending or not self._faults.transport_possible("upstream"):
+                data = await self._inner.read(n)
+                if self._connection.ended is not None:
+                    return b""
+                for _, frame in self._splitter.feed(data):
+                    self._pairing.request(frame)
+                return data
+            self._out = asyncio.StreamReader(limit=2**20)
+            self._task = asyncio.get_running_loop().create_task(self._pump())
         return await self._out.read(n)
+
+    def _feed(self, data: bytes) -> None:
+        if self._out is not None:
+            self._out.feed_data(data)
 
     async def _pump(self) -> None:
         try:
@@ -100,31 +122,34 @@ class FaultyReader:
         except (ConnectionError, OSError) as exc:
             log.debug("connection lost while reading: %s", exc)
         finally:
-            if not self._out.at_eof():
+            if self._out is not None and not self._out.at_eof():
                 self._out.feed_eof()
 
-    def _relay(self, pieces: list[tuple[bytes, Any]]) -> None:
+    def _relay(self, pieces: list[Piece]) -> None:
         for piece, frame in pieces:
-            info = request_info(frame)
-            self._pairing.request(frame, info)
-            self.lane.push(piece, info)
+            self._pairing.request(frame)
+            self.lane.push(piece, frame)
 
     def stop(self) -> None:
         self.lane.close()
-        if not self._task.done():
+        if self._task is not None and not self._task.done() and self._task is not asyncio.current_task():
             self._task.cancel()
-        if not self._out.at_eof():
+        if self._out is not None and not self._out.at_eof():
             self._out.feed_eof()
 
 
 class FaultyWriter:
-    """Replies as the client gets them, after the downstream faults."""
+    """Replies as the client gets them, after the downstream faults.
+
+    A server writes whole replies (or, under `truncate`, part of one on purpose), so each write is cut
+    on its own, with no state carried from one write to the next.
+    """
 
     def __init__(self, faults: FaultSet, inner: Writer, connection: _Connection, pairing: Pairing) -> None:
+        self._framing = faults.framing
         self._inner = inner
         self._connection = connection
         self._pairing = pairing
-        self._splitter = Splitter(faults.framing, "responses")
         self.lane = Lane(faults, "downstream", inner.write, connection.end)
         self._closing = False
         self._closer: asyncio.Task[None] | None = None
@@ -132,9 +157,7 @@ class FaultyWriter:
     def write(self, data: bytes) -> None:
         if self._closing or self._connection.ended is not None:
             return
-        pieces = self._splitter.feed(bytes(data))
-        pieces += self._splitter.flush()  # a server writes whole replies: an RTU remainder is not waited on
-        for piece, frame in pieces:
+        for piece, frame in cut_whole(data if type(data) is bytes else bytes(data), self._framing, "responses"):
             self.lane.push(piece, self._pairing.reply(frame))
 
     async def drain(self) -> None:

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from simulators.clock import Clock, SystemClock, VirtualClock
+from simulators.clock import NS, Clock, SystemClock, VirtualClock
 
 Sleep = Callable[[float], Awaitable[None]]
 """`await sleep(seconds)`: an injectable delay."""
@@ -71,8 +71,14 @@ async def _asyncio_sleep(seconds: float) -> None:
     await asyncio.sleep(max(0.0, seconds))
 
 
+def due(when: float, now: float) -> bool:
+    """Whether plant time `when` has come at `now`, to the nanosecond clocks keep time in (so float
+    noise in `now + delay` cannot leave a timer waiting for a tick that already happened)."""
+    return when <= now or round(when * NS) <= round(now * NS)
+
+
 async def _virtual_until(clock: VirtualClock, when: float) -> None:
-    if when <= clock.now():
+    if due(when, clock.now()):
         await asyncio.sleep(0)  # still a suspension point, as asyncio.sleep(0) is
         return
     loop = asyncio.get_running_loop()
@@ -96,4 +102,4 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-__all__ = ["Sleep", "Timing", "clock_sleep"]
+__all__ = ["Sleep", "Timing", "clock_sleep", "due"]

@@ -217,7 +217,7 @@ async def test_a_match_on_a_transport_fault_picks_requests() -> None:
     splitter = Splitter("mbap", "requests")
     ((piece, frame),) = splitter.feed(REQUEST)
     info = request_info(frame)
-    pairing.request(frame, info)
+    pairing.request(frame)
     assert piece == REQUEST and info is not None and info.function == 3
     ((reply, reply_frame),) = Splitter("mbap", "responses").feed(REPLY)
     assert lane.push(reply, pairing.reply(reply_frame)) == ()
