@@ -403,7 +403,8 @@ class _Session:
                 self.channel.pause_reading()
             return
         response, written, error = device.serve(event.request)
-        self.write(self.conn.send(response, to=event))
+        frame = self.conn.send(response, to=event)
+        # Logged before it is sent: a client holding its answer finds it in the log.
         device.log.record(
             Exchange(
                 device.plant.clock.now(),
@@ -418,6 +419,7 @@ class _Session:
                 written,
             )
         )
+        self.write(frame)
 
     def _broadcast(self, event: Request) -> None:
         # RTU unit 0: every device on the line does the writes; nobody answers.
@@ -446,7 +448,7 @@ class _Session:
             self.conn.discard(event)  # another device on the bus may answer it; this one does not
             return
         response = ExceptionResponse(function, ExceptionCode.GATEWAY_TARGET_DEVICE_FAILED_TO_RESPOND)
-        self.write(self.conn.send(response, to=event))
+        frame = self.conn.send(response, to=event)
         served = ", ".join(str(unit) for unit in sorted(set(listener.units)))
         error = f"no unit {event.unit} here (units served: {served})"
         request = event.request if isinstance(event, Request) else event.pdu
@@ -464,6 +466,7 @@ class _Session:
                     error,
                 )
             )
+        self.write(frame)
 
     def _bad_request(self, event: BadRequest) -> None:
         device = self.listener.units.get(event.unit)
@@ -472,8 +475,7 @@ class _Session:
                 self._no_such_unit(event, event.function)
             return
         answer = event.answer()
-        if answer is not None:
-            self.write(self.conn.send(answer, to=event))
+        frame = self.conn.send(answer, to=event) if answer is not None else b""
         device.log.record(
             Exchange(
                 device.plant.clock.now(),
@@ -487,12 +489,15 @@ class _Session:
                 event.reason,
             )
         )
+        if frame:
+            self.write(frame)
 
     async def _act(self, device: ModbusDevice, event: Request, action: Action) -> None:
         """Serve a request as a fault's Action says (the slow path: it may wait)."""
         notes: list[str] = []
         response: ResponsePdu | None = None
         written = NOTHING_WRITTEN
+        frame = b""
         try:
             if action.delay > 0:
                 notes.append(f"delayed {action.delay:g}s")
@@ -528,8 +533,6 @@ class _Session:
             if action.truncate is not None:
                 frame = frame[: max(0, action.truncate)]
                 notes.append(f"answer cut to {len(frame)} bytes")
-            if frame:
-                self.write(frame)
         except asyncio.CancelledError:
             notes.append("cancelled")
             raise
@@ -552,6 +555,8 @@ class _Session:
                     written,
                 )
             )
+            if frame and not self.closed:
+                self.write(frame)
             self._busy = None
             if not self.closed:
                 self.listener.loop.call_soon(self._resume)
