@@ -477,7 +477,12 @@ class PlantFaults(NoFaults):
     def bind(self, context: HookContext) -> None:
         self.context = context
         with self._lock:
+            # Faults added before the host started had no plant clock: they start again now, on it.
+            early = {name: [fault.spec for fault in faults._faults] for name, faults in self._sets.items()}
             self._sets.clear()
+        for name, specs in early.items():
+            for spec in specs:
+                self.device(name).add(spec)
 
     def device(self, name: str) -> FaultSet:
         found = self._sets.get(name)  # the hot path: one lookup, no lock

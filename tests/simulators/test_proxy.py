@@ -31,6 +31,7 @@ pymodbus = pytest.importorskip("pymodbus")
 from pymodbus.client import AsyncModbusTcpClient  # noqa: E402
 from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext  # noqa: E402
 from pymodbus.exceptions import ModbusException  # noqa: E402
+from pymodbus.framer import FramerType  # noqa: E402
 from pymodbus.server import ModbusTcpServer  # noqa: E402
 
 GIVE_UP = 0.3  # the client's timeout where a fault means no usable answer comes
@@ -39,10 +40,10 @@ VALUES = list(range(100))
 
 
 @asynccontextmanager
-async def pymodbus_target() -> AsyncIterator[int]:
+async def pymodbus_target(framer: FramerType = FramerType.SOCKET) -> AsyncIterator[int]:
     """pymodbus's TCP server: holding registers 0..99 hold their address (a block at 1 serves wire 0)."""
     context = ModbusServerContext(devices=ModbusDeviceContext(hr=ModbusSequentialDataBlock(1, VALUES)), single=True)
-    server = ModbusTcpServer(context, address=("127.0.0.1", 0))
+    server = ModbusTcpServer(context, framer=framer, address=("127.0.0.1", 0))
     await server.serve_forever(background=True)
     try:
         yield int(server.transport.sockets[0].getsockname()[1])
@@ -324,6 +325,38 @@ events:
   - at: 1s
     fault: {device: proxy, kind: exception, code: 6, match: {function: 3}, for: 2s}
 """
+
+
+@asynccontextmanager
+async def rtu_relay(*faults: str, timeout: float = PATIENT) -> AsyncIterator[tuple[AsyncModbusTcpClient, Traffic]]:
+    traffic = Traffic()
+    async with (
+        pymodbus_target(FramerType.RTU) as port,
+        Proxy(("127.0.0.1", port), faults=faults, framing="rtu", log=traffic) as proxy,
+    ):
+        client = AsyncModbusTcpClient(
+            "127.0.0.1", port=proxy.address[1], framer=FramerType.RTU, timeout=timeout, retries=0, reconnect_delay=0
+        )
+        try:
+            assert await client.connect()
+            yield client, traffic
+        finally:
+            client.close()
+
+
+async def test_rtu_over_tcp_relays_and_answers_exceptions_with_a_crc() -> None:
+    async with rtu_relay("exception,code=2,address=hr:50-59") as (client, traffic):
+        assert (await read(client, 3, 2)).registers == [3, 4]
+        answer = await read(client, 50, 1)
+        assert answer.isError() and answer.exception_code == 2
+    requests = [record for record in traffic.records if record.event == "request"]
+    assert requests[0].transaction_id is None and requests[0].unit == 1
+
+
+async def test_rtu_corrupt_never_yields_a_value() -> None:
+    async with rtu_relay("corrupt,count=1", timeout=GIVE_UP) as (client, _):
+        with pytest.raises(ModbusException):
+            await read(client)  # a flipped bit fails the CRC: the client takes nothing from it
 
 
 def test_addresses() -> None:
