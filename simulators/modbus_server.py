@@ -53,6 +53,7 @@ Sleep = Callable[[float], Awaitable[None]]
 
 _RECV_SIZE = 4096  # a Modbus frame is at most 260 bytes; pipelined requests come in a few reads
 _HIGH_WATER = 256 * 1024  # unsent bytes above which a connection stops reading until the client reads
+_REPLACED = "not answered: a newer request came first (RTU carries one at a time)"
 _RTU_SILENCE = 0.1  # seconds of quiet that end an unfinished RTU frame (t3.5, generous for a pty)
 
 
@@ -402,8 +403,12 @@ class _Session:
             if self._task is None:
                 self.channel.pause_reading()
             return
-        response, written, error = device.serve(event.request)
-        frame = self.conn.send(response, to=event)
+        served, written, error = device.serve(event.request)
+        response: ResponsePdu | None = served
+        if self.listener.rtu and not self._waiting(event):
+            response, frame, error = None, b"", _REPLACED
+        else:
+            frame = self.conn.send(served, to=event)
         # Logged before it is sent: a client holding its answer finds it in the log.
         device.log.record(
             Exchange(
@@ -419,7 +424,8 @@ class _Session:
                 written,
             )
         )
-        self.write(frame)
+        if frame:
+            self.write(frame)
 
     def _broadcast(self, event: Request) -> None:
         # RTU unit 0: every device on the line does the writes; nobody answers.
@@ -475,6 +481,8 @@ class _Session:
                 self._no_such_unit(event, event.function)
             return
         answer = event.answer()
+        if answer is not None and self.listener.rtu and not self._waiting(event):
+            answer = None
         frame = self.conn.send(answer, to=event) if answer is not None else b""
         device.log.record(
             Exchange(
@@ -522,6 +530,10 @@ class _Session:
                 notes.append("answer dropped by a fault")
                 response = None
                 return
+            if self.listener.rtu and not self._waiting(event):
+                notes.append(_REPLACED)
+                response = None
+                return
             if action.wrong_transaction:
                 self.conn.discard(event)
                 frame = self._wrong_frame(event, encode_response(response))
@@ -560,6 +572,11 @@ class _Session:
             self._busy = None
             if not self.closed:
                 self.listener.loop.call_soon(self._resume)
+
+    def _waiting(self, event: Request | BadRequest) -> bool:
+        # Over RTU a request that arrives before the previous one was answered replaces it (framing's
+        # rule: one request at a time on a line); the replaced one is served but not answered.
+        return any(waiting is event for waiting in self.conn.waiting)
 
     def _resume(self) -> None:
         if self.closed:
