@@ -17,7 +17,10 @@ context carries the plant, the loop, `sleep` on the plant's clock (so a delay of
 time under a VirtualClock) and `disconnect` (drop a device's connections, for `reboot`).
 `SimHost.reset()` calls the hooks' `reset()` if they have one.
 
-Hooks run on the event-loop thread, in the request path: they must be quick and must not block.
+Hooks run on the event-loop thread, in the request path: they must be quick and must not block. One
+exception: so that a freeze takes its snapshot when it begins rather than at the next read, `frozen()`
+is also asked after each change of the plant, on the thread that changed it (a test advancing a
+VirtualClock, with the plant's lock held): keep it a cheap, thread-safe read.
 """
 
 from __future__ import annotations
