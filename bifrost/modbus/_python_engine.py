@@ -65,10 +65,11 @@ class _Line:
         self.reader, self.writer, self._on_close = reader, writer, on_close
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
+        # Stop watching the descriptor before closing it: a serial port read after close raises.
         if self._on_close is not None:
             self._on_close()
+        with contextlib.suppress(Exception):
+            self.writer.close()
 
 
 class PythonEngine(Engine):

@@ -345,17 +345,14 @@ def test_rtu_on_a_pty_can_be_opened_again(bus: SimHost) -> None:
         client.close()
 
 
-@pytest.mark.xfail(
-    reason="bifrost's Python engine closes its serial port before removing its reader (PortNotOpenError)",
-    strict=False,
-)
-def test_rtu_on_a_pty_is_read_by_bifrosts_python_engine(bus: SimHost) -> None:
+@pytest.mark.parametrize("engine", ["python", "native"])
+def test_rtu_on_a_pty_is_read_by_both_bifrost_engines(bus: SimHost, engine: str) -> None:
     import asyncio
 
     import bifrost
 
     async def read() -> object:
-        async with bifrost.connect(bus.url("d2"), tags=bus.devices["d2"].tags, engine="python") as plc:
+        async with bifrost.connect(bus.url("d2"), tags=bus.devices["d2"].tags, engine=engine) as plc:
             return (await plc.read("b")).value
 
     assert asyncio.run(read()) == 1.5
