@@ -1,11 +1,22 @@
 """Stubs of the Rust extension module `bifrost._native` (checked by mypy.stubtest)."""
 
 from collections.abc import Awaitable, Sequence
-from typing import final
+from datetime import datetime
+from typing import Any, ClassVar, final
 
 from bifrost.errors import BifrostError
+from bifrost.tags import Quality
 
-__all__ = ["ModbusClient", "NativePlan", "NativeSubscription", "__version__", "decode", "encode"]
+__all__ = [
+    "DataPoint",
+    "ModbusClient",
+    "NativePlan",
+    "NativePointSubscription",
+    "NativeSubscription",
+    "__version__",
+    "decode",
+    "encode",
+]
 
 __version__: str
 
@@ -34,14 +45,35 @@ def encode(
 ) -> list[int]: ...
 
 @final
+class DataPoint:
+    """One value read from a device: value, quality, and when it was read (seconds since the epoch).
+    Re-exported as `bifrost.DataPoint`. Immutable, equal by value, quality and timestamp; unhashable."""
+
+    __hash__: ClassVar[None]  # type: ignore[assignment]
+    def __new__(cls, value: _Value | None, quality: Quality = ..., timestamp: float | None = None) -> DataPoint: ...
+    @property
+    def value(self) -> _Value | None: ...
+    @property
+    def quality(self) -> Quality: ...
+    @property
+    def timestamp(self) -> float: ...
+    @property
+    def good(self) -> bool: ...
+    @property
+    def datetime(self) -> datetime: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
+@final
 class NativePlan:
-    """A read plan built once: requests (unit, area, start, count) and tags
-    (request, offset, dtype, byte order, length, scale, offset, bit)."""
+    """A read plan built once: requests (unit, area, start, count), tags
+    (request, offset, dtype, byte order, length, scale, offset, bit), and optionally a key per tag."""
 
     def __new__(
         cls,
         requests: Sequence[tuple[int, str, int, int]],
         tags: Sequence[tuple[int, int, str, str, int, float, float, int | None]],
+        keys: Sequence[str] | None = None,
     ) -> NativePlan: ...
     @property
     def request_count(self) -> int: ...
@@ -54,6 +86,15 @@ class NativeSubscription:
 
     def __aiter__(self) -> NativeSubscription: ...
     def __anext__(self) -> Awaitable[tuple[list[int], list[_Value | None], list[BifrostError | None]]]: ...
+    def close(self) -> None: ...
+
+@final
+class NativePointSubscription:
+    """Batches of (a DataPoint per changed key, (key, exception) per failed tag)."""
+
+    def __aiter__(self) -> NativePointSubscription: ...
+    def __anext__(self) -> Awaitable[tuple[dict[str, DataPoint], list[tuple[str, BifrostError]]]]: ...
+    def last(self) -> dict[str, DataPoint | BifrostError]: ...
     def close(self) -> None: ...
 
 @final
@@ -86,4 +127,8 @@ class ModbusClient:
     def write_registers(self, unit: int, start: int, words: Sequence[int]) -> Awaitable[None]: ...
     def write_coils(self, unit: int, start: int, bits: Sequence[bool]) -> Awaitable[None]: ...
     def execute(self, plan: NativePlan) -> Awaitable[tuple[list[_Value | None], list[BifrostError | None]]]: ...
+    def read_points(
+        self, plan: NativePlan
+    ) -> Awaitable[tuple[dict[str, DataPoint], list[tuple[int, BifrostError]]]]: ...
     def subscribe(self, plan: NativePlan, interval: float, deadband: float = 0.0) -> NativeSubscription: ...
+    def subscribe_points(self, plan: NativePlan, interval: float, deadband: float = 0.0) -> NativePointSubscription: ...

@@ -1,20 +1,20 @@
 """The tag model: what a tag is, how it sits on the wire, and the value a read returns.
 
 Configuration (Tag, TagMap) is pydantic, validated once when loaded. DataPoint is on the hot path
-(a fleet poll makes millions a second), so it is a slotted plain class.
+(a fleet poll makes millions a second), so it is a native class, made in Rust.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bifrost._native import DataPoint as DataPoint  # re-exported: `from bifrost import DataPoint`
 
 Value = bool | int | float | str
 
@@ -98,34 +98,10 @@ class Quality(str, Enum):
     BAD = "bad"
 
 
-class DataPoint:
-    """One value read from a device: value, quality, and when it was read (seconds since the epoch)."""
-
-    __slots__ = ("quality", "timestamp", "value")
-
-    def __init__(self, value: Value | None, quality: Quality = Quality.GOOD, timestamp: float | None = None) -> None:
-        self.value = value
-        self.quality = quality
-        self.timestamp = time.time() if timestamp is None else timestamp
-
-    @property
-    def datetime(self) -> datetime:
-        return datetime.fromtimestamp(self.timestamp, tz=timezone.utc)
-
-    @property
-    def good(self) -> bool:
-        return self.quality is Quality.GOOD
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, DataPoint):
-            return NotImplemented
-        return (self.value, self.quality, self.timestamp) == (other.value, other.quality, other.timestamp)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable slots: equality by value, so unhashable
-
-    def __repr__(self) -> str:
-        return f"DataPoint(value={self.value!r}, quality={self.quality.value}, timestamp={self.timestamp:.3f})"
-
+# DataPoint (imported above) is a Rust class, rust/bifrost-py/src/point.rs, so that a bulk read builds
+# its points in one go: DataPoint(value, quality=Quality.GOOD, timestamp=None), immutable, with .good,
+# .datetime (UTC), equality by value, quality and timestamp (so unhashable), and pickling. It caches
+# Quality.GOOD and Quality.BAD on first use.
 
 _STRING_TYPE = re.compile(r"^string\[(\d+)\]$")
 

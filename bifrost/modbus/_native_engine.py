@@ -5,19 +5,24 @@ out, every value is decoded in Rust, and the values come back in bulk. A request
 with exception 2 (a hole in its map) is handed to the planner's ReadJob, so the hole is split and
 remembered exactly as by the Python engine; the rest of the plan is not read again. Subscriptions
 poll in Rust and yield only what changed.
+
+`read_points` and `subscribe_points` are the bulk path of `read_many` and `subscribe`: the native
+plan knows its keys, so Rust hands back a ready dict of `DataPoint`s (one timestamp per read) and
+Python only looks at the requests that failed.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import cast
 
 from bifrost import _native
 from bifrost.errors import BifrostError, DeviceError
-from bifrost.modbus.engine import Decoded, Engine
+from bifrost.modbus.engine import TRANSPORT_ERRORS, Decoded, Engine
 from bifrost.modbus.pdu import ExceptionCode
 from bifrost.modbus.planner import Plan, Planner, ReadJob, ReadRequest, Slice, hole_error
-from bifrost.tags import Value
+from bifrost.tags import DataPoint, Quality, Value
 from bifrost.urls import Endpoint
 from bifrost.values import WireFormat
 
@@ -91,7 +96,11 @@ class NativeEngine(Engine):
         cached = self._compiled.get(id(plan))
         if cached is not None and cached.plan is plan:
             return cached
-        keys = tuple(plan.slices)
+        # The keys in the order of `formats` (the order the caller asked for), so that the points of
+        # `read_points` come out in that order.
+        keys = tuple(key for key in formats if key in plan.slices)
+        if len(keys) != len(plan.slices):
+            keys = tuple(plan.slices)
         requests = [(r.unit, r.area.value, r.start, r.count) for r in plan.requests]
         tags = []
         for key in keys:
@@ -110,7 +119,7 @@ class NativeEngine(Engine):
                 )
             )
         holes = planner is None or len(planner.holes) > 0
-        compiled = _Compiled(plan, _native.NativePlan(requests, tags), keys, holes)
+        compiled = _Compiled(plan, _native.NativePlan(requests, tags, list(keys)), keys, holes)
         if len(self._compiled) >= _PLAN_CACHE:
             del self._compiled[next(iter(self._compiled))]
         self._compiled[id(plan)] = compiled
@@ -146,6 +155,57 @@ class NativeEngine(Engine):
             values.update(hole_values)
             errors.update(hole_errors)
         return values, errors
+
+    async def read_points(
+        self, planner: Planner, plan: Plan, formats: Mapping[str, WireFormat]
+    ) -> dict[str, DataPoint]:
+        compiled = self.compile(plan, formats, planner)
+        points, failures = await self.client.read_points(compiled.native)
+        if not failures and not plan.failed:
+            if compiled.holes:
+                for index in range(len(plan.requests)):
+                    planner.succeeded(plan, index)
+            return points
+        return await self._amend(planner, plan, formats, compiled, points, failures)
+
+    async def _amend(
+        self,
+        planner: Planner,
+        plan: Plan,
+        formats: Mapping[str, WireFormat],
+        compiled: _Compiled,
+        points: dict[str, DataPoint],
+        failures: Sequence[tuple[int, BifrostError]],
+    ) -> dict[str, DataPoint]:
+        """`read_points` when a request failed or the plan leaves known holes out: as `execute` and
+        `read_many` do, split the holes, then raise a transport error or mark what failed BAD."""
+        failed = {index for index, _ in failures}
+        if compiled.holes:
+            for index in range(len(plan.requests)):
+                if index not in failed:
+                    planner.succeeded(plan, index)
+        errors: dict[str, BaseException] = {item.key: hole_error(item) for item in plan.failed}
+        holes: list[tuple[int, DeviceError]] = []
+        for index, error in failures:
+            if isinstance(error, DeviceError) and error.code == _HOLE:
+                holes.append((index, error))
+            else:
+                for key in plan.members[index]:
+                    errors[key] = error
+        timestamp = _timestamp(points)
+        for index, error in holes:
+            hole_values, hole_errors = await self._split(planner, plan, index, error, formats)
+            for key, value in hole_values.items():
+                points[key] = DataPoint(value, Quality.GOOD, timestamp)
+            errors.update(hole_errors)
+        for key, exc in errors.items():
+            if isinstance(exc, TRANSPORT_ERRORS):
+                raise exc
+            if key not in points:  # a failed request's tags are BAD points already
+                points[key] = DataPoint(None, Quality.BAD, timestamp)
+        if plan.failed:  # known holes are not in the native plan: put them where they were asked for
+            points = {key: points[key] for key in formats}
+        return points
 
     async def _split(
         self, planner: Planner, plan: Plan, index: int, error: DeviceError, formats: Mapping[str, WireFormat]
@@ -222,6 +282,89 @@ class NativeEngine(Engine):
                 return  # the poll loop ended: the client was closed
             plan, fresh = replanned, True
 
+    def subscribe_points(
+        self, planner: Planner, plan: Plan, formats: Mapping[str, WireFormat], interval: float, deadband: float
+    ) -> AsyncIterator[dict[str, DataPoint]]:
+        return self._poll_points(planner, plan, formats, interval, deadband)
+
+    async def _poll_points(
+        self, planner: Planner, plan: Plan, formats: Mapping[str, WireFormat], interval: float, deadband: float
+    ) -> AsyncIterator[dict[str, DataPoint]]:
+        """`_poll` with ready points: Rust builds each batch's dict, Python only looks at failures.
+
+        A batch where a request drew exception 2 has the hole split (its tags' points replaced by
+        what the parts read), is yielded, and then the plan is made again around the hole: the new
+        poll loop's first batch (which holds every tag) is held against what was last yielded, so
+        that only changes are yielded still. A transport error is raised; other failures are BAD.
+        """
+        # What was last yielded per key (a point, or the error of a BAD one). The Rust subscription
+        # keeps this record while it runs; it is gathered here only when the plan is made again.
+        last: dict[str, DataPoint | BaseException] = {}
+        fresh = False
+        while True:
+            compiled = self.compile(plan, formats, planner)
+            known: dict[str, BaseException] = {}
+            for item in plan.failed:
+                error = hole_error(item)
+                if not _same_error(last.get(item.key), error):
+                    known[item.key] = error
+            if known:
+                last.update(known)
+                now = time.time()
+                yield {key: DataPoint(None, Quality.BAD, now) for key in known}
+            replanned: Plan | None = None
+            subscription = self.client.subscribe_points(compiled.native, interval, deadband)
+            try:
+                async for points, failures in subscription:
+                    if not failures and not fresh:
+                        yield points  # the hot path: nothing to look at
+                        continue
+                    errors: dict[str, BaseException] = {}
+                    amended: dict[str, DataPoint | BaseException] = {}
+                    holes: dict[int, DeviceError] = {}
+                    slices = plan.slices
+                    for key, failure in failures:
+                        if isinstance(failure, DeviceError) and failure.code == _HOLE:
+                            holes.setdefault(slices[key].request, failure)
+                        else:
+                            errors[key] = failure
+                    if holes:
+                        timestamp = _timestamp(points)
+                        for index, hole in sorted(holes.items()):
+                            hole_values, hole_errors = await self._split(planner, plan, index, hole, formats)
+                            for key, value in hole_values.items():
+                                point = DataPoint(value, Quality.GOOD, timestamp)
+                                points[key] = amended[key] = point
+                            for key, exc in hole_errors.items():
+                                points.setdefault(key, DataPoint(None, Quality.BAD, timestamp))
+                                errors[key] = amended[key] = exc
+                        # Plan again around what the planner learnt, and poll that plan instead.
+                        replanned = planner.plan([plan.item(key) for key in compiled.keys] + list(plan.failed))
+                    if fresh:
+                        points, errors = _changes(points, errors, last, deadband)
+                        fresh = False
+                    for exc in errors.values():
+                        if isinstance(exc, TRANSPORT_ERRORS):
+                            raise exc
+                    if points:
+                        yield points
+                    if replanned is not None:
+                        last.update(subscription.last())
+                        last.update(amended)
+                        break
+            finally:
+                subscription.close()
+            if replanned is None:
+                return  # the poll loop ended: the client was closed
+            plan, fresh = replanned, True
+
+
+def _timestamp(points: Mapping[str, DataPoint]) -> float:
+    """The timestamp of a read's points (they share one), or now if it has none."""
+    for point in points.values():
+        return point.timestamp
+    return time.time()
+
 
 def _sort_batch(
     plan: Plan, names: Sequence[str], values_list: Sequence[Value | None], errors_list: Sequence[BaseException | None]
@@ -242,6 +385,25 @@ def _sort_batch(
     return values, errors, sorted(holes.items())
 
 
+def _changes(
+    points: dict[str, DataPoint],
+    errors: dict[str, BaseException],
+    last: Mapping[str, DataPoint | BaseException],
+    deadband: float,
+) -> tuple[dict[str, DataPoint], dict[str, BaseException]]:
+    """The points (and errors) of a first batch that differ from what was last yielded."""
+    kept: dict[str, DataPoint] = {}
+    for key, point in points.items():
+        old = last.get(key)
+        error = errors.get(key)
+        if error is None:
+            if _moved(old.value if isinstance(old, DataPoint) else old, cast("Value", point.value), deadband):
+                kept[key] = point
+        elif not _same_error(old, error):
+            kept[key] = point
+    return kept, {key: error for key, error in errors.items() if key in kept}
+
+
 def _moved(old: Value | BaseException | None, new: Value, deadband: float) -> bool:
     if old is None or isinstance(old, BaseException):
         return True
@@ -250,7 +412,7 @@ def _moved(old: Value | BaseException | None, new: Value, deadband: float) -> bo
     return old != new
 
 
-def _same_error(old: Value | BaseException | None, new: BaseException) -> bool:
+def _same_error(old: object, new: BaseException) -> bool:
     return isinstance(old, BaseException) and type(old) is type(new) and str(old) == str(new)
 
 

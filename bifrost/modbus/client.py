@@ -12,18 +12,17 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 
-import bifrost.errors as bifrost_errors
 from bifrost.connection import Connection
-from bifrost.errors import ConfigError, ConnectError, ProtocolError
+from bifrost.errors import ConfigError
 from bifrost.modbus.address import Address, Area, check_writable, parse_address, resolve_tag
-from bifrost.modbus.engine import Decoded, Engine
+from bifrost.modbus.engine import TRANSPORT_ERRORS, Decoded, Engine
 from bifrost.modbus.planner import Plan, Planner, ReadItem, ReadRequest
 from bifrost.tags import DataPoint, Quality, TagMap, Value
 from bifrost.urls import Endpoint
 from bifrost.values import WireFormat
 
 # Errors that say the device (or the way to it) failed as a whole, rather than one tag.
-_TRANSPORT_ERRORS = (bifrost_errors.TimeoutError, ConnectError, ProtocolError)
+_TRANSPORT_ERRORS = TRANSPORT_ERRORS
 
 
 def default_engine() -> str:
@@ -102,6 +101,8 @@ class ModbusConnection(Connection):
         return found
 
     def _plan(self, names: tuple[str, ...]) -> tuple[Plan, dict[str, WireFormat]]:
+        """The plan of `names` (duplicates read once) and the wire format of each name, in the order
+        first asked for."""
         cached = self._plans.get(names)
         holes = len(self.planner.holes)
         if cached is not None and cached[0] == holes:
@@ -109,6 +110,8 @@ class ModbusConnection(Connection):
         formats: dict[str, WireFormat] = {}
         items = []
         for name in names:
+            if name in formats:
+                continue
             resolved = self.resolve(name)
             formats[name] = resolved.fmt
             items.append(ReadItem.of(name, self.unit, resolved.address, resolved.fmt))
@@ -128,8 +131,13 @@ class ModbusConnection(Connection):
         """Read tags in the fewest requests. A tag the device refuses (a DeviceError) comes back with
         Quality.BAD and value None; a timeout or a lost connection is raised.
         """
-        names = tuple(dict.fromkeys(tags))
-        values, errors = await self._execute(names)
+        # Plans are cached by the names as given (a tuple is hashed, not copied), and list each once.
+        plan, formats = self._plan(tags if type(tags) is tuple else tuple(tags))
+        points = await self.engine.read_points(self.planner, plan, formats)
+        if points is not None:
+            return points  # ready, in the order asked for
+        names = tuple(formats)
+        values, errors = await self.engine.execute(self.planner, plan, formats)
         now = time.time()
         points = {name: DataPoint(value, Quality.GOOD, now) for name, value in values.items()}
         for name, error in errors.items():
@@ -169,6 +177,11 @@ class ModbusConnection(Connection):
     ) -> AsyncIterator[dict[str, DataPoint]]:
         names = tuple(dict.fromkeys(tags))
         plan, formats = self._plan(names)
+        points = self.engine.subscribe_points(self.planner, plan, formats, interval, deadband)
+        if points is not None:
+            async for batch in points:
+                yield batch
+            return
         native = self.engine.subscribe(self.planner, plan, formats, interval, deadband)
         if native is None:
             async for batch in super().subscribe(names, interval=interval, deadband=deadband):

@@ -3,6 +3,10 @@ addresses, planning and value conversion, the same for every engine.
 
 An engine raises bifrost's errors: DeviceError (with the exception code), TimeoutError,
 ConnectError (both naming the device) and ProtocolError.
+
+An engine may also hand back ready `DataPoint`s in bulk (`read_points`, `subscribe_points`), so that
+`read_many` and `subscribe` need no Python work per tag; one that does not (returns None) gets its
+values turned into points by the connection.
 """
 
 from __future__ import annotations
@@ -10,13 +14,18 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 
-from bifrost.errors import BifrostError
+import bifrost.errors as bifrost_errors
+from bifrost.errors import BifrostError, ConnectError, ProtocolError
 from bifrost.modbus.planner import Plan, Planner, ReadJob, ReadRequest
-from bifrost.tags import Value
+from bifrost.tags import DataPoint, Value
 from bifrost.urls import Endpoint
 from bifrost.values import WireFormat
 
 Decoded = tuple[dict[str, Value], dict[str, BaseException]]
+
+# Errors that say the device (or the way to it) failed as a whole, rather than one tag: raised by
+# read_many and subscribe, where a tag the device refuses is a BAD point.
+TRANSPORT_ERRORS = (bifrost_errors.TimeoutError, ConnectError, ProtocolError)
 
 
 class Engine(ABC):
@@ -72,6 +81,24 @@ class Engine(ABC):
         self, planner: Planner, plan: Plan, formats: Mapping[str, WireFormat], interval: float, deadband: float
     ) -> AsyncIterator[Decoded] | None:
         """A native poll loop yielding only changes, or None to let the connection poll."""
+        return None
+
+    async def read_points(
+        self, planner: Planner, plan: Plan, formats: Mapping[str, WireFormat]
+    ) -> dict[str, DataPoint] | None:
+        """Run a read plan into ready points, or None to let the connection make them from `execute`.
+
+        The points are keyed and ordered as `formats`, all of one timestamp: `DataPoint(None,
+        Quality.BAD)` where the device refused the tag; a transport error (TimeoutError,
+        ConnectError, ProtocolError) is raised. Holes are split as by `execute`.
+        """
+        return None
+
+    def subscribe_points(
+        self, planner: Planner, plan: Plan, formats: Mapping[str, WireFormat], interval: float, deadband: float
+    ) -> AsyncIterator[dict[str, DataPoint]] | None:
+        """A native poll loop yielding ready points of what changed (as `subscribe`, with the rules of
+        `read_points`), or None to let the connection use `subscribe`."""
         return None
 
 

@@ -1,7 +1,9 @@
 //! Thin Python bindings: the only crate that uses pyo3. Builds `bifrost._native`.
 //!
 //! * `codec.rs`: the value codec (`decode`, `encode`) and value conversions.
-//! * `modbus.rs`: the Modbus client engine (`ModbusClient`, `NativePlan`, `NativeSubscription`).
+//! * `point.rs`: `DataPoint`, the value a read returns (re-exported by `bifrost.tags`).
+//! * `modbus.rs`: the Modbus client engine (`ModbusClient`, `NativePlan`, `NativeSubscription`,
+//!   `NativePointSubscription`).
 //! * `bridge.rs`: how work on the tokio runtime becomes an asyncio awaitable.
 //! * `errors.rs`: the engine's errors as `bifrost.errors` exceptions.
 
@@ -13,6 +15,7 @@ mod bridge;
 mod codec;
 mod errors;
 mod modbus;
+mod point;
 
 use pyo3::prelude::*;
 
@@ -25,5 +28,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<modbus::ModbusClient>()?;
     m.add_class::<modbus::NativePlan>()?;
     m.add_class::<modbus::NativeSubscription>()?;
+    m.add_class::<modbus::NativePointSubscription>()?;
+    m.add_class::<point::DataPoint>()?;
     Ok(())
 }

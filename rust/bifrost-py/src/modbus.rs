@@ -2,7 +2,9 @@
 //!
 //! Every call returns an asyncio awaitable (see `bridge.rs`); the work runs on tokio's threads
 //! without the GIL. A whole read plan is one call and comes back in bulk: one list of values
-//! (None where the tag's request failed) and one list of errors (one per request).
+//! (None where the tag's request failed) and one list of errors (one per request) from `execute`,
+//! or, from `read_points`, a ready dict of `DataPoint`s by key (built here, one timestamp for the
+//! whole read) and the errors of the requests that failed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
@@ -14,18 +16,35 @@ use bifrost_modbus::engine::{
 };
 use pyo3::exceptions::PyStopAsyncIteration;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyList, PyString, PyTuple};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use crate::bridge::{self, Hub};
 use crate::codec::{value_to_py, wire_format};
 use crate::errors;
+use crate::point::{self, DataPoint};
 
-/// A read plan, checked and built once: the requests to send and how each tag is decoded.
+/// The keys (tag names) of a plan's tags, in plan order: the keys of its dicts of points.
+type Keys = Arc<[Py<PyString>]>;
+
+/// A read plan, checked and built once: the requests to send, how each tag is decoded, and
+/// (optionally) each tag's key.
 #[pyclass(frozen, module = "bifrost._native")]
 pub(crate) struct NativePlan {
     plan: Arc<ReadPlan>,
+    keys: Option<Keys>,
+}
+
+impl NativePlan {
+    fn keys(&self, py: Python<'_>) -> PyResult<Keys> {
+        self.keys.clone().ok_or_else(|| {
+            errors::config_error(
+                py,
+                "this plan has no keys: build it with NativePlan(requests, tags, keys)".to_owned(),
+            )
+        })
+    }
 }
 
 type PlainRequest = (u8, String, u16, u16);
@@ -35,9 +54,28 @@ type PlainTag = (usize, u16, String, String, usize, f64, f64, Option<u8>);
 impl NativePlan {
     /// `requests`: (unit, area, start, count) with area `coil`, `di`, `ir` or `hr`.
     /// `tags`: (request, offset, dtype, byte order, length, scale, offset, bit), `offset` counting
-    /// registers (or bits) from the request's start.
+    /// registers (or bits) from the request's start. `keys`: a name per tag, for `read_points`
+    /// and `subscribe_points`.
     #[new]
-    fn new(py: Python<'_>, requests: Vec<PlainRequest>, tags: Vec<PlainTag>) -> PyResult<Self> {
+    #[pyo3(signature = (requests, tags, keys=None))]
+    fn new(
+        py: Python<'_>,
+        requests: Vec<PlainRequest>,
+        tags: Vec<PlainTag>,
+        keys: Option<Vec<Py<PyString>>>,
+    ) -> PyResult<Self> {
+        if let Some(keys) = &keys {
+            if keys.len() != tags.len() {
+                return Err(errors::config_error(
+                    py,
+                    format!(
+                        "{} keys for {} tags: give one per tag",
+                        keys.len(),
+                        tags.len()
+                    ),
+                ));
+            }
+        }
         let requests = requests
             .into_iter()
             .map(|(unit, area, start, count)| {
@@ -59,6 +97,7 @@ impl NativePlan {
             ReadPlan::new(requests, tags).map_err(|e| errors::config_error(py, e.to_string()))?;
         Ok(Self {
             plan: Arc::new(plan),
+            keys: keys.map(Keys::from),
         })
     }
 
@@ -300,6 +339,92 @@ fn batch_to_py(py: Python<'_>, batch: &Batch) -> PyResult<Py<PyAny>> {
     )?
     .into_any()
     .unbind())
+}
+
+/// `(points, failures)`: a dict of a `DataPoint` per key, in plan order (`DataPoint(None, BAD)`
+/// where the tag's request failed), all of one timestamp; and `(request, exception)` per failed
+/// request.
+fn readings_to_points(py: Python<'_>, keys: &Keys, readings: &Readings) -> PyResult<Py<PyAny>> {
+    let qualities = point::qualities(py)?;
+    let timestamp = point::seconds(readings.timestamp);
+    let points = PyDict::new(py);
+    for (key, value) in keys.iter().zip(&readings.values) {
+        let point = match value {
+            Some(value) => DataPoint::of(
+                value_to_py(py, value)?.unbind(),
+                qualities.good.clone_ref(py),
+                timestamp,
+            ),
+            None => DataPoint::of(py.None(), qualities.bad.clone_ref(py), timestamp),
+        };
+        points.set_item(key.bind(py), Bound::new(py, point)?)?;
+    }
+    let failures = PyList::empty(py);
+    for (index, error) in readings.errors.iter().enumerate() {
+        if let Some(error) = error {
+            failures.append((index, errors::to_py(py, error).into_value(py)))?;
+        }
+    }
+    Ok(PyTuple::new(py, [points.into_any(), failures.into_any()])?
+        .into_any()
+        .unbind())
+}
+
+/// `(points, failures)`: a `DataPoint` per changed key (`DataPoint(None, BAD)` where its read
+/// failed), all of the poll's timestamp; and `(key, exception)` per failed tag. `record` keeps,
+/// per tag, what was handed out: the point, or the exception of a failed read.
+fn batch_to_points(
+    py: Python<'_>,
+    keys: &Keys,
+    batch: &Batch,
+    record: &mut [Option<Py<PyAny>>],
+) -> PyResult<Py<PyAny>> {
+    let qualities = point::qualities(py)?;
+    let timestamp = point::seconds(batch.timestamp);
+    let points = PyDict::new(py);
+    let failures = PyList::empty(py);
+    // The tags of one failed request share one exception object.
+    let mut last: Option<(String, Bound<'_, PyAny>)> = None;
+    for (tag, result) in batch.tags.iter().zip(&batch.values) {
+        let key = keys[*tag].bind(py);
+        let (point, handed) = match result {
+            Ok(value) => {
+                let point = Bound::new(
+                    py,
+                    DataPoint::of(
+                        value_to_py(py, value)?.unbind(),
+                        qualities.good.clone_ref(py),
+                        timestamp,
+                    ),
+                )?
+                .into_any();
+                let handed = point.clone().unbind();
+                (point, handed)
+            }
+            Err(error) => {
+                let message = error.to_string();
+                let exception = match &last {
+                    Some((seen, exception)) if *seen == message => exception.clone(),
+                    _ => {
+                        let exception = errors::to_py(py, error)
+                            .into_value(py)
+                            .into_bound(py)
+                            .into_any();
+                        last = Some((message, exception.clone()));
+                        exception
+                    }
+                };
+                failures.append((key, &exception))?;
+                let point = DataPoint::of(py.None(), qualities.bad.clone_ref(py), timestamp);
+                (Bound::new(py, point)?.into_any(), exception.unbind())
+            }
+        };
+        points.set_item(key, point)?;
+        record[*tag] = Some(handed);
+    }
+    Ok(PyTuple::new(py, [points.into_any(), failures.into_any()])?
+        .into_any()
+        .unbind())
 }
 
 #[pymethods]
@@ -558,6 +683,19 @@ impl ModbusClient {
         })
     }
 
+    /// Run a plan whose tags have keys: `(points, failures)`, a dict of a `DataPoint` per key in
+    /// plan order (`DataPoint(None, Quality.BAD)` where the tag's request failed), all of one
+    /// timestamp, and `(request index, exception)` per failed request.
+    fn read_points<'py>(&self, py: Python<'py>, plan: &NativePlan) -> PyResult<Bound<'py, PyAny>> {
+        let keys = plan.keys(py)?;
+        let client = self.client(py)?;
+        let plan = Arc::clone(&plan.plan);
+        bridge::awaitable(py, async move {
+            let readings = client.execute(&plan).await;
+            move |py: Python<'_>| readings_to_points(py, &keys, &readings)
+        })
+    }
+
     /// Poll `plan` every `interval` seconds in Rust; an async iterator of batches of what changed
     /// by more than `deadband` (the first batch holds every tag).
     #[pyo3(signature = (plan, interval, deadband=0.0))]
@@ -568,6 +706,44 @@ impl ModbusClient {
         interval: f64,
         deadband: f64,
     ) -> PyResult<NativeSubscription> {
+        let subscription = self.poll(py, plan, interval, deadband)?;
+        Ok(NativeSubscription {
+            stream: Stream::start(subscription, Output::Values),
+        })
+    }
+
+    /// As `subscribe`, for a plan whose tags have keys: batches of `(points, failures)`, a dict of
+    /// a `DataPoint` per changed key (`DataPoint(None, Quality.BAD)` where its read failed) and
+    /// `(key, exception)` per failed tag.
+    #[pyo3(signature = (plan, interval, deadband=0.0))]
+    fn subscribe_points(
+        &self,
+        py: Python<'_>,
+        plan: &NativePlan,
+        interval: f64,
+        deadband: f64,
+    ) -> PyResult<NativePointSubscription> {
+        let keys = plan.keys(py)?;
+        let subscription = self.poll(py, plan, interval, deadband)?;
+        let last = Mutex::new(std::iter::repeat_with(|| None).take(keys.len()).collect());
+        Ok(NativePointSubscription {
+            stream: Stream::start(subscription, Output::Points { keys, last }),
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ModbusClient({:?})", self.device())
+    }
+}
+
+impl ModbusClient {
+    fn poll(
+        &self,
+        py: Python<'_>,
+        plan: &NativePlan,
+        interval: f64,
+        deadband: f64,
+    ) -> PyResult<Subscription> {
         let interval = seconds(py, "interval", interval)?;
         if deadband.is_nan() || deadband < 0.0 {
             return Err(errors::config_error(
@@ -577,16 +753,9 @@ impl ModbusClient {
         }
         let client = self.client(py)?;
         let options = PollOptions::new(interval).with_deadband(deadband);
-        let subscription = client.subscribe((*plan.plan).clone(), options);
-        Ok(NativeSubscription::start(subscription))
+        Ok(client.subscribe((*plan.plan).clone(), options))
     }
 
-    fn __repr__(&self) -> String {
-        format!("ModbusClient({:?})", self.device())
-    }
-}
-
-impl ModbusClient {
     fn write<'py>(&self, py: Python<'py>, request: WriteRequest) -> PyResult<Bound<'py, PyAny>> {
         let client = self.client(py)?;
         bridge::awaitable(py, async move {
@@ -613,11 +782,22 @@ struct Slot {
     waiter: Option<(Py<PyAny>, Arc<Hub>)>,
 }
 
-#[derive(Default)]
+/// What a batch becomes in Python.
+enum Output {
+    /// `(tags, values, errors)`.
+    Values,
+    /// `(points, failures)`, keyed by the plan's keys; and per tag what was handed out last.
+    Points {
+        keys: Keys,
+        last: Mutex<Vec<Option<Py<PyAny>>>>,
+    },
+}
+
 struct Feed {
     slot: Mutex<Slot>,
     /// The consumer took the batch: the forwarder may fetch the next.
     taken: Notify,
+    output: Output,
 }
 
 impl Feed {
@@ -639,7 +819,13 @@ impl Feed {
             }
         };
         self.taken.notify_one();
-        Some(batch_to_py(py, &batch))
+        Some(match &self.output {
+            Output::Values => batch_to_py(py, &batch),
+            Output::Points { keys, last } => {
+                let mut last = last.lock().unwrap_or_else(PoisonError::into_inner);
+                batch_to_points(py, keys, &batch, &mut last)
+            }
+        })
     }
 
     /// Settle a waiter's future (on its loop's thread), unless it was cancelled meanwhile: then
@@ -665,18 +851,19 @@ impl Feed {
     }
 }
 
-/// The batches of a subscription: `async for tags, values, errors in subscription`. Each batch
-/// holds the indices (into the plan's tags) of what changed, their values (None where failed) and
-/// exceptions (None where read).
-#[pyclass(frozen, module = "bifrost._native")]
-pub(crate) struct NativeSubscription {
+/// A running poll loop and its feed: what both subscription classes are made of.
+struct Stream {
     feed: Arc<Feed>,
     task: AbortHandle,
 }
 
-impl NativeSubscription {
-    fn start(mut subscription: Subscription) -> Self {
-        let feed = Arc::new(Feed::default());
+impl Stream {
+    fn start(mut subscription: Subscription, output: Output) -> Self {
+        let feed = Arc::new(Feed {
+            slot: Mutex::default(),
+            taken: Notify::new(),
+            output,
+        });
         let forwarder = Arc::clone(&feed);
         let task = bridge::runtime().spawn(async move {
             loop {
@@ -703,21 +890,8 @@ impl NativeSubscription {
             task: task.abort_handle(),
         }
     }
-}
 
-impl Drop for NativeSubscription {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-#[pymethods]
-impl NativeSubscription {
-    fn __aiter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn next<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let (event_loop, hub) = bridge::current(py)?;
         if let Some(result) = self.feed.take(py) {
             return bridge::ready(py, &event_loop, result);
@@ -740,7 +914,6 @@ impl NativeSubscription {
         Ok(future)
     }
 
-    /// End the poll loop. Batches not yet taken are dropped; iteration then ends.
     fn close(&self) {
         self.task.abort();
         let waiter = {
@@ -753,5 +926,74 @@ impl NativeSubscription {
             let wake = Arc::clone(&hub);
             wake.run(Box::new(move |py| feed.deliver(py, &future, &hub)));
         }
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The batches of a subscription: `async for tags, values, errors in subscription`. Each batch
+/// holds the indices (into the plan's tags) of what changed, their values (None where failed) and
+/// exceptions (None where read).
+#[pyclass(frozen, module = "bifrost._native")]
+pub(crate) struct NativeSubscription {
+    stream: Stream,
+}
+
+#[pymethods]
+impl NativeSubscription {
+    fn __aiter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.stream.next(py)
+    }
+
+    /// End the poll loop. Batches not yet taken are dropped; iteration then ends.
+    fn close(&self) {
+        self.stream.close();
+    }
+}
+
+/// The batches of a subscription to a plan with keys: `async for points, failures in
+/// subscription`. Each batch holds a `DataPoint` per changed key (`DataPoint(None, Quality.BAD)`
+/// where its read failed) and `(key, exception)` per failed tag.
+#[pyclass(frozen, module = "bifrost._native")]
+pub(crate) struct NativePointSubscription {
+    stream: Stream,
+}
+
+#[pymethods]
+impl NativePointSubscription {
+    fn __aiter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.stream.next(py)
+    }
+
+    /// What was handed out last per key, over every batch taken so far: its `DataPoint`, or the
+    /// exception of its failed read.
+    fn last<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        if let Output::Points { keys, last } = &self.stream.feed.output {
+            let last = last.lock().unwrap_or_else(PoisonError::into_inner);
+            for (key, record) in keys.iter().zip(last.iter()) {
+                if let Some(record) = record {
+                    dict.set_item(key.bind(py), record.bind(py))?;
+                }
+            }
+        }
+        Ok(dict)
+    }
+
+    /// End the poll loop. Batches not yet taken are dropped; iteration then ends.
+    fn close(&self) {
+        self.stream.close();
     }
 }
