@@ -39,7 +39,8 @@ async def test_time_and_values_from_an_async_test(plc, bifrost_plant):
     assert (await plc.read("setpoint")).value == 50  # reset since the last test
     bifrost_plant.clock.advance(4)
     bifrost_plant.set("level", 33.0)
-    assert [p.value for p in (await plc.read_many(["ramp", "level"])).values()] == [pytest.approx(4.0), 33.0]
+    points = await plc.read_many(["ramp", "level"])
+    assert points["ramp"].value == pytest.approx(4.0) and points["level"].value == 33.0
 
 
 def test_sync_beside_async(bifrost_plant):

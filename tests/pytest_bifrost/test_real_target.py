@@ -28,7 +28,8 @@ def test_talks_to_the_device(bifrost_plant):
     async def go():
         async with bifrost.connect(plc1.url, tags=plc1.tags) as plc:
             await plc.write("setpoint", 61)
-            return [p.value for p in (await plc.read_many(["level", "setpoint"])).values()]
+            points = await plc.read_many(["level", "setpoint"])
+            return [points["level"].value, points["setpoint"].value]
 
     assert asyncio.run(go()) == [12.5, 61]
 
