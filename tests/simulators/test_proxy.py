@@ -19,20 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
+from pymodbus.exceptions import ModbusException
+from pymodbus.framer import FramerType
+from pymodbus.server import ModbusTcpServer
 
 from simulators.clock import VirtualClock
 from simulators.faults import FaultSet
 from simulators.proxy import Proxy, TrafficRecord, parse_address
 
 pytestmark = pytest.mark.asyncio
-
-pymodbus = pytest.importorskip("pymodbus")
-
-from pymodbus.client import AsyncModbusTcpClient  # noqa: E402
-from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext  # noqa: E402
-from pymodbus.exceptions import ModbusException  # noqa: E402
-from pymodbus.framer import FramerType  # noqa: E402
-from pymodbus.server import ModbusTcpServer  # noqa: E402
 
 GIVE_UP = 0.3  # the client's timeout where a fault means no usable answer comes
 PATIENT = 10.0  # where one does come
@@ -359,7 +356,7 @@ async def test_rtu_corrupt_never_yields_a_value() -> None:
             await read(client)  # a flipped bit fails the CRC: the client takes nothing from it
 
 
-def test_addresses() -> None:
+async def test_addresses() -> None:  # async only because the module is marked asyncio
     assert parse_address("127.0.0.1:1502", "--listen") == ("127.0.0.1", 1502)
     assert parse_address("[::1]:0", "--listen") == ("::1", 0)
     with pytest.raises(Exception, match="--target: expected HOST:PORT"):
