@@ -252,8 +252,10 @@ impl WireFormat {
                 Value::Str(text[..end].iter().map(|&b| char::from(b)).collect())
             }
             dtype => {
-                let raw = words_to_bytes(words, self.order.swaps_bytes(), self.order.swaps_words());
-                let number = unpack(dtype, &raw);
+                // A number is at most four words: its bytes are put together on the stack.
+                let (raw, len) =
+                    number_bytes(words, self.order.swaps_bytes(), self.order.swaps_words());
+                let number = unpack(dtype, &raw[..len]);
                 if self.scaled() {
                     let as_float = match number {
                         Value::Int(i) => i as f64,
@@ -441,6 +443,25 @@ fn unpack(dtype: DataType, raw: &[u8]) -> Value {
     }
 }
 
+/// `words_to_bytes` for a number (at most four words), without an allocation.
+fn number_bytes(words: &[u16], swap_bytes: bool, swap_words: bool) -> ([u8; 8], usize) {
+    let mut out = [0u8; 8];
+    let count = words.len().min(4);
+    for (i, slot) in out.chunks_exact_mut(2).take(count).enumerate() {
+        let word = if swap_words {
+            words[count - 1 - i]
+        } else {
+            words[i]
+        };
+        slot.copy_from_slice(&if swap_bytes {
+            word.to_le_bytes()
+        } else {
+            word.to_be_bytes()
+        });
+    }
+    (out, count * 2)
+}
+
 fn words_to_bytes(words: &[u16], swap_bytes: bool, swap_words: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(words.len() * 2);
     let mut push = |word: u16| {
@@ -483,6 +504,18 @@ mod tests {
 
     fn fmt(dtype: DataType, order: ByteOrder) -> WireFormat {
         WireFormat::plain(dtype, order)
+    }
+
+    proptest! {
+        #[test]
+        fn numbers_put_their_bytes_together_as_strings_do(
+            words in proptest::collection::vec(any::<u16>(), 1..=4),
+            swap_bytes: bool,
+            swap_words: bool,
+        ) {
+            let (raw, len) = number_bytes(&words, swap_bytes, swap_words);
+            prop_assert_eq!(&raw[..len], &words_to_bytes(&words, swap_bytes, swap_words)[..]);
+        }
     }
 
     #[test]
