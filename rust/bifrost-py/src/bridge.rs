@@ -14,6 +14,12 @@
 //!
 //! A loop without `add_reader` (Windows' proactor), or `BIFROST_NATIVE_WAKE=threadsafe`, gets
 //! the same queue woken by `call_soon_threadsafe` from a blocking-pool thread instead.
+//!
+//! A result of many objects (a dict of a thousand `DataPoint`s) is better made by the task that
+//! awaits it, when it resumes, than in the drain: a drain that settled fifty such results at once
+//! would hold fifty thousand fresh objects the cycle collector must scan (every pyo3 object is
+//! tracked by it), while a task that makes its own result and lets it go keeps the collector's
+//! count low. [`deferred`] returns such an awaitable: the drain only marks its future done.
 
 use std::future::Future;
 use std::io::{self, Read, Write};
@@ -21,7 +27,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use pyo3::exceptions::PyNotImplementedError;
+use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError, PyStopIteration};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::{MutexExt, PyOnceLock};
@@ -169,31 +175,41 @@ static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// The running loop and its hub (made on first use).
 pub(crate) fn current(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Arc<Hub>)> {
+    // The hot path: the loop this thread used last time, if it is running on this thread still.
+    // asyncio's loops set `_thread_id` to the running thread's ident while they run (together
+    // with the running loop) and clear it when they stop, so this check answers as
+    // `get_running_loop()` would, without its cost (on Python 3.11, a getpid system call).
+    // A loop without `_thread_id` takes the slow path every time.
+    let cached = LAST.with_borrow(|last| {
+        let (weak, hub, ident) = last.as_ref()?;
+        let alive = weak.bind(py).upgrade()?;
+        let running = alive.getattr(intern!(py, "_thread_id")).ok()?;
+        (running.extract::<u64>().ok()? == *ident).then(|| (alive, Arc::clone(hub)))
+    });
+    if let Some(found) = cached {
+        return Ok(found);
+    }
     let event_loop = GET_RUNNING_LOOP
         .import(py, "asyncio", "get_running_loop")?
         .call0()?;
-    // The hot path: the loop this thread used last time.
-    let cached = LAST.with_borrow(|last| {
-        last.as_ref().and_then(|(weak, hub)| {
-            weak.bind(py)
-                .upgrade()
-                .is_some_and(|alive| alive.is(&event_loop))
-                .then(|| Arc::clone(hub))
-        })
-    });
-    if let Some(hub) = cached {
-        return Ok((event_loop, hub));
-    }
     let (event_loop, hub) = lookup(py, event_loop)?;
     let weak = PyWeakrefReference::new(&event_loop)?.unbind();
-    LAST.with_borrow_mut(|last| *last = Some((weak, Arc::clone(&hub))));
+    let ident = GET_IDENT
+        .import(py, "threading", "get_ident")?
+        .call0()?
+        .extract::<u64>()?;
+    LAST.with_borrow_mut(|last| *last = Some((weak, Arc::clone(&hub), ident)));
     Ok((event_loop, hub))
 }
 
+static GET_IDENT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// A loop (weakly), its hub, and the ident of the thread it ran on.
+type LastLoop = (Py<PyWeakrefReference>, Arc<Hub>, u64);
+
 thread_local! {
-    /// The loop (weakly) and hub this thread used last.
-    static LAST: std::cell::RefCell<Option<(Py<PyWeakrefReference>, Arc<Hub>)>> =
-        const { std::cell::RefCell::new(None) };
+    /// The loop this thread used last.
+    static LAST: std::cell::RefCell<Option<LastLoop>> = const { std::cell::RefCell::new(None) };
 }
 
 fn lookup<'py>(
@@ -298,13 +314,70 @@ where
     Ok(future)
 }
 
-/// A future of `event_loop` already settled with `result`.
-pub(crate) fn ready<'py>(
-    py: Python<'py>,
-    event_loop: &Bound<'py, PyAny>,
-    result: PyResult<Py<PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
+/// How a deferred result is made, on the awaiting task's thread.
+type Convert = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
+
+/// Run `work` on the runtime; return an awaitable that, once the work is done, makes the result
+/// (with the conversion `work` yields) in the task that awaits it.
+pub(crate) fn deferred<F, C>(py: Python<'_>, work: F) -> PyResult<Bound<'_, Deferred>>
+where
+    F: Future<Output = C> + Send + 'static,
+    C: FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send + 'static,
+{
+    let (event_loop, hub) = current(py)?;
     let future = event_loop.call_method0(intern!(py, "create_future"))?;
-    settle(py, &future, result);
-    Ok(future)
+    let slot: Arc<Mutex<Option<Convert>>> = Arc::default();
+    let filled = Arc::clone(&slot);
+    let target = future.clone().unbind();
+    runtime().spawn(async move {
+        let convert = work.await;
+        *filled.lock().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(convert));
+        hub.run(Box::new(move |py| {
+            settle(py, target.bind(py), Ok(py.None()));
+        }));
+    });
+    Bound::new(
+        py,
+        Deferred {
+            future: future.unbind(),
+            slot,
+        },
+    )
+}
+
+/// An awaitable whose result is made when the awaiting task resumes (see the module's notes):
+/// awaiting it waits on an asyncio future that the work's end marks done.
+#[pyclass(frozen, module = "bifrost._native", name = "_Deferred")]
+pub(crate) struct Deferred {
+    future: Py<PyAny>,
+    slot: Arc<Mutex<Option<Convert>>>,
+}
+
+#[pymethods]
+impl Deferred {
+    fn __await__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Await the future (as `Future.__await__` does: mark it blocking and yield it), then make the
+    /// result and return it through `StopIteration`.
+    fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let future = self.future.bind(py);
+        if !future.call_method0(intern!(py, "done"))?.is_truthy()? {
+            future.setattr(intern!(py, "_asyncio_future_blocking"), true)?;
+            return Ok(future.clone().unbind());
+        }
+        future.call_method0(intern!(py, "result"))?; // raises CancelledError if cancelled
+        let convert = self
+            .slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .ok_or_else(|| PyRuntimeError::new_err("this result was awaited already"))?;
+        Err(PyStopIteration::new_err((convert(py)?,)))
+    }
 }

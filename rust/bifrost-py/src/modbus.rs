@@ -14,7 +14,7 @@ use bifrost_modbus::engine::{
     Area, BackoffConfig, Batch, Client, ClientConfig, Error, Parity, PollOptions, ReadPlan,
     ReadRequest, Readings, SerialConfig, Subscription, TagDecoder, Transport, Words, WriteRequest,
 };
-use pyo3::exceptions::PyStopAsyncIteration;
+use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyList, PyString, PyTuple};
 use tokio::sync::Notify;
@@ -26,7 +26,40 @@ use crate::errors;
 use crate::point::{self, DataPoint};
 
 /// The keys (tag names) of a plan's tags, in plan order: the keys of its dicts of points.
-type Keys = Arc<[Py<PyString>]>;
+struct KeyList {
+    names: Box<[Py<PyString>]>,
+    /// `{key: None}` for every key, in order: a dict of every tag starts as a copy of it, which
+    /// costs less than growing a new dict key by key.
+    template: Py<PyDict>,
+}
+
+impl KeyList {
+    fn new(py: Python<'_>, names: Vec<Py<PyString>>) -> PyResult<Self> {
+        let template = PyDict::new(py);
+        for name in &names {
+            template.set_item(name.bind(py), py.None())?;
+        }
+        Ok(Self {
+            names: names.into_boxed_slice(),
+            template: template.unbind(),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// A dict for `count` of the keys: the template's copy when it is all of them.
+    fn dict<'py>(&self, py: Python<'py>, count: usize) -> PyResult<Bound<'py, PyDict>> {
+        if count == self.names.len() {
+            self.template.bind(py).copy()
+        } else {
+            Ok(PyDict::new(py))
+        }
+    }
+}
+
+type Keys = Arc<KeyList>;
 
 /// A read plan, checked and built once: the requests to send, how each tag is decoded, and
 /// (optionally) each tag's key.
@@ -97,7 +130,9 @@ impl NativePlan {
             ReadPlan::new(requests, tags).map_err(|e| errors::config_error(py, e.to_string()))?;
         Ok(Self {
             plan: Arc::new(plan),
-            keys: keys.map(Keys::from),
+            keys: keys
+                .map(|keys| KeyList::new(py, keys).map(Arc::new))
+                .transpose()?,
         })
     }
 
@@ -347,8 +382,8 @@ fn batch_to_py(py: Python<'_>, batch: &Batch) -> PyResult<Py<PyAny>> {
 fn readings_to_points(py: Python<'_>, keys: &Keys, readings: &Readings) -> PyResult<Py<PyAny>> {
     let qualities = point::qualities(py)?;
     let timestamp = point::seconds(readings.timestamp);
-    let points = PyDict::new(py);
-    for (key, value) in keys.iter().zip(&readings.values) {
+    let points = keys.dict(py, readings.values.len())?;
+    for (key, value) in keys.names.iter().zip(&readings.values) {
         let point = match value {
             Some(value) => DataPoint::of(
                 value_to_py(py, value)?.unbind(),
@@ -381,12 +416,12 @@ fn batch_to_points(
 ) -> PyResult<Py<PyAny>> {
     let qualities = point::qualities(py)?;
     let timestamp = point::seconds(batch.timestamp);
-    let points = PyDict::new(py);
+    let points = keys.dict(py, batch.tags.len())?;
     let failures = PyList::empty(py);
     // The tags of one failed request share one exception object.
     let mut last: Option<(String, Bound<'_, PyAny>)> = None;
     for (tag, result) in batch.tags.iter().zip(&batch.values) {
-        let key = keys[*tag].bind(py);
+        let key = keys.names[*tag].bind(py);
         let (point, handed) = match result {
             Ok(value) => {
                 let point = Bound::new(
@@ -690,10 +725,12 @@ impl ModbusClient {
         let keys = plan.keys(py)?;
         let client = self.client(py)?;
         let plan = Arc::clone(&plan.plan);
-        bridge::awaitable(py, async move {
+        // The points are made by the awaiting task (see `bridge::deferred`).
+        Ok(bridge::deferred(py, async move {
             let readings = client.execute(&plan).await;
             move |py: Python<'_>| readings_to_points(py, &keys, &readings)
-        })
+        })?
+        .into_any())
     }
 
     /// Poll `plan` every `interval` seconds in Rust; an async iterator of batches of what changed
@@ -828,26 +865,11 @@ impl Feed {
         })
     }
 
-    /// Settle a waiter's future (on its loop's thread), unless it was cancelled meanwhile: then
-    /// the batch stays for the next `__anext__`.
-    fn deliver(&self, py: Python<'_>, future: &Py<PyAny>, hub: &Arc<Hub>) {
-        let future = future.bind(py);
-        let cancelled = future
-            .call_method0(pyo3::intern!(py, "done"))
-            .and_then(|d| d.is_truthy())
-            .unwrap_or(true);
-        if cancelled {
-            return;
-        }
-        if let Some(result) = self.take(py) {
-            bridge::settle(py, future, result);
-        } else {
-            // Taken by a newer `__anext__` already: wait for the next batch.
-            let mut slot = self.lock();
-            if slot.waiter.is_none() {
-                slot.waiter = Some((future.clone().unbind(), Arc::clone(hub)));
-            }
-        }
+    /// Wake a waiter (on its loop's thread): mark its future done, unless it was cancelled. The
+    /// batch stays in the slot until the waiter takes it (and converts it) when it resumes, so a
+    /// cancelled wait loses nothing.
+    fn deliver(py: Python<'_>, future: &Py<PyAny>) {
+        bridge::settle(py, future.bind(py), Ok(py.None()));
     }
 }
 
@@ -875,9 +897,7 @@ impl Stream {
                     slot.waiter.take()
                 };
                 if let Some((future, hub)) = waiter {
-                    let feed = Arc::clone(&forwarder);
-                    let wake = Arc::clone(&hub);
-                    wake.run(Box::new(move |py| feed.deliver(py, &future, &hub)));
+                    hub.run(Box::new(move |py| Feed::deliver(py, &future)));
                 }
                 if ended {
                     return;
@@ -891,11 +911,55 @@ impl Stream {
         }
     }
 
-    fn next<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let (event_loop, hub) = bridge::current(py)?;
-        if let Some(result) = self.feed.take(py) {
-            return bridge::ready(py, &event_loop, result);
+    /// The awaitable of the next batch.
+    fn next<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, NextBatch>> {
+        Bound::new(
+            py,
+            NextBatch {
+                feed: Arc::clone(&self.feed),
+            },
+        )
+    }
+
+    fn close(&self) {
+        self.task.abort();
+        let waiter = {
+            let mut slot = self.feed.lock();
+            slot.next = Next::Ended;
+            slot.waiter.take()
+        };
+        if let Some((future, hub)) = waiter {
+            hub.run(Box::new(move |py| Feed::deliver(py, &future)));
         }
+    }
+}
+
+/// Awaiting the next batch: the batch is taken, and made into Python objects, by the task that
+/// awaits it (when it is there at once, or when the task resumes after waiting for it), so the
+/// objects of many subscriptions' batches are not all made at once in the hub's drain (see
+/// `bridge::deferred`).
+#[pyclass(frozen, module = "bifrost._native", name = "_NextBatch")]
+pub(crate) struct NextBatch {
+    feed: Arc<Feed>,
+}
+
+#[pymethods]
+impl NextBatch {
+    fn __await__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// The batch through `StopIteration` if it is there; else wait for it: register a future as
+    /// the feed's waiter and yield it (marked blocking, as `Future.__await__` does).
+    fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if let Some(result) = self.feed.take(py) {
+            return Err(PyStopIteration::new_err((result?,)));
+        }
+        let (event_loop, hub) = bridge::current(py)?;
         let future = event_loop.call_method0(pyo3::intern!(py, "create_future"))?;
         let mut slot = self.feed.lock();
         if matches!(slot.next, Next::Empty) {
@@ -909,23 +973,10 @@ impl Stream {
                 .feed
                 .take(py)
                 .unwrap_or_else(|| Err(PyStopAsyncIteration::new_err(())));
-            bridge::settle(py, &future, result);
+            return Err(PyStopIteration::new_err((result?,)));
         }
-        Ok(future)
-    }
-
-    fn close(&self) {
-        self.task.abort();
-        let waiter = {
-            let mut slot = self.feed.lock();
-            slot.next = Next::Ended;
-            slot.waiter.take()
-        };
-        if let Some((future, hub)) = waiter {
-            let feed = Arc::clone(&self.feed);
-            let wake = Arc::clone(&hub);
-            wake.run(Box::new(move |py| feed.deliver(py, &future, &hub)));
-        }
+        future.setattr(pyo3::intern!(py, "_asyncio_future_blocking"), true)?;
+        Ok(future.unbind())
     }
 }
 
@@ -949,7 +1000,7 @@ impl NativeSubscription {
         slf
     }
 
-    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, NextBatch>> {
         self.stream.next(py)
     }
 
@@ -973,7 +1024,7 @@ impl NativePointSubscription {
         slf
     }
 
-    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, NextBatch>> {
         self.stream.next(py)
     }
 
@@ -983,7 +1034,7 @@ impl NativePointSubscription {
         let dict = PyDict::new(py);
         if let Output::Points { keys, last } = &self.stream.feed.output {
             let last = last.lock().unwrap_or_else(PoisonError::into_inner);
-            for (key, record) in keys.iter().zip(last.iter()) {
+            for (key, record) in keys.names.iter().zip(last.iter()) {
                 if let Some(record) = record {
                     dict.set_item(key.bind(py), record.bind(py))?;
                 }
