@@ -13,8 +13,9 @@ which counts every thread, tokio's included.
     `await plc.read("hr:0")` through the whole client (tag resolution, plan, DataPoint).
 (b) read_many of 1,000 typed tags spread over 3,000 registers: native against pymodbus reading tag
     by tag and pymodbus with hand-grouped reads of 125 registers, each decoding every value.
-(c) 50 devices x 100 tags polled from one process as fast as they answer, for a few seconds: tag
-    values per client CPU-second, native against pymodbus.
+(c) 50 devices x 100 tags polled from one process as fast as they answer, in interleaved rounds:
+    tag values per client CPU-second, native against pymodbus; the user-facing figures (read_many
+    and subscribe, which hand back DataPoints) beside the engine-level ones (values only).
 """
 
 from __future__ import annotations
@@ -370,102 +371,129 @@ async def poll_for(seconds: float, tasks: list[Callable[[], Awaitable[int]]]) ->
     return sum(totals), time.process_time() - cpu, time.perf_counter() - wall
 
 
-async def bench_polling(devices: list[tuple[int, int]], seconds: float, peer: str, changing: bool) -> None:
-    """`devices`: (port, unit) of each."""
+async def bench_polling(
+    devices: list[tuple[int, int]], seconds: float, peer: str, changing: bool, rounds: int = 3
+) -> None:
+    """`devices`: (port, unit) of each. Every row polls all devices for `seconds`, in `rounds`
+    interleaved rounds (so every row meets the same moments of a shared machine); the best round
+    counts."""
     from pymodbus.client import AsyncModbusTcpClient
 
     import bifrost
 
     names = [f"hr:{i}" for i in range(100)]
     what = f"{len(devices)} devices x {len(names)} tags"
-    print(f"\n(c) [{peer}] {what}, polled as fast as they answer for {seconds:g} s each")
-    rows: list[tuple[str, int, float, float]] = []
+    print(f"\n(c) [{peer}] {what}, polled as fast as they answer, best of {rounds} interleaved rounds of {seconds:g} s")
 
     plcs = [bifrost.connect(url(port, unit), engine="native") for port, unit in devices]
     for plc in plcs:
         await plc.open()
-    try:
-
-        def read_many(plc: Any) -> Callable[[], Awaitable[int]]:
-            async def poll() -> int:
-                return len(await plc.read_many(names))
-
-            return poll
-
-        rows.append(("native read_many (DataPoints)", *await poll_for(seconds, [read_many(p) for p in plcs])))
-
-        # The same plans, one layer down: the engine's values, no DataPoint per tag.
-        def execute(plc: Any) -> Callable[[], Awaitable[int]]:
-            plan, formats = plc._plan(tuple(names))
-
-            async def poll() -> int:
-                values, _ = await plc.engine.execute(plc.planner, plan, formats)
-                return len(values)
-
-            return poll
-
-        rows.append(("native engine execute (values)", *await poll_for(seconds, [execute(p) for p in plcs])))
-
-        # The poll loop in Rust (interval 1 ms): every tag changes on every read, so every poll
-        # yields all of them; through the connection (DataPoints), and one layer down (values).
-        def subscription(plc: Any) -> Callable[[], Awaitable[int]]:
-            batches = plc.subscribe(names, interval=0.001)
-
-            async def poll() -> int:
-                return len(await batches.__anext__())
-
-            poll.batches = batches  # type: ignore[attr-defined]
-            return poll
-
-        def engine_subscription(plc: Any) -> Callable[[], Awaitable[int]]:
-            plan, formats = plc._plan(tuple(names))
-            batches = plc.engine.subscribe(plc.planner, plan, formats, 0.001, 0.0)
-
-            async def poll() -> int:
-                values, _ = await batches.__anext__()
-                return len(values)
-
-            poll.batches = batches  # type: ignore[attr-defined]
-            return poll
-
-        # (Values that never change, as the simulator's here, yield nothing after the first batch.)
-        for label, make in (
-            ("native engine subscribe (values)", engine_subscription),
-            ("native subscribe (DataPoints)", subscription),
-        ):
-            if not changing:
-                break
-            pollers = [make(p) for p in plcs]
-            rows.append((label, *await poll_for(seconds, pollers)))
-            for poller in pollers:
-                await poller.batches.aclose()  # type: ignore[attr-defined]
-    finally:
-        for plc in plcs:
-            await plc.close()
-
     clients = [(AsyncModbusTcpClient("127.0.0.1", port=port), unit) for port, unit in devices]
     for client, _ in clients:
         await client.connect()
 
-    def pymodbus_poll(client: Any, unit: int) -> Callable[[], Awaitable[int]]:
+    Poller = Callable[[], Awaitable[int]]
+
+    # The user-facing API: what an application gets (a dict of DataPoints per read or batch).
+    def read_many(plc: Any) -> Poller:
+        async def poll() -> int:
+            return len(await plc.read_many(names))
+
+        return poll
+
+    def subscription(plc: Any) -> Poller:
+        batches = plc.subscribe(names, interval=0.001)
+
+        async def poll() -> int:
+            return len(await batches.__anext__())
+
+        poll.batches = batches  # type: ignore[attr-defined]
+        return poll
+
+    # One layer down, the same plans through the engine: values without DataPoints (execute,
+    # subscribe), and the bulk path read_many stands on (read_points: DataPoints made in Rust).
+    def execute(plc: Any) -> Poller:
+        plan, formats = plc._plan(tuple(names))
+
+        async def poll() -> int:
+            values, _ = await plc.engine.execute(plc.planner, plan, formats)
+            return len(values)
+
+        return poll
+
+    def read_points(plc: Any) -> Poller:
+        plan, formats = plc._plan(tuple(names))
+
+        async def poll() -> int:
+            return len(await plc.engine.read_points(plc.planner, plan, formats))
+
+        return poll
+
+    def engine_subscription(plc: Any) -> Poller:
+        plan, formats = plc._plan(tuple(names))
+        batches = plc.engine.subscribe(plc.planner, plan, formats, 0.001, 0.0)
+
+        async def poll() -> int:
+            values, _ = await batches.__anext__()
+            return len(values)
+
+        poll.batches = batches  # type: ignore[attr-defined]
+        return poll
+
+    def pymodbus_poll(client: Any, unit: int) -> Poller:
         async def poll() -> int:
             return len((await client.read_holding_registers(0, count=len(names), device_id=unit)).registers)
 
         return poll
 
-    rows.append(
-        ("pymodbus read_holding_registers", *await poll_for(seconds, [pymodbus_poll(c, unit) for c, unit in clients]))
-    )
-    for client, _ in clients:
-        client.close()
+    rows: dict[str, Callable[[], list[Poller]]] = {
+        "native read_many (DataPoints)": lambda: [read_many(p) for p in plcs],
+        "native engine execute (values)": lambda: [execute(p) for p in plcs],
+        "native engine read_points (DataPoints)": lambda: [read_points(p) for p in plcs],
+    }
+    # The poll loop in Rust (interval 1 ms): every tag changes on every read, so every poll yields
+    # all of them. (Values that never change, as the simulator's here, yield nothing after the first
+    # batch, so the simulator has no subscription rows.)
+    if changing:
+        rows["native subscribe (DataPoints)"] = lambda: [subscription(p) for p in plcs]
+        rows["native engine subscribe (values)"] = lambda: [engine_subscription(p) for p in plcs]
+    rows["pymodbus read_holding_registers"] = lambda: [pymodbus_poll(c, unit) for c, unit in clients]
 
-    _, peer_values, peer_cpu, _ = rows[-1]
+    best: dict[str, tuple[int, float, float]] = {}
+    try:
+        for _ in range(rounds):
+            for name, make in rows.items():
+                pollers = make()
+                result = await poll_for(seconds, pollers)
+                for poller in pollers:
+                    batches = getattr(poller, "batches", None)
+                    if batches is not None:
+                        await batches.aclose()
+                if name not in best or result[0] / result[1] > best[name][0] / best[name][1]:
+                    best[name] = result
+    finally:
+        for plc in plcs:
+            await plc.close()
+        for client, _ in clients:
+            client.close()
+
+    peer_values, peer_cpu, _ = best["pymodbus read_holding_registers"]
     pymodbus_rate = peer_values / peer_cpu
-    print(f"  {'client':34} {'values/s':>10} {'values/CPU-s':>13} {'reads/s':>8}   {'vs pymodbus':>11}")
-    for name, values, cpu, wall in rows:
-        per_cpu = values / cpu
+    per_cpu = {name: values / cpu for name, (values, cpu, _) in best.items()}
+    print(f"  {'client':40} {'values/s':>10} {'values/CPU-s':>13} {'reads/s':>8}   {'vs pymodbus':>11}")
+    for name, (values, _, wall) in best.items():
         reads = values / len(names) / wall
-        print(f"  {name:34} {values / wall:10.0f} {per_cpu:13.0f} {reads:8.0f}   {ratio(per_cpu, pymodbus_rate):>11}")
+        versus = ratio(per_cpu[name], pymodbus_rate)
+        print(f"  {name:40} {values / wall:10.0f} {per_cpu[name]:13.0f} {reads:8.0f}   {versus:>11}")
+    pairs = [("read_many", "native read_many (DataPoints)", "native engine execute (values)")]
+    if changing:
+        pairs.append(("subscribe", "native subscribe (DataPoints)", "native engine subscribe (values)"))
+    for label, user, engine in pairs:
+        print(
+            f"  user-facing {label}: {ratio(per_cpu[user], pymodbus_rate).strip()} pymodbus "
+            f"(engine level {ratio(per_cpu[engine], pymodbus_rate).strip()}; "
+            f"user-facing / engine {ratio(per_cpu[user], per_cpu[engine]).strip()})"
+        )
 
 
 async def bench(quick: bool) -> None:
@@ -476,7 +504,9 @@ async def bench(quick: bool) -> None:
         print(f"\n=== the lean responder (pid {responder.process.pid}, {len(responder.ports)} ports) ===")
         await bench_sequential(responder.ports[0], count, rounds, "responder")
         await bench_read_many(responder.ports[0], rounds, "responder")
-        await bench_polling([(port, 1) for port in responder.ports[1:]], seconds, "responder", changing=True)
+        await bench_polling(
+            [(port, 1) for port in responder.ports[1:]], seconds / 3, "responder", changing=True, rounds=rounds
+        )
     finally:
         responder.close()
     if importlib.util.find_spec("simulators.host") is None:
@@ -488,7 +518,7 @@ async def bench(quick: bool) -> None:
         await bench_sequential(simulator.ports[0], count // 3, 1 if quick else 2, "simulator")
         await bench_read_many(simulator.ports[0], 1 if quick else 2, "simulator")
         devices = [(port, unit) for unit, port in enumerate(simulator.ports[1:], start=2)]
-        await bench_polling(devices, seconds * 2 / 3, "simulator", changing=False)
+        await bench_polling(devices, seconds / 3, "simulator", changing=False, rounds=2 if quick else 3)
     finally:
         simulator.close()
 
