@@ -21,9 +21,6 @@ from bifrost.tags import DataPoint, Quality, TagMap, Value
 from bifrost.urls import Endpoint
 from bifrost.values import WireFormat
 
-# Errors that say the device (or the way to it) failed as a whole, rather than one tag.
-_TRANSPORT_ERRORS = TRANSPORT_ERRORS
-
 
 def default_engine() -> str:
     """The engine used when `connect` is given none: BIFROST_MODBUS_ENGINE, else the native one."""
@@ -141,7 +138,7 @@ class ModbusConnection(Connection):
         now = time.time()
         points = {name: DataPoint(value, Quality.GOOD, now) for name, value in values.items()}
         for name, error in errors.items():
-            if isinstance(error, _TRANSPORT_ERRORS):
+            if isinstance(error, TRANSPORT_ERRORS):
                 raise error
             points[name] = DataPoint(None, Quality.BAD, now)
         return {name: points[name] for name in names}
@@ -191,7 +188,7 @@ class ModbusConnection(Connection):
             now = time.time()
             batch = {name: DataPoint(value, Quality.GOOD, now) for name, value in values.items()}
             for name, error in errors.items():
-                if isinstance(error, _TRANSPORT_ERRORS):
+                if isinstance(error, TRANSPORT_ERRORS):
                     raise error
                 batch[name] = DataPoint(None, Quality.BAD, now)
             yield batch
