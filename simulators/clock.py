@@ -137,27 +137,53 @@ def _period_ns(period: float) -> int:
 
 
 class VirtualClock:
-    """Time that moves only when told. Due timers run inside `advance()`, in time order."""
+    """Time that moves only when told. Due timers run inside `advance()`, in time order.
+
+    Thread-safe: timers may be set and cancelled from any thread (a SimHost's loop thread sets them
+    while a test thread advances time). The timer queue and the time change under a lock; callbacks
+    run outside it, on the advancing thread, so they may set timers of their own. One thread advances
+    at a time: another thread's `advance()` waits for it; a callback's own `advance()` is an error.
+    A timer set for a time the clock has already passed runs at the next advance.
+    """
 
     def __init__(self) -> None:
         self._now_ns = 0
         self._queue = _TimerQueue()
-        self._advancing = False
+        self._lock = threading.Lock()  # the queue and _now_ns
+        self._advance_lock = threading.Lock()  # one advancing thread at a time
+        self._advancing: int | None = None  # the ident of the thread advancing now
 
     def now(self) -> float:
         return self._now_ns / NS
 
     def call_at(self, when: float, callback: Callback) -> Timer:
-        return self._queue.push(Timer(_to_ns(when, "a timer's time"), callback))
+        timer = Timer(_to_ns(when, "a timer's time"), callback)
+        with self._lock:
+            return self._queue.push(timer)
+
+    def call_when_due(self, when: float, callback: Callback) -> Timer:
+        """`call_at(when, callback)`, except that if `when` has already come, `callback()` runs at once
+        on this thread (and the returned timer is spent). For waking a sleeper on another thread: a
+        plain `call_at` for a time that another thread's `advance()` has just passed would wait for the
+        next advance."""
+        timer = Timer(_to_ns(when, "a timer's time"), callback)
+        with self._lock:
+            if timer.when_ns > self._now_ns:
+                return self._queue.push(timer)
+        timer.cancelled = True
+        callback()
+        return timer
 
     def call_every(self, period: float, callback: Callback, *, start: float | None = None) -> Timer:
         period_ns = _period_ns(period)
-        first = self._now_ns + period_ns if start is None else _to_ns(start, "start")
-        return self._queue.push(Timer(first, callback, period_ns))
+        with self._lock:
+            first = self._now_ns + period_ns if start is None else _to_ns(start, "start")
+            return self._queue.push(Timer(first, callback, period_ns))
 
     def next_timer(self) -> float | None:
         """Plant time of the next pending timer, if any."""
-        when = self._queue.next_ns()
+        with self._lock:
+            when = self._queue.next_ns()
         return None if when is None else when / NS
 
     def advance(self, seconds: float) -> float:
@@ -165,20 +191,30 @@ class VirtualClock:
         step = _to_ns(seconds, "advance()")
         if step < 0:
             raise ValueError(f"time only moves forward: advance({seconds!r})")
-        if self._advancing:
+        if self._advancing == threading.get_ident():
             raise RuntimeError("advance() was called from inside a timer callback")
+        with self._advance_lock:
+            self._advancing = threading.get_ident()
+            try:
+                self._advance(step)
+            finally:
+                self._advancing = None
+        return self.now()
+
+    def _advance(self, step: int) -> None:
         target = self._now_ns + step
-        self._advancing = True
-        try:
-            # A callback that raises leaves time at its own timer: the caller sees where it stopped.
-            while (due := self._queue.pop_due(target, skip_missed=False)) is not None:
+        while True:
+            with self._lock:
+                due = self._queue.pop_due(target, skip_missed=False)
+                if due is None:
+                    # Under the same lock as the last look at the queue: a timer set from another
+                    # thread is either seen above or set after time has reached the target.
+                    self._now_ns = max(self._now_ns, target)
+                    return
                 when, timer = due
                 self._now_ns = max(self._now_ns, when)
-                timer.callback()
-            self._now_ns = target
-        finally:
-            self._advancing = False
-        return self.now()
+            # A callback that raises leaves time at its own timer: the caller sees where it stopped.
+            timer.callback()
 
     def run_until(
         self, target: float | Callable[[], bool], *, step: float | None = None, limit: float = 3600.0
@@ -203,7 +239,8 @@ class VirtualClock:
             if step is not None:
                 next_ns = self._now_ns + _to_ns(step, "step")
             else:
-                pending = self._queue.next_ns()
+                with self._lock:
+                    pending = self._queue.next_ns()
                 next_ns = deadline_ns if pending is None else max(pending, self._now_ns)
             self.advance((min(next_ns, deadline_ns) - self._now_ns) / NS)
             if predicate():
@@ -211,8 +248,9 @@ class VirtualClock:
         raise errors.TimeoutError(f"the condition did not hold within {limit} s of plant time (now {self.now()} s)")
 
     def reset(self) -> None:
-        self._queue.clear()
-        self._now_ns = 0
+        with self._lock:
+            self._queue.clear()
+            self._now_ns = 0
 
     def __repr__(self) -> str:
         return f"VirtualClock(now={self.now()})"

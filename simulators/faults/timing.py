@@ -90,7 +90,7 @@ async def _virtual_until(clock: VirtualClock, when: float) -> None:
         if not loop.is_closed():
             loop.call_soon_threadsafe(_resolve, woken)
 
-    timer = clock.call_at(when, wake)
+    timer = clock.call_when_due(when, wake)  # at once if another thread advanced past `when` meanwhile
     try:
         await woken
     finally:

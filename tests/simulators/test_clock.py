@@ -112,6 +112,70 @@ def test_a_timer_in_the_past_runs_at_the_next_advance() -> None:
     assert seen == [5.0]
 
 
+def test_call_when_due_runs_at_once_if_its_time_has_come() -> None:
+    clock = VirtualClock()
+    clock.advance(5)
+    seen: list[tuple[str, float, threading.Thread]] = []
+    spent = clock.call_when_due(4, lambda: seen.append(("past", clock.now(), threading.current_thread())))
+    assert seen == [("past", 5.0, threading.current_thread())]  # on this thread, before it returns
+    assert spent.cancelled
+    clock.call_when_due(6, lambda: seen.append(("future", clock.now(), threading.current_thread())))
+    assert len(seen) == 1
+    clock.advance(1)
+    assert seen[1][:2] == ("future", 6.0)
+
+
+def test_timers_set_from_other_threads_while_time_advances_each_run_once_in_order() -> None:
+    clock = VirtualClock()
+    ran: list[tuple[float, float]] = []  # (the timer's time, now() when it ran)
+    start = threading.Barrier(3)
+
+    def setter(offset: float) -> None:
+        start.wait()
+        for index in range(2000):
+            when = clock.now() + (index % 7) * 0.001 + offset
+            clock.call_when_due(when, lambda when=when: ran.append((when, clock.now())))
+
+    threads = [threading.Thread(target=setter, args=(offset,)) for offset in (0.0, 0.0005)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    while any(thread.is_alive() for thread in threads):
+        clock.advance(0.001)
+    for thread in threads:
+        thread.join()
+    clock.advance(1)
+    assert len(ran) == 4000
+    assert all(now >= when - 1e-9 for when, now in ran)  # never early
+    assert clock.next_timer() is None
+
+
+def test_a_second_thread_advancing_waits_for_the_first() -> None:
+    clock = VirtualClock()
+    inside = threading.Event()
+    release = threading.Event()
+    order: list[str] = []
+
+    def slow() -> None:
+        order.append("slow starts")
+        inside.set()
+        assert release.wait(10)
+        order.append("slow ends")
+
+    clock.call_at(1, slow)
+    clock.call_at(3, lambda: order.append(f"later at {clock.now()}"))
+    first = threading.Thread(target=clock.advance, args=(2,))
+    first.start()
+    assert inside.wait(10)
+    second = threading.Thread(target=clock.advance, args=(2,))  # not an error: it waits its turn
+    second.start()
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert order == ["slow starts", "slow ends", "later at 3.0"]
+    assert clock.now() == 4.0
+
+
 def test_advance_refuses_going_back_nan_and_being_called_from_a_timer() -> None:
     clock = VirtualClock()
     with pytest.raises(ValueError, match="forward"):
