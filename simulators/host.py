@@ -4,6 +4,8 @@
         url = host.devices["plc1"].url          # modbus://127.0.0.1:40123?unit=1
         ...                                     # any client: sync, async on any loop, blocking
         host.clock.advance(60)                  # a minute of plant time, at once
+        with host.inject_fault("plc1", "latency", delay="200ms"):
+            ...                                 # every answer of plc1 now comes 200 ms later
         host.reset()                            # between tests: values, time, logs and faults
 
 The loop thread belongs to the host, so sync tests, async tests on their own loops and blocking
@@ -28,7 +30,9 @@ from typing import Any, Literal, TypeVar, overload
 from bifrost.errors import ConfigError
 from bifrost.tags import TagMap
 from simulators.clock import SystemClock, VirtualClock
-from simulators.hooks import FaultHooks, HookContext, NoFaults
+from simulators.faults.faultset import FaultHandle, PlantFaults
+from simulators.faults.watch import FaultWatch, call_on_loop
+from simulators.hooks import FaultHooks, HookContext
 from simulators.modbus import ModbusDevice
 from simulators.modbus_server import Endpoint, ModbusServer
 from simulators.plant import Plant
@@ -81,8 +85,15 @@ class SimHost:
 
     `clock`: "system" (plant time runs `speed` times faster than real time) or "virtual" (time moves
     only when `host.clock.advance()` is called). `any_port`: bind port 0 everywhere instead of the
-    scenario's ports. `hooks`: fault hooks (simulators.hooks); by default none. `listen_host`
-    replaces the host of every listen address (`bifrost-sim serve --host`).
+    scenario's ports. `hooks`: fault hooks (simulators.hooks); by default a `PlantFaults`, so the
+    scenario's fault events apply and `inject_fault()` works; `hooks=NoFaults()` serves every
+    connection on the bare fast path, with no faults at all. `listen_host` replaces the host of every
+    listen address (`bifrost-sim serve --host`).
+
+    Faults that act on a device as a whole happen at their time (simulators.faults.watch): a reboot
+    drops connections and sets tags back when it starts, and while a device refuses every connection
+    (a `refuse` at probability 1 without a `count`, or a reboot's boot time) its TCP listening socket
+    is closed, so connecting fails as at a device that is off, and reopened on the same port after.
     """
 
     def __init__(
@@ -103,7 +114,7 @@ class SimHost:
             self.plant = Plant(self.scenario, SystemClock(speed))
         else:
             raise ConfigError(f"clock must be 'system' or 'virtual', not {clock!r}")
-        self.hooks: FaultHooks = hooks if hooks is not None else NoFaults()
+        self.hooks: FaultHooks = hooks if hooks is not None else PlantFaults()
         self.any_port = any_port
         self.listen_host = listen_host
         self.devices: dict[str, SimDevice] = {}
@@ -127,6 +138,8 @@ class SimHost:
         self._thread: threading.Thread | None = None
         self._sleepers: set[asyncio.Future[None]] = set()
         self._lock = threading.Lock()
+        self._watch: FaultWatch | None = None
+        self._gates: list[_ListenerGate] = []
 
     def _endpoint(self, transport: str, listen: str | None) -> Endpoint:
         if transport == "rtu":
@@ -207,6 +220,10 @@ class SimHost:
                 listeners=tuple(listener.info for listener in server.listeners),
             )
         )
+        if isinstance(self.hooks, PlantFaults):
+            self._gates = [gate for listener in server.listeners if (gate := _ListenerGate.of(listener, loop))]
+            self._watch = FaultWatch(self.plant, self.hooks, [device.name for device in self._modbus], self._gate)
+            self._watch.arm()
 
     def stop(self) -> None:
         """Stop every device and the loop thread; the ports are free when it returns. Idempotent."""
@@ -238,6 +255,10 @@ class SimHost:
         self._server = None
 
     async def _stop_devices(self) -> None:
+        if self._watch is not None:
+            self._watch.disarm()
+            self._watch = None
+        self._gates = []
         server = self._server
         tasks = server.close() if server is not None else []
         for future in list(self._sleepers):
@@ -273,6 +294,9 @@ class SimHost:
         if callable(reset_faults):
             reset_faults()
         self.plant.reset()
+        watch = self._watch
+        if watch is not None:
+            watch.arm()  # the plant's reset cancelled its timers
         for device in self._modbus:
             device.thaw()
             device.log.clear()
@@ -304,13 +328,73 @@ class SimHost:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_finish, future)
 
-        timer = clock.call_at(clock.now() + seconds, wake)
+        # At once if a test thread advanced the clock past that time since now() was read.
+        timer = clock.call_when_due(clock.now() + seconds, wake)
         self._sleepers.add(future)
         try:
             await future
         finally:
             timer.cancel()
             self._sleepers.discard(future)
+
+    # --- faults -------------------------------------------------------------------------------------------
+
+    def _plant_faults(self, what: str) -> PlantFaults:
+        hooks = self.hooks
+        if not isinstance(hooks, PlantFaults):
+            raise ConfigError(
+                f"{what} needs the host's default fault hooks (PlantFaults); this host was given "
+                f"hooks={type(hooks).__name__}()"
+            )
+        return hooks
+
+    def _served(self, device: str) -> str:
+        if device not in self.devices:
+            served = ", ".join(self.devices) or "(none)"
+            raise ConfigError(f"no device {device!r} is served; served: {served}")
+        return device
+
+    def inject_fault(self, device: str, kind: str, **params: Any) -> FaultHandle:
+        """Switch a fault on in a served device now, in the vocabulary of docs/faults.md:
+        `host.inject_fault("plc1", "latency", delay="200ms")`, `..., "exception", code=6,
+        match={"function": 3}, for_="10s")` (`for_` or `duration` for `for`).
+
+        Returns a handle: `clear()` it, or use it as a context manager; `.active` says whether it is
+        still in force (a `for` or `count` may have ended it) and `.hits` how often it has acted. A
+        mistake in the keys is a ConfigError naming the key. Callable from any thread, before or after
+        start(); `reset()` and `clear_faults()` end it too.
+        """
+        hooks = self._plant_faults("inject_fault()")
+        return hooks.add(self._served(device), kind=kind, **params)
+
+    def clear_faults(self, device: str | None = None) -> None:
+        """Switch off every fault in force, of one device or of all: those injected and those the
+        scenario's events switched on (as a `clear` event does; later events still switch theirs on)."""
+        hooks = self._plant_faults("clear_faults()")
+        if device is None:
+            for name in self.devices:
+                hooks.clear(name)
+        else:
+            hooks.clear(self._served(device))
+
+    def _gate(self) -> None:
+        """Close or reopen listening sockets as the faults say; from any thread, done before it returns."""
+        gates, loop = self._gates, self._loop
+        if not gates or loop is None:
+            return
+        hooks = self._plant_faults("a listener gate")
+
+        def wanted(gate: _ListenerGate) -> bool:
+            return any(hooks.device(name).closes_listener() for name in gate.devices)
+
+        if all(gate.closed == wanted(gate) for gate in gates):
+            return  # nothing to change: no trip to the loop thread
+
+        def apply() -> None:  # on the loop thread, deciding again there: the last one to run is right
+            for gate in gates:
+                gate.want_closed(wanted(gate))
+
+        call_on_loop(loop, apply)
 
     # --- running code on the loop -----------------------------------------------------------------------
 
@@ -341,6 +425,61 @@ class SimHost:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"SimHost({self.scenario.scenario!r}, {state}, devices={list(self.devices)})"
+
+
+class _ListenerGate:
+    """A TCP listener's listening socket, closed while its devices refuse every connection and reopened
+    on the same port after (as the proxy does). Used on the loop thread only.
+
+    It reaches into the Modbus server's listener; if that ever lacks what it needs, there is no gate,
+    and a refused connection is accepted and closed at once instead (the `accepting` hook).
+    """
+
+    _NEEDS = ("_socket", "_open_socket", "endpoint", "info")
+
+    def __init__(self, listener: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.listener = listener
+        self.loop = loop
+        self.devices: tuple[str, ...] = tuple(listener.info.devices)
+        self._port: int | None = None  # the port to reopen, while closed
+
+    @classmethod
+    def of(cls, listener: Any, loop: asyncio.AbstractEventLoop) -> _ListenerGate | None:
+        if not all(hasattr(listener, name) for name in cls._NEEDS) or listener.info.transport == "rtu":
+            return None  # a pty is the device's port: it has no listening socket
+        return cls(listener, loop)
+
+    @property
+    def closed(self) -> bool:
+        return self._port is not None
+
+    def want_closed(self, closed: bool) -> None:
+        if closed and self._port is None:
+            self._close()
+        elif not closed and self._port is not None:
+            self._reopen()
+
+    def _close(self) -> None:
+        sock = self.listener._socket
+        if sock is None:
+            return
+        self._port = int(sock.getsockname()[1])
+        with contextlib.suppress(ValueError, OSError):
+            self.loop.remove_reader(sock.fileno())
+        sock.close()
+        self.listener._socket = None
+        log.info("%s: not listening (every connection is refused)", self.listener.info.address)
+
+    def _reopen(self) -> None:
+        endpoint = self.listener.endpoint
+        self.listener.endpoint = Endpoint(endpoint.transport, endpoint.host, self._port or 0)
+        try:
+            self.listener._open_socket()
+        except ConfigError as exc:  # the port was taken meanwhile: tried again at the next change
+            log.error("%s: cannot listen again: %s", self.listener.info.address, exc)
+            return
+        self._port = None
+        log.info("%s: listening again", self.listener.info.address)
 
 
 def _finish(future: asyncio.Future[None]) -> None:

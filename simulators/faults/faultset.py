@@ -21,6 +21,7 @@ Thread-safe: a test may add and clear faults while the host's loop thread applie
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import threading
@@ -30,11 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 from bifrost.errors import ConfigError
 from bifrost.modbus.framing import Framing, Request
-from simulators.clock import Clock
+from simulators.clock import Clock, VirtualClock
 from simulators.faults.frames import RequestRef, request_info
 from simulators.faults.protocol import action_for
 from simulators.faults.spec import DIRECTED_KINDS, FaultSpec, RequestInfo
 from simulators.faults.timing import Timing
+from simulators.faults.watch import call_on_loop
 from simulators.hooks import Action, HookContext, ListenerInfo, NoFaults, Reader, Writer
 
 if TYPE_CHECKING:
@@ -60,6 +62,11 @@ class ActiveFault:
         self.cleared = False
         self.carried_out = False  # a reboot: done once, at its start
         self.hits = 0
+
+    def restart(self, start: float) -> None:
+        """Start again at `start` (a fault added before its device had a clock)."""
+        self.start = start
+        self._end = None if self.spec.for_ is None else start + self.spec.for_
 
     @property
     def end(self) -> float | None:
@@ -174,6 +181,22 @@ class FaultSet:
 
     def now(self) -> float:
         return self.timing.now()
+
+    def attach(self, plant: Plant[Any] | None, timing: Timing, framing: Framing, units: frozenset[int] | None) -> None:
+        """Move onto a plant (PlantFaults.bind, when a host starts). Faults added while there was none
+        start again now, on the plant's clock; on the same plant again (a restart) they carry on."""
+        with self._lock:
+            early = self.plant is None and plant is not None
+            self.plant = plant
+            self.clock = None if plant is None else plant.clock
+            self.timing = timing
+            self.framing = framing
+            self.units = units
+            if early:
+                now = self.now()
+                for fault in self._faults:
+                    fault.restart(now)
+                self.rng = self._new_rng()
 
     # --- switching faults on and off ------------------------------------------------------------------
 
@@ -302,10 +325,12 @@ class FaultSet:
 
     # --- what the faults decide --------------------------------------------------------------------------
 
-    def _quiet(self) -> bool:
+    def quiet(self) -> bool:
         """No fault at all, run-time or scenario: the hot path's early way out (read without the lock:
         a fault added meanwhile acts from the next chunk)."""
         return not self._faults and (self.plant is None or not self.plant.active_faults(self.device))
+
+    _quiet = quiet
 
     def transport_possible(self, direction: str) -> bool:
         """Whether any transport fault in force now acts on `direction` (a quick test, no draws)."""
@@ -387,6 +412,19 @@ class FaultSet:
         with self._lock:
             return any(
                 fault.spec.kind == "reboot" or (fault.spec.kind == "refuse" and fault.spec.probability >= 1.0)
+                for fault in self._live(self.now())
+            )
+
+    def closes_listener(self) -> bool:
+        """Whether the device's listening socket should be closed now: a reboot's boot time, or a refuse
+        at probability 1 without a `count` (one with a count ends by refusing connections, so they must
+        be let in to be refused one by one)."""
+        if self._quiet():
+            return False
+        with self._lock:
+            return any(
+                fault.spec.kind == "reboot"
+                or (fault.spec.kind == "refuse" and fault.spec.probability >= 1.0 and fault.spec.count is None)
                 for fault in self._live(self.now())
             )
 
@@ -477,12 +515,12 @@ class PlantFaults(NoFaults):
     def bind(self, context: HookContext) -> None:
         self.context = context
         with self._lock:
-            # Faults added before the host started had no plant clock: they start again now, on it.
-            early = {name: [fault.spec for fault in faults._faults] for name, faults in self._sets.items()}
-            self._sets.clear()
-        for name, specs in early.items():
-            for spec in specs:
-                self.device(name).add(spec)
+            sets = dict(self._sets)
+        # The FaultSets made before (faults added before the host started) are kept, so their handles
+        # and listeners stay good: they move onto the plant, and their faults start again now, on its clock.
+        for name, faults in sets.items():
+            plant, timing, framing, units = self._placement(name)
+            faults.attach(plant, timing, framing, units)
 
     def device(self, name: str) -> FaultSet:
         found = self._sets.get(name)  # the hot path: one lookup, no lock
@@ -494,20 +532,26 @@ class PlantFaults(NoFaults):
                 found = self._sets[name] = self._create(name)
             return found
 
-    def _create(self, name: str) -> FaultSet:
+    def _placement(self, name: str) -> tuple[Plant[Any] | None, Timing, Framing, frozenset[int] | None]:
+        """Where a device's faults live: its plant, their timing, its framing and, on a shared listener,
+        its unit. Before `bind` there is no plant: a clock that stays at 0 stands in."""
         context = self.context
-        plant = context.plant if context is not None else None
+        if context is None:
+            return None, Timing.of(VirtualClock()), "mbap", None
+        plant = context.plant
         framing: Framing = "mbap"
         units: frozenset[int] | None = None
-        if context is not None:
-            for listener in context.listeners:
-                if name in listener.devices:
-                    framing = "mbap" if listener.transport == "tcp" else "rtu"
-                    if len(listener.devices) > 1 and plant is not None:
-                        unit = plant.scenario.devices[name].unit
-                        units = frozenset({1 if unit is None else unit})
+        for listener in context.listeners:
+            if name in listener.devices:
+                framing = "mbap" if listener.transport == "tcp" else "rtu"
+                if len(listener.devices) > 1:
+                    unit = plant.scenario.devices[name].unit
+                    units = frozenset({1 if unit is None else unit})
         # The host's sleep: a reset of the host wakes its sleepers (the plant's clock reset cancels timers).
-        timing = Timing(plant.clock.now, context.sleep) if context is not None and plant is not None else None
+        return plant, Timing(plant.clock.now, context.sleep), framing, units
+
+    def _create(self, name: str) -> FaultSet:
+        plant, timing, framing, units = self._placement(name)
         faults = FaultSet(name, plant=plant, seed=self._seed, framing=framing, units=units, timing=timing)
         faults.on_reboot(lambda: self._reboot(name))
         return faults
@@ -548,14 +592,28 @@ class PlantFaults(NoFaults):
         if context is None:
             return
         log.info("%s: rebooting (a reboot fault)", device)
-
-        def carry_out() -> None:
-            context.disconnect(device)
-            reset_device_tags(context.plant, device)
-
-        if context.loop.is_closed():
+        loop = context.loop
+        if loop.is_closed():
             return
-        context.loop.call_soon_threadsafe(carry_out)  # disconnect() runs on the loop thread
+        if _on_thread_of(loop):
+            # Noticed while serving (a connection, a request): carried out once that is done.
+            def carry_out() -> None:
+                context.disconnect(device)
+                reset_device_tags(context.plant, device)
+
+            loop.call_soon(carry_out)
+            return
+        # Noticed on another thread (a test advancing a VirtualClock, say): done before this returns,
+        # the connections dropped on the loop thread, then the tags set back here.
+        call_on_loop(loop, lambda: context.disconnect(device))
+        reset_device_tags(context.plant, device)
+
+
+def _on_thread_of(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def reset_device_tags(plant: Plant[Any], device: str) -> None:

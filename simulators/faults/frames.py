@@ -78,6 +78,10 @@ class Splitter:
             return False
         return all(type(item) is Frame for item in items)
 
+    def whole_frame(self, data: bytes) -> bool:
+        """Whether `data` is one whole MBAP frame with nothing held: feeding it would change nothing here."""
+        return not self._raw and not self._rtu and not self._broken and _one_mbap_frame(data) is not None
+
     def rest(self) -> list[Piece]:
         """Every held byte, given out as it is (RTU: after a silence); for a writer's whole writes."""
         out = self.flush()

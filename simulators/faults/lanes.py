@@ -73,6 +73,18 @@ class Lane:
     def idle(self) -> bool:
         return not self._queue and self._task is None
 
+    @property
+    def clear(self) -> bool:
+        """Nothing queued, stalled or ending, on the FaultSet's current timeline: with no fault in force,
+        a chunk pushed now would be passed on at once, unchanged."""
+        return (
+            not self._queue
+            and self._stalled_by is None
+            and self.ending is None
+            and self.ended is None
+            and self._generation == self.faults.generation
+        )
+
     def push(self, data: bytes, request: RequestRef = None) -> tuple[str, ...]:
         """Send `data` on through the faults; returns the kinds that hit it (for a log).
 

@@ -1,12 +1,14 @@
 """PlantFaults as a SimHost's hooks: the simulated device commits each fault, seen by a pymodbus client.
 
 The host runs on its own loop thread with a VirtualClock; the test waits on the FaultSet's hits (a
-threading.Event), never on time.
+threading.Event), never on time. Then the host's own fault API: PlantFaults as the default hooks,
+`inject_fault` and `clear_faults`, and whole-device faults (reboot, refuse) carried out at their time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, suppress
@@ -14,9 +16,14 @@ from typing import Any
 
 import pytest
 
-from simulators.faults import ActiveFault, PlantFaults
+from bifrost.errors import ConfigError
+from bifrost.modbus import pdu
+from simulators.faults import ActiveFault, FaultSpec, PlantFaults
+from simulators.hooks import NoFaults
 from simulators.host import SimHost
 from simulators.scenario import load_scenario
+
+from .conftest import Wire
 
 pymodbus = pytest.importorskip("pymodbus")
 
@@ -159,12 +166,27 @@ async def test_reset_resets_the_connection(host: SimHost) -> None:
 
 
 @pytest.mark.asyncio
-async def test_refuse_closes_connections_as_they_arrive(host: SimHost) -> None:
-    with hooks_of(host).add("plc1", "refuse"):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(host))
-        with suppress(ConnectionResetError):  # closed at once: a FIN, or an RST if the request was unread
-            assert await asyncio.wait_for(reader.read(100), PATIENT) == b""
-        writer.close()
+async def test_a_certain_refuse_closes_the_listener_until_cleared(host: SimHost) -> None:
+    async with client_of(host) as served:
+        assert (await read(served)).registers == [5, 9]  # accepted (not still in the listen backlog)
+        with hooks_of(host).add("plc1", "refuse"):
+            with pytest.raises(ConnectionRefusedError):
+                await asyncio.open_connection("127.0.0.1", port_of(host))
+            assert (await read(served)).registers == [5, 9]  # a connection made before is still served
+    async with client_of(host) as client:  # listening again, on the same port
+        assert (await read(client)).registers == [5, 9]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("fault", ["refuse,count=1", "refuse,probability=0.999"])
+async def test_a_refuse_with_a_count_or_a_chance_closes_connections_as_they_arrive(host: SimHost, fault: str) -> None:
+    handle = hooks_of(host).add("plc1", fault)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(host))
+    with suppress(ConnectionResetError):  # closed at once: a FIN, or an RST if the request was unread
+        assert await asyncio.wait_for(reader.read(100), PATIENT) == b""
+    writer.close()
+    assert handle.hits == 1
+    handle.clear()
     async with client_of(host) as client:
         assert (await read(client)).registers == [5, 9]
 
@@ -213,3 +235,249 @@ async def test_wrong_transaction_and_truncate_through_the_server(host: SimHost) 
             hooks_of(host).add("plc1", fault)
             with pytest.raises(ModbusException):
                 await read(client)
+
+
+# --- the host's own fault API: PlantFaults by default, inject_fault, clear_faults ------------------------
+
+READ_HR = pdu.ReadHoldingRegistersRequest(0, 2)
+
+
+def wire(host: SimHost) -> Wire:
+    return Wire(host.url("plc1"), timeout=PATIENT)
+
+
+def registers(answer: pdu.ResponsePdu) -> tuple[int, ...]:
+    assert isinstance(answer, pdu.ReadHoldingRegistersResponse), answer
+    return tuple(answer.values)
+
+
+def exception_code(answer: pdu.ResponsePdu) -> int:
+    assert isinstance(answer, pdu.ExceptionResponse), answer
+    return int(answer.code)
+
+
+def refused(host: SimHost) -> bool:
+    """Whether connecting to plc1 now is refused (its listening socket is closed)."""
+    try:
+        socket.create_connection(("127.0.0.1", port_of(host)), timeout=PATIENT).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_plant_faults_are_the_default_so_scenario_faults_apply_out_of_the_box() -> None:
+    with SimHost(load_scenario("faulty.yaml", text=SCENARIO), clock="virtual", any_port=True) as host:
+        assert isinstance(host.hooks, PlantFaults)
+        with wire(host) as client:
+            host.clock.advance(10)
+            assert exception_code(client.call(READ_HR)) == 6
+            host.clock.advance(5)
+            assert registers(client.call(READ_HR)) == (5, 9)
+
+
+def test_other_hooks_replace_them_and_then_faults_cannot_be_injected() -> None:
+    with SimHost(load_scenario("faulty.yaml", text=SCENARIO), clock="virtual", any_port=True, hooks=NoFaults()) as host:
+        with wire(host) as client:
+            host.clock.advance(10)
+            assert registers(client.call(READ_HR)) == (5, 9)  # the scenario's fault has no one to apply it
+        with pytest.raises(ConfigError, match=r"inject_fault\(\) needs .*PlantFaults.*hooks=NoFaults"):
+            host.inject_fault("plc1", "stall")
+        with pytest.raises(ConfigError, match="PlantFaults"):
+            host.clear_faults()
+
+
+def test_inject_fault_gives_a_handle_to_clear_or_use_as_a_context_manager(host: SimHost) -> None:
+    with wire(host) as client:
+        with host.inject_fault("plc1", "exception", code=6, match={"function": 3}) as handle:
+            assert handle.active and handle.hits == 0
+            assert exception_code(client.call(READ_HR)) == 6
+            assert exception_code(client.call(READ_HR)) == 6
+            assert handle.hits == 2
+            assert handle.spec == FaultSpec.of("exception", code=6, function=3)
+        assert not handle.active
+        assert registers(client.call(READ_HR)) == (5, 9)
+        handle = host.inject_fault("plc1", kind="bad_quality", count=1)
+        assert exception_code(client.call(READ_HR)) == 4
+        assert not handle.active and handle.hits == 1  # its count is spent
+        assert registers(client.call(READ_HR)) == (5, 9)
+        handle.clear()  # clearing an ended fault is harmless
+
+
+def test_an_injected_fault_lasts_its_for_in_plant_time(host: SimHost) -> None:
+    with wire(host) as client:
+        handle = host.inject_fault("plc1", "exception", code=5, for_="2s")
+        host.clock.advance(1.999)
+        assert exception_code(client.call(READ_HR)) == 5
+        host.clock.advance(0.001)
+        assert not handle.active
+        assert registers(client.call(READ_HR)) == (5, 9)
+
+
+def test_inject_fault_checks_the_device_and_the_keys(host: SimHost) -> None:
+    with pytest.raises(ConfigError, match="no device 'plc9' is served; served: plc1"):
+        host.inject_fault("plc9", "stall")
+    with pytest.raises(ConfigError, match=r"dely: latency takes no such key.*did you mean 'delay'"):
+        host.inject_fault("plc1", "latency", dely="2s")
+    with pytest.raises(ConfigError, match="is not a fault kind"):
+        host.inject_fault("plc1", "lag")
+    with pytest.raises(ConfigError, match="no device 'plc9'"):
+        host.clear_faults("plc9")
+
+
+def test_a_fault_injected_before_start_applies_once_started() -> None:
+    host = SimHost(load_scenario("faulty.yaml", text=SCENARIO), clock="virtual", any_port=True)
+    handle = host.inject_fault("plc1", "exception", code=6, for_="2s")
+    host.clock.advance(5)  # no server yet: the fault's time starts with the host
+    with host, wire(host) as client:
+        assert handle.active
+        assert exception_code(client.call(READ_HR)) == 6
+        assert handle.hits == 1
+        handle.clear()  # the handle still holds the fault
+        assert registers(client.call(READ_HR)) == (5, 9)
+
+
+def test_clear_faults_ends_injected_and_scenario_faults(host: SimHost) -> None:
+    with wire(host) as client:
+        host.clock.advance(10)  # the scenario's exception 6 on FC3, for 5 s
+        handle = host.inject_fault("plc1", "exception", code=5, match={"function": 6})
+        assert exception_code(client.call(READ_HR)) == 6
+        host.clear_faults()
+        assert not handle.active
+        assert registers(client.call(READ_HR)) == (5, 9)
+        host.inject_fault("plc1", "exception", code=5)
+        host.clear_faults("plc1")
+        assert registers(client.call(READ_HR)) == (5, 9)
+
+
+def test_reset_clears_injected_faults(host: SimHost) -> None:
+    with wire(host) as client:
+        handle = host.inject_fault("plc1", "exception", code=6)
+        assert exception_code(client.call(READ_HR)) == 6
+        host.reset()
+        assert not handle.active
+        assert registers(client.call(READ_HR)) == (5, 9)
+
+
+# --- whole-device faults at their time: reboots and closed listeners ---------------------------------------
+
+TIMELINE = """\
+scenario: a plc with a timeline
+seed: 3
+clock: {tick: 100ms}
+tags:
+  level: {type: uint16, init: 5, writable: true}
+  other: {type: uint16, init: 9, writable: true}
+  trip: {type: bool, writable: true}
+devices:
+  plc1:
+    protocol: modbus
+    listen: 127.0.0.1:0
+    map: {level: hr:0, other: hr:1, trip: coil:0}
+events:
+  - at: 10.05s
+    fault: {device: plc1, kind: reboot, for: 2s}
+  - at: 20s
+    fault: {device: plc1, kind: refuse, for: 3s}
+  - when: "trip"
+    fault: {device: plc1, kind: reboot}
+  - every: 1h
+    fault: {device: plc1, kind: reboot, for: 1s}
+"""
+
+
+@pytest.fixture
+def timeline() -> Iterator[SimHost]:
+    with SimHost(load_scenario("timeline.yaml", text=TIMELINE), clock="virtual", any_port=True) as host:
+        yield host
+
+
+def test_a_scheduled_reboot_happens_at_its_time(timeline: SimHost) -> None:
+    host = timeline
+    with wire(host) as client:
+        client.call(pdu.WriteSingleRegisterRequest(0, 77))
+        host.clock.advance(10.049)
+        assert host.plant.get("level") == 77
+        assert registers(client.call(READ_HR)) == (77, 9)
+        host.clock.advance(0.001)  # 10.05 s, between two ticks: done when advance() returns
+        assert host.plant.get("level") == 5
+        assert client.closed_by_peer()
+    assert refused(host)  # booting for 2 s: nothing listens
+    host.clock.advance(1.999)
+    assert refused(host)
+    host.clock.advance(0.001)
+    with wire(host) as client:  # the same port again
+        assert registers(client.call(READ_HR)) == (5, 9)
+
+
+def test_a_refuse_for_a_while_closes_the_listener_then_reopens_it_on_time(timeline: SimHost) -> None:
+    host = timeline
+    host.clock.advance(13)
+    with wire(host) as client:
+        assert registers(client.call(READ_HR)) == (5, 9)
+        host.clock.advance(7)  # 20 s
+        assert refused(host)
+        assert registers(client.call(READ_HR)) == (5, 9)  # an open connection is still served
+        host.clock.advance(2.999)
+        assert refused(host)
+        host.clock.advance(0.001)
+        assert not refused(host)
+
+
+def test_a_reboot_on_a_condition_happens_at_the_tick_that_sees_it(timeline: SimHost) -> None:
+    host = timeline
+    host.clock.advance(30)
+    with wire(host) as client:
+        client.call(pdu.WriteSingleRegisterRequest(1, 42))
+        client.call(pdu.WriteSingleCoilRequest(0, True))
+        host.clock.advance(0.05)
+        assert host.plant.get("other") == 42  # no tick yet
+        host.clock.advance(0.05)  # the tick at 30.1 s sees `trip` and reboots
+        assert host.plant.get("other") == 9
+        assert host.plant.get("trip") is False
+        assert client.closed_by_peer()
+    assert not refused(host)  # no `for`: no boot time
+
+
+def test_a_periodic_reboot_happens_every_time(timeline: SimHost) -> None:
+    host = timeline
+    reboots: list[float] = []
+    hooks_of(host).device("plc1").on_reboot(lambda: reboots.append(host.clock.now()))
+    host.clock.advance(3 * 3600 + 0.5)
+    assert reboots == [10.05, 3600.0, 7200.0, 10800.0]
+    assert refused(host)
+    host.clock.advance(0.5)
+    assert not refused(host)
+
+
+def test_reset_reopens_the_listener_and_arms_the_timeline_again(timeline: SimHost) -> None:
+    host = timeline
+    host.clock.advance(20)
+    assert refused(host)
+    host.reset()
+    assert not refused(host)
+    with wire(host) as client:
+        client.call(pdu.WriteSingleRegisterRequest(0, 77))
+        host.clock.advance(10.05)
+        assert host.plant.get("level") == 5
+        assert client.closed_by_peer()
+
+
+def test_an_injected_reboot_is_done_when_inject_fault_returns(host: SimHost) -> None:
+    with wire(host) as client:
+        client.call(pdu.WriteSingleRegisterRequest(0, 77))
+        handle = host.inject_fault("plc1", "reboot", for_="1s")
+        assert host.plant.get("level") == 5
+        assert client.closed_by_peer()
+        assert refused(host)
+        assert handle.hits == 1
+        handle.clear()
+        assert not refused(host)
+
+
+def test_stopping_leaves_no_timers_acting(timeline: SimHost) -> None:
+    host = timeline
+    host.stop()
+    host.clock.advance(13)  # the reboot and its boot time pass with no server: nothing to do, nothing raised
+    host.start()
+    with wire(host) as client:
+        assert registers(client.call(READ_HR)) == (5, 9)
