@@ -226,62 +226,6 @@ class NativeEngine(Engine):
             values[key] = bool(raw[0]) if isinstance(raw[0], bool) else formats[key].decode(raw)
         return values, dict(job.errors)
 
-    def subscribe(
-        self, planner: Planner, plan: Plan, formats: Mapping[str, WireFormat], interval: float, deadband: float
-    ) -> AsyncIterator[Decoded]:
-        return self._poll(planner, plan, formats, interval, deadband)
-
-    async def _poll(
-        self, planner: Planner, plan: Plan, formats: Mapping[str, WireFormat], interval: float, deadband: float
-    ) -> AsyncIterator[Decoded]:
-        # What was last yielded per key: after a restart, the new poll loop's first batch (which holds
-        # every tag) is held against it, so that only changes are yielded still.
-        last: dict[str, Value | BaseException] = {}
-        fresh = False
-        while True:
-            compiled = self.compile(plan, formats, planner)
-            keys = compiled.keys
-            known: dict[str, BaseException] = {}
-            for item in plan.failed:
-                error = hole_error(item)
-                if not _same_error(last.get(item.key), error):
-                    known[item.key] = error
-            if known:
-                last.update(known)
-                yield {}, known
-            replanned: Plan | None = None
-            subscription = self.client.subscribe(compiled.native, interval, deadband)
-            try:
-                async for tags, values_list, errors_list in subscription:
-                    names = [keys[tag] for tag in tags]
-                    if errors_list.count(None) == len(errors_list):
-                        values = cast("dict[str, Value]", dict(zip(names, values_list, strict=True)))
-                        errors: dict[str, BaseException] = {}
-                    else:
-                        values, errors, holes = _sort_batch(plan, names, values_list, errors_list)
-                        for index, error in holes:
-                            hole_values, hole_errors = await self._split(planner, plan, index, error, formats)
-                            values.update(hole_values)
-                            errors.update(hole_errors)
-                        if holes:
-                            # Plan again around what the planner learnt, and poll that plan instead.
-                            replanned = planner.plan([plan.item(key) for key in keys] + list(plan.failed))
-                    if fresh:
-                        values = {k: v for k, v in values.items() if _moved(last.get(k), v, deadband)}
-                        errors = {k: e for k, e in errors.items() if not _same_error(last.get(k), e)}
-                        fresh = False
-                    if values or errors:
-                        last.update(values)
-                        last.update(errors)
-                        yield values, errors
-                    if replanned is not None:
-                        break
-            finally:
-                subscription.close()
-            if replanned is None:
-                return  # the poll loop ended: the client was closed
-            plan, fresh = replanned, True
-
     def subscribe_points(
         self, planner: Planner, plan: Plan, formats: Mapping[str, WireFormat], interval: float, deadband: float
     ) -> AsyncIterator[dict[str, DataPoint]]:
@@ -290,7 +234,7 @@ class NativeEngine(Engine):
     async def _poll_points(
         self, planner: Planner, plan: Plan, formats: Mapping[str, WireFormat], interval: float, deadband: float
     ) -> AsyncIterator[dict[str, DataPoint]]:
-        """`_poll` with ready points: Rust builds each batch's dict, Python only looks at failures.
+        """A native poll loop with ready points: Rust builds each batch's dict, Python only looks at failures.
 
         A batch where a request drew exception 2 has the hole split (its tags' points replaced by
         what the parts read), is yielded, and then the plan is made again around the hole: the new
@@ -364,25 +308,6 @@ def _timestamp(points: Mapping[str, DataPoint]) -> float:
     for point in points.values():
         return point.timestamp
     return time.time()
-
-
-def _sort_batch(
-    plan: Plan, names: Sequence[str], values_list: Sequence[Value | None], errors_list: Sequence[BaseException | None]
-) -> tuple[dict[str, Value], dict[str, BaseException], list[tuple[int, DeviceError]]]:
-    """Split a batch into values, errors, and the requests that drew exception 2 (with their error)."""
-    values: dict[str, Value] = {}
-    errors: dict[str, BaseException] = {}
-    holes: dict[int, DeviceError] = {}
-    slices = plan.slices
-    for name, value, error in zip(names, values_list, errors_list, strict=True):
-        if error is None:
-            if value is not None:
-                values[name] = value
-        elif isinstance(error, DeviceError) and error.code == _HOLE:
-            holes.setdefault(slices[name].request, error)
-        else:
-            errors[name] = error
-    return values, errors, sorted(holes.items())
 
 
 def _changes(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 from bifrost.connection import Connection
@@ -165,10 +165,6 @@ class ModbusConnection(Connection):
             words = resolved.fmt.encode(value)
         await self.engine.write_registers(self.unit, address.offset, words)
 
-    async def write_many(self, values: Mapping[str, Value]) -> None:
-        for name, value in values.items():
-            await self.write(name, value)
-
     async def subscribe(
         self, tags: Iterable[str], *, interval: float = 1.0, deadband: float = 0.0
     ) -> AsyncIterator[dict[str, DataPoint]]:
@@ -179,16 +175,5 @@ class ModbusConnection(Connection):
             async for batch in points:
                 yield batch
             return
-        native = self.engine.subscribe(self.planner, plan, formats, interval, deadband)
-        if native is None:
-            async for batch in super().subscribe(names, interval=interval, deadband=deadband):
-                yield batch
-            return
-        async for values, errors in native:
-            now = time.time()
-            batch = {name: DataPoint(value, Quality.GOOD, now) for name, value in values.items()}
-            for name, error in errors.items():
-                if isinstance(error, TRANSPORT_ERRORS):
-                    raise error
-                batch[name] = DataPoint(None, Quality.BAD, now)
+        async for batch in super().subscribe(names, interval=interval, deadband=deadband):
             yield batch

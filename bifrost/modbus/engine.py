@@ -77,12 +77,6 @@ class Engine(ABC):
             values[key] = fmt.decode(raw) if not _bits(raw) else bool(raw[0])
         return values, errors
 
-    def subscribe(
-        self, planner: Planner, plan: Plan, formats: Mapping[str, WireFormat], interval: float, deadband: float
-    ) -> AsyncIterator[Decoded] | None:
-        """A native poll loop yielding only changes, or None to let the connection poll."""
-        return None
-
     async def read_points(
         self, planner: Planner, plan: Plan, formats: Mapping[str, WireFormat]
     ) -> dict[str, DataPoint] | None:
