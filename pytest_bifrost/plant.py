@@ -19,6 +19,7 @@ from bifrost.tags import TagMap, Value
 if TYPE_CHECKING:
     from simulators import SimHost, TrafficLog
     from simulators.clock import VirtualClock
+    from simulators.faults import FaultHandle
     from simulators.scenario import Scenario
 
 REAL = "--bifrost-target=real talks to hardware"
@@ -32,9 +33,19 @@ class PlantFault:
     """A fault injected into a simulated device; cleared by `clear()`, by leaving a `with` block, or
     by the reset before the next test."""
 
-    def __init__(self, handle: Any, description: str) -> None:
+    def __init__(self, handle: FaultHandle, description: str) -> None:
         self._handle = handle
         self.description = description
+
+    @property
+    def active(self) -> bool:
+        """Still in force: not cleared, and its `for` or `count` (if any) not yet used up."""
+        return bool(self._handle.active)
+
+    @property
+    def hits(self) -> int:
+        """How many times the fault has acted on traffic."""
+        return int(self._handle.hits)
 
     def clear(self) -> None:
         self._handle.clear()
@@ -213,13 +224,7 @@ class BifrostPlant:
         simulated device now; use the result as a context manager, or `clear()` it."""
         host = self._simulated(f"bifrost_plant.fault({kind!r})")
         self.device(device)  # a clear error for an unknown device name, before the host sees it
-        inject = getattr(host, "inject_fault", None)
-        if inject is None:
-            raise NotImplementedError(
-                "bifrost_plant.fault needs SimHost.inject_fault(device, kind, **params), which this "
-                "simulators package does not have yet (fault injection arrives with issue 7)"
-            )
-        return PlantFault(inject(device, kind, **params), f"{kind} on {device} {params}")
+        return PlantFault(host.inject_fault(device, kind, **params), f"{kind} on {device} {params}")
 
     def __repr__(self) -> str:
         return f"<BifrostPlant {self.scenario.scenario!r} ({self.target}) devices={self.device_names}>"

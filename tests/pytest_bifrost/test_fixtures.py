@@ -255,42 +255,48 @@ def test_modbus_server_factory(pytester: pytest.Pytester, run) -> None:
     run().assert_outcomes(passed=5)
 
 
-def test_fault_facade(project: pytest.Pytester, run) -> None:
-    # SimHost.inject_fault arrives with the faults issue; the facade's contract is checked against a
-    # stand-in, and its absence is a NotImplementedError that names what is missing.
+def test_faults_in_a_with_block(project: pytest.Pytester, run) -> None:
+    """`with bifrost_plant.fault(...)` switches a fault on in the served device, on both engines."""
     project.makepyfile(
         test_fault="""
+        import asyncio
+
         import pytest
+
+        import bifrost
 
         pytestmark = pytest.mark.bifrost_scenario("plant.yaml")
 
-        class Handle:
-            cleared = 0
+        @pytest.fixture(params=["python", "native"])
+        def engine(request):
+            return request.param
 
-            def clear(self):
-                Handle.cleared += 1
+        async def level(device, engine, timeout=3.0):
+            async with bifrost.connect(device.url, tags=device.tags, engine=engine, timeout=timeout) as plc:
+                return (await asyncio.wait_for(plc.read("level"), 10)).value
 
-        def test_context_manager_and_clear(bifrost_plant, monkeypatch):
-            calls = []
-
-            def inject_fault(device, kind, **params):
-                calls.append((device, kind, params))
-                return Handle()
-
-            monkeypatch.setattr(bifrost_plant.host, "inject_fault", inject_fault, raising=False)
+        def test_exception(bifrost_plant, engine):
+            plc1 = bifrost_plant.device("plc1")
             with bifrost_plant.fault("plc1", "exception", code=6, match={"function": 3}) as fault:
-                assert calls == [("plc1", "exception", {"code": 6, "match": {"function": 3}})]
-                assert Handle.cleared == 0
-            assert Handle.cleared == 1
-            bifrost_plant.device("plc1").fault("latency", delay=0.2).clear()
-            assert calls[-1] == ("plc1", "latency", {"delay": 0.2}) and Handle.cleared == 2
+                with pytest.raises(bifrost.DeviceError) as caught:
+                    asyncio.run(level(plc1, engine))
+                assert caught.value.code == 6
+                assert fault.hits == 1
+            assert asyncio.run(level(plc1, engine)) == 12.5  # cleared with the block
+            assert plc1.log.count(function=3) == 2
+
+        def test_stall_is_a_timeout_then_recovers(bifrost_plant, engine):
+            plc1 = bifrost_plant.device("plc1")
+            with plc1.fault("stall"):
+                with pytest.raises(bifrost.TimeoutError):
+                    asyncio.run(level(plc1, engine, timeout=0.2))
+            assert asyncio.run(level(plc1, engine)) == 12.5
+
+        def test_unknown_device_and_bad_keys(bifrost_plant):
             with pytest.raises(pytest.fail.Exception, match="no device 'plc7'"):
                 bifrost_plant.fault("plc7", "stall")
-
-        def test_without_inject_fault(bifrost_plant, monkeypatch):
-            monkeypatch.delattr(type(bifrost_plant.host), "inject_fault", raising=False)
-            with pytest.raises(NotImplementedError, match="SimHost.inject_fault.*issue 7"):
-                bifrost_plant.fault("plc1", "stall")
+            with pytest.raises(bifrost.ConfigError, match="delay"):
+                bifrost_plant.fault("plc1", "latency", delay="fast")
         """
     )
-    run().assert_outcomes(passed=2)
+    run().assert_outcomes(passed=5)
