@@ -222,7 +222,7 @@ class SimHost:
         )
         if isinstance(self.hooks, PlantFaults):
             self._gates = [gate for listener in server.listeners if (gate := _ListenerGate.of(listener, loop))]
-            self._watch = FaultWatch(self.plant, self.hooks, [device.name for device in self._modbus], self._gate)
+            self._watch = FaultWatch(self.plant, self.hooks, [device.name for device in self._modbus], self._act)
             self._watch.arm()
 
     def stop(self) -> None:
@@ -376,6 +376,12 @@ class SimHost:
                 hooks.clear(name)
         else:
             hooks.clear(self._served(device))
+
+    def _act(self) -> None:
+        """What the FaultWatch asks for when whole-device faults may have come or gone (any thread)."""
+        for device in self._modbus:
+            device.check_freeze()  # a freeze keeps the values of its start, not of the next change
+        self._gate()
 
     def _gate(self) -> None:
         """Close or reopen listening sockets as the faults say; from any thread, done before it returns."""

@@ -1,10 +1,11 @@
 """Faults that act on a whole device, carried out at their time: `FaultWatch`.
 
 Most faults act when something happens (a connection arrives, a request is read, a reply written),
-so they need no watching. Two act on the device as a whole at a moment of plant time: a `reboot`
-drops the device's connections and sets its tags back when it starts, and a certain `refuse` (or a
-reboot's boot time) closes the listening socket while it lasts. A FaultWatch makes them happen on
-time rather than at the next connection or request:
+so they need no watching. Three act on the device as a whole at a moment of plant time: a `reboot`
+drops the device's connections and sets its tags back when it starts, a certain `refuse` (or a
+reboot's boot time) closes the listening socket while it lasts, and a `freeze` keeps the values as
+they were when it began. A FaultWatch makes them happen on time rather than at the next connection
+or request:
 
 - at the exact time of each scenario event that may switch one on or off (`at`, `every`; a `clear`);
 - after each plant tick if such an event has a `when` (the plant checks conditions on its ticks);
@@ -12,9 +13,9 @@ time rather than at the next connection or request:
 - at the end of the `for` of such a fault in force (the earliest end, re-armed as they pass).
 
 Each time it polls every device's FaultSet (a reboot due is carried out then) and calls `act()`,
-which the host uses to close or reopen listening sockets. The timers sit on the plant's clock, so on
-a VirtualClock they run inside `advance()`, on the advancing thread, right after the plant's own
-timers of the same time: when `advance()` returns, the reboot has happened.
+which the host uses to close or reopen listening sockets and to take a freeze's snapshot. The timers
+sit on the plant's clock, so on a VirtualClock they run inside `advance()`, on the advancing thread,
+right after the plant's own timers of the same time: when `advance()` returns, the reboot has happened.
 
 A plant reset cancels every timer of its clock: call `arm()` again after one.
 """
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 LOOP_WAIT = 5.0  # seconds a thread waits for the loop thread to carry something out
 
-WHOLE_DEVICE_KINDS = frozenset({"reboot", "refuse"})
+WHOLE_DEVICE_KINDS = frozenset({"reboot", "refuse", "freeze"})
 """The kinds that act on a device as a whole at a moment of plant time."""
 
 

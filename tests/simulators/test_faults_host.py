@@ -481,3 +481,24 @@ def test_stopping_leaves_no_timers_acting(timeline: SimHost) -> None:
     host.start()
     with wire(host) as client:
         assert registers(client.call(READ_HR)) == (5, 9)
+
+
+def test_a_freeze_keeps_the_values_of_its_start(host: SimHost) -> None:
+    with wire(host) as client:
+        with host.inject_fault("plc1", "freeze"):
+            host.plant.set("other", 42)  # before any read: the snapshot was taken when the freeze began
+            client.call(pdu.WriteSingleRegisterRequest(0, 77))  # a write is done, but reads stay frozen
+            assert registers(client.call(READ_HR)) == (5, 9)
+            assert host.plant.get("level") == 77
+        assert registers(client.call(READ_HR)) == (77, 42)
+
+
+def test_a_scheduled_freeze_starts_and_ends_on_time() -> None:
+    text = TIMELINE.replace("events:\n", "events:\n  - at: 40s\n    fault: {device: plc1, kind: freeze, for: 5s}\n")
+    with SimHost(load_scenario("timeline.yaml", text=text), clock="virtual", any_port=True) as host:
+        host.clock.advance(40)
+        with wire(host) as client:
+            client.call(pdu.WriteSingleRegisterRequest(1, 42))
+            assert registers(client.call(READ_HR)) == (5, 9)
+            host.clock.advance(5)
+            assert registers(client.call(READ_HR)) == (5, 42)
