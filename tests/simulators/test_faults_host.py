@@ -502,3 +502,22 @@ def test_a_scheduled_freeze_starts_and_ends_on_time() -> None:
             assert registers(client.call(READ_HR)) == (5, 9)
             host.clock.advance(5)
             assert registers(client.call(READ_HR)) == (5, 42)
+
+
+def test_on_the_system_clock_whole_device_faults_come_and_go_on_the_loop() -> None:
+    text = TIMELINE.replace(
+        "events:\n", "events:\n  - at: 100ms\n    fault: {device: plc1, kind: refuse, for: 200ms}\n"
+    )
+    with SimHost(load_scenario("timeline.yaml", text=text), any_port=True) as host:
+        seen: dict[float, bool] = {}
+        done = threading.Event()
+
+        def look(at: float) -> None:  # on the loop thread, at plant time `at`, after the host's own timers
+            seen[at] = refused(host)
+            if len(seen) == 2:
+                done.set()
+
+        host.clock.call_at(0.15, lambda: look(0.15))
+        host.clock.call_at(0.35, lambda: look(0.35))
+        assert done.wait(PATIENT)
+        assert seen == {0.15: True, 0.35: False}
