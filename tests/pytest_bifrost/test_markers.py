@@ -185,5 +185,5 @@ def test_lookup_order(tmp_path: Path) -> None:
 
 def test_unknown_stem_lists_what_there_is(tmp_path: Path) -> None:
     (tmp_path / "mine.yaml").write_text("scenario: mine\n")
-    with pytest.raises(ScenarioNotFound, match=rf"{tmp_path} has: mine; shipped: boiler, packaging_line, water_tank"):
+    with pytest.raises(ScenarioNotFound, match=rf"{tmp_path} has: mine; shipped: boiler, flaky_tank, packaging_line, water_tank"):
         resolve_scenario("nope", scenarios_dir=tmp_path, base=tmp_path)
