@@ -177,7 +177,9 @@ class PythonEngine(Engine):
                 response = await asyncio.wait_for(self._reply(line, conn, transaction_id), self.timeout)
             except asyncio.TimeoutError:
                 conn.abandon(transaction_id)
-                if self.framing == "rtu":
+                # RTU cannot tell a late reply from the next one; over TCP, a reply cut short would
+                # leave its head in the buffer, in front of the next reply. Either way: start afresh.
+                if self.framing == "rtu" or conn.unfinished:
                     self._drop()
                 raise BifrostTimeout(
                     f"{self.device}: no answer from unit {unit} to {pdu.function_name(request.function)} "

@@ -552,6 +552,12 @@ class ClientConnection:
         """The id `send` gave its request: the handle for `abandon`."""
 
     @property
+    def unfinished(self) -> int:
+        """Bytes of a frame begun but not complete. After a timeout they mean a reply was cut short,
+        and the next reply would be read behind them: the caller should drop the connection."""
+        return len(self._framer._buffer)
+
+    @property
     def line_state(self) -> str:
         """RTU: idle, awaiting reply or draining. Modbus TCP pipelines, so it is always idle."""
         return self._line

@@ -345,13 +345,7 @@ ROWS = [
     ),
 ]
 
-KNOWN_ISSUES: dict[tuple[str, str], str] = {
-    ("truncate", "python"): (
-        "the Python engine keeps a TCP connection after a timeout (to drop the late reply by its transaction "
-        "id), but the cut-short reply's first bytes stay in its buffer and garble the next reply: the read "
-        "after the fault is a ProtocolError, and only the one after that works"
-    ),
-}
+KNOWN_ISSUES: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import given, settings
@@ -866,3 +866,14 @@ def test_connections_take_random_bytes_as_events(data: bytes, sizes: list[int]) 
             )
         while (server_event := server.next_event()) is not None:
             assert isinstance(server_event, (Request, BadRequest, DamagedFrame, BrokenStream))
+
+
+@pytest.mark.parametrize("framing", ["mbap", "rtu"])
+def test_a_reply_cut_short_is_seen_as_unfinished(framing: Literal["mbap", "rtu"]) -> None:
+    client = ClientConnection(framing)
+    client.send(ReadHoldingRegistersRequest(0, 1))
+    assert client.unfinished == 0
+    head = b"\x00\x01\x00" if framing == "mbap" else b"\x01\x03"
+    client.receive_data(head)
+    assert client.next_event() is None
+    assert client.unfinished == len(head)
