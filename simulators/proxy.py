@@ -221,7 +221,7 @@ class Proxy:
         if isinstance(clock, SystemClock):
             clock.attach(self._loop)  # a scenario's events run on its timers
         self._address = self._listen
-        if not self.faults.refusing_all():
+        if not self.faults.closes_listener():
             await self._open()
         else:
             self._address = self._reserve_port()
@@ -273,7 +273,7 @@ class Proxy:
         """Close or reopen the listening socket as the faults say (on the loop thread)."""
         if self._stopped.is_set() or self._loop is None:
             return
-        refusing = self.faults.refusing_all()
+        refusing = self.faults.closes_listener()
         if refusing and self._server is not None:
             log.info("refusing connections")
             self._close_listener()

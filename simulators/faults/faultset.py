@@ -406,19 +406,10 @@ class FaultSet:
         self._heard([hit])
         return True
 
-    def refusing_all(self) -> bool:
-        """Whether every connection would be refused now (a certain refuse, or a reboot): a proxy then
-        closes its listening socket, so connecting fails as it does at a device that is off."""
-        with self._lock:
-            return any(
-                fault.spec.kind == "reboot" or (fault.spec.kind == "refuse" and fault.spec.probability >= 1.0)
-                for fault in self._live(self.now())
-            )
-
     def closes_listener(self) -> bool:
-        """Whether the device's listening socket should be closed now: a reboot's boot time, or a refuse
-        at probability 1 without a `count` (one with a count ends by refusing connections, so they must
-        be let in to be refused one by one)."""
+        """Whether the listening socket should be closed now, so connecting fails as it does at a device
+        that is off: a reboot's boot time, or a refuse at probability 1 without a `count` (one with a
+        count ends by refusing connections, so they must be let in to be refused one by one)."""
         if self._quiet():
             return False
         with self._lock:

@@ -218,6 +218,23 @@ async def test_a_probable_refuse_resets_some_connections_as_they_arrive() -> Non
         assert sum(record.event == "refused" for record in traffic.records) == outcomes.count(False)
 
 
+async def test_a_refuse_with_a_count_refuses_that_many_connections_then_serves() -> None:
+    async with relay() as (proxy, _, traffic):
+        proxy.faults.add("refuse,count=2")
+        assert proxy.listening  # connections must get in to be refused, one by one
+        outcomes = []
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection(*proxy.address)
+            writer.write(bytes.fromhex("000100000006010300000001"))
+            try:
+                outcomes.append(len(await asyncio.wait_for(reader.read(100), PATIENT)) > 0)
+            except ConnectionResetError:
+                outcomes.append(False)
+            writer.close()
+        assert outcomes == [False, False, True]
+        assert sum(record.event == "refused" for record in traffic.records) == 2
+
+
 async def test_corrupt_reaches_the_client_as_an_error_or_garbled_values() -> None:
     async with relay("corrupt,bits=4", seed=3, timeout=GIVE_UP) as (_, client, _):
         try:
