@@ -732,11 +732,21 @@ def _one_or_more(value: Any) -> Any:
     return [value] if isinstance(value, (int, str)) and not isinstance(value, bool) else value
 
 
+def _one_or_more_schema(low: int, high: int) -> WithJsonSchema:
+    # The model keeps a list, but the file may give one number: say so to editors, too.
+    number = {"type": "integer", "minimum": low, "maximum": high}
+    return WithJsonSchema({"anyOf": [number, {"type": "array", "items": number}, {"type": "null"}]})
+
+
 class FaultMatch(_Strict):
     """Which requests a fault applies to; an absent key matches everything."""
 
-    unit: Annotated[list[Annotated[int, Field(ge=0, le=255)]], BeforeValidator(_one_or_more)] | None = None
-    function: Annotated[list[Annotated[int, Field(ge=1, le=127)]], BeforeValidator(_one_or_more)] | None = None
+    unit: Annotated[
+        list[Annotated[int, Field(ge=0, le=255)]] | None, BeforeValidator(_one_or_more), _one_or_more_schema(0, 255)
+    ] = None
+    function: Annotated[
+        list[Annotated[int, Field(ge=1, le=127)]] | None, BeforeValidator(_one_or_more), _one_or_more_schema(1, 127)
+    ] = None
     address: Annotated[str, Field(pattern=r"^(coil|di|ir|hr):\d{1,5}(-\d{1,5})?$")] | None = Field(
         default=None, description="an address or range, such as hr:0-9"
     )
