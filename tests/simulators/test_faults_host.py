@@ -15,6 +15,8 @@ from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import pytest
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
 
 from bifrost.errors import ConfigError
 from bifrost.modbus import pdu
@@ -24,11 +26,6 @@ from simulators.host import SimHost
 from simulators.scenario import load_scenario
 
 from .conftest import Wire
-
-pymodbus = pytest.importorskip("pymodbus")
-
-from pymodbus.client import AsyncModbusTcpClient  # noqa: E402
-from pymodbus.exceptions import ModbusException  # noqa: E402
 
 GIVE_UP = 0.3
 PATIENT = 10.0
