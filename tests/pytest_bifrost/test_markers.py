@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pytest_bifrost.scenarios import ScenarioNotFound, resolve_scenario
-from simulators import shipped_scenario
+from simulators import shipped_scenario, shipped_scenarios
 
 TARGETS = ["sim", "real"]
 
@@ -185,5 +185,6 @@ def test_lookup_order(tmp_path: Path) -> None:
 
 def test_unknown_stem_lists_what_there_is(tmp_path: Path) -> None:
     (tmp_path / "mine.yaml").write_text("scenario: mine\n")
-    with pytest.raises(ScenarioNotFound, match=rf"{tmp_path} has: mine; shipped: boiler, flaky_tank, packaging_line, water_tank"):
+    shipped = ", ".join(sorted(shipped_scenarios()))
+    with pytest.raises(ScenarioNotFound, match=rf"{tmp_path} has: mine; shipped: {shipped}"):
         resolve_scenario("nope", scenarios_dir=tmp_path, base=tmp_path)
