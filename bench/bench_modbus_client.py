@@ -429,17 +429,6 @@ async def bench_polling(
 
         return poll
 
-    def engine_subscription(plc: Any) -> Poller:
-        plan, formats = plc._plan(tuple(names))
-        batches = plc.engine.subscribe(plc.planner, plan, formats, 0.001, 0.0)
-
-        async def poll() -> int:
-            values, _ = await batches.__anext__()
-            return len(values)
-
-        poll.batches = batches  # type: ignore[attr-defined]
-        return poll
-
     def pymodbus_poll(client: Any, unit: int) -> Poller:
         async def poll() -> int:
             return len((await client.read_holding_registers(0, count=len(names), device_id=unit)).registers)
@@ -456,7 +445,6 @@ async def bench_polling(
     # batch, so the simulator has no subscription rows.)
     if changing:
         rows["native subscribe (DataPoints)"] = lambda: [subscription(p) for p in plcs]
-        rows["native engine subscribe (values)"] = lambda: [engine_subscription(p) for p in plcs]
     rows["pymodbus read_holding_registers"] = lambda: [pymodbus_poll(c, unit) for c, unit in clients]
 
     best: dict[str, tuple[int, float, float]] = {}
