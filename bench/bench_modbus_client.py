@@ -475,7 +475,7 @@ async def bench_polling(
         print(f"  {name:40} {values / wall:10.0f} {per_cpu[name]:13.0f} {reads:8.0f}   {versus:>11}")
     pairs = [("read_many", "native read_many (DataPoints)", "native engine execute (values)")]
     if changing:
-        pairs.append(("subscribe", "native subscribe (DataPoints)", "native engine subscribe (values)"))
+        pairs.append(("subscribe", "native subscribe (DataPoints)", "native engine execute (values)"))
     for label, user, engine in pairs:
         print(
             f"  user-facing {label}: {ratio(per_cpu[user], pymodbus_rate).strip()} pymodbus "
