@@ -14,15 +14,10 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
-
-# Bench the tree this file sits in, even when the installed (editable) bifrost is another checkout.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bifrost.modbus.address import Area, resolve_tag
 from bifrost.modbus.planner import Planner, ReadItem, ReadRequest
