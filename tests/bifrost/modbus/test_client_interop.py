@@ -186,3 +186,15 @@ async def test_writes_that_cannot_be_are_refused_before_the_wire(pymodbus_server
             await plc.write("hr:0", 70000)
         with pytest.raises(bifrost.ConfigError, match=r"is not a tag of this connection .* nor an address"):
             await plc.read("nonsense")
+
+
+async def test_a_device_that_hangs_up_is_named_as_such(raw_server: Callable[[Handler], RawPeer], engine: str) -> None:
+    """A clean close reads the same on both engines (tokio-modbus reports it as a stale errno)."""
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(12)
+
+    peer = raw_server(hang_up)
+    async with bifrost.connect(peer.url, engine=engine, timeout=1) as plc:
+        with pytest.raises(ConnectError, match=r"connection lost: the device closed it$"):
+            await plc.read("hr:0")

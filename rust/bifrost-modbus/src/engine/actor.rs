@@ -496,14 +496,22 @@ impl Actor {
     }
 }
 
+/// Linux's EINPROGRESS and macOS's: the errno a non-blocking connect leaves behind.
+const STALE_CONNECT_ERRNOS: [i32; 2] = [115, 36];
+
 /// Say plainly how a connection was lost. tokio-modbus reports a peer that closed the connection
-/// as whatever `errno` held (TCP) or as a broken pipe (RTU), and a close in the middle of a frame
-/// as "bytes remaining on stream".
+/// as whatever `errno` held (TCP: `last_os_error()` at end of stream, often 0, EAGAIN or the
+/// connect's EINPROGRESS) or as a broken pipe (RTU), and a close in the middle of a frame as
+/// "bytes remaining on stream".
 fn lost(error: &io::Error) -> io::Error {
-    let closed = matches!(
-        error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof
-    ) || error.raw_os_error() == Some(0);
+    let stale = error
+        .raw_os_error()
+        .is_some_and(|code| code == 0 || STALE_CONNECT_ERRNOS.contains(&code));
+    let closed = stale
+        || matches!(
+            error.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof
+        );
     if error.to_string() == "bytes remaining on stream" {
         io::Error::new(
             io::ErrorKind::UnexpectedEof,
