@@ -6,6 +6,7 @@ the Python engine and on the native one, from the same plant state, and the outc
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,16 +89,23 @@ def _outcome(error: BaseException) -> tuple[str, Any]:
     return (type(error).__name__, getattr(error, "code", None))
 
 
+def _comparable(value: Any) -> Any:
+    # Registers read as a float may hold a NaN, which equals nothing, not even the other engine's NaN.
+    return "nan" if isinstance(value, float) and math.isnan(value) else value
+
+
 async def _run(url: str, tags: TagMap, engine: str, ops: list[tuple[Any, ...]], timeout: float) -> list[Any]:
     out: list[Any] = []
     async with bifrost.connect(url, tags=tags, engine=engine, timeout=timeout) as plc:
         for op in ops:
             try:
                 if op[0] == "read":
-                    out.append(("value", (await plc.read(op[1])).value))
+                    out.append(("value", _comparable((await plc.read(op[1])).value)))
                 elif op[0] == "read_many":
                     points = await plc.read_many(op[1])
-                    out.append(("points", [(name, p.value, p.quality.value) for name, p in points.items()]))
+                    out.append(
+                        ("points", [(name, _comparable(p.value), p.quality.value) for name, p in points.items()])
+                    )
                 else:
                     await plc.write(op[1], op[2])
                     out.append(("written",))
