@@ -29,7 +29,7 @@ import os
 import socket
 import time
 import tty
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +42,8 @@ from bifrost.modbus.framing import (
     encode_mbap,
     encode_rtu,
 )
-from bifrost.modbus.pdu import ExceptionCode, ExceptionResponse, ResponsePdu, encode_response
+from bifrost.modbus.pdu import ExceptionCode, ExceptionResponse, RequestPdu, ResponsePdu, encode_response
+from bifrost.tags import Value
 from simulators.hooks import Action, FaultHooks, ListenerInfo, NoFaults, Reader, Writer
 from simulators.modbus import WRITE_FUNCTIONS, ModbusDevice
 from simulators.traffic import NOTHING_WRITTEN, Exchange
@@ -366,6 +367,23 @@ class _Session:
 
     # -- requests ----------------------------------------------------------------------------------
 
+    def _log(
+        self,
+        device: ModbusDevice,
+        unit: int,
+        transaction_id: int | None,
+        request: RequestPdu | bytes,
+        response: ResponsePdu | None,
+        error: str | None,
+        written: Mapping[str, Value] = NOTHING_WRITTEN,
+    ) -> None:
+        """One exchange in the device's traffic log, stamped with plant and wall time."""
+        now = device.plant.clock.now()
+        exchange = Exchange(
+            now, time.time(), device.name, self.client, unit, transaction_id, request, response, error, written
+        )
+        device.log.record(exchange)
+
     def _process(self) -> bool:
         """Serve every event ready (until one needs waiting); whether any request was seen."""
         conn = self.conn
@@ -410,20 +428,7 @@ class _Session:
         else:
             frame = self.conn.send(served, to=event)
         # Logged before it is sent: a client holding its answer finds it in the log.
-        device.log.record(
-            Exchange(
-                device.plant.clock.now(),
-                time.time(),
-                device.name,
-                self.client,
-                event.unit,
-                event.transaction_id,
-                event.request,
-                response,
-                error,
-                written,
-            )
-        )
+        self._log(device, event.unit, event.transaction_id, event.request, response, error, written)
         if frame:
             self.write(frame)
 
@@ -433,20 +438,7 @@ class _Session:
             return
         for device in self.listener.devices:
             _, written, error = device.serve(event.request)
-            device.log.record(
-                Exchange(
-                    device.plant.clock.now(),
-                    time.time(),
-                    device.name,
-                    self.client,
-                    0,
-                    None,
-                    event.request,
-                    None,
-                    error or "broadcast: not answered",
-                    written,
-                )
-            )
+            self._log(device, 0, None, event.request, None, error or "broadcast: not answered", written)
 
     def _no_such_unit(self, event: Request | BadRequest, function: int | None) -> None:
         listener = self.listener
@@ -459,19 +451,7 @@ class _Session:
         error = f"no unit {event.unit} here (units served: {served})"
         request = event.request if isinstance(event, Request) else event.pdu
         for device in listener.devices:
-            device.log.record(
-                Exchange(
-                    device.plant.clock.now(),
-                    time.time(),
-                    device.name,
-                    self.client,
-                    event.unit,
-                    event.transaction_id,
-                    request,
-                    response,
-                    error,
-                )
-            )
+            self._log(device, event.unit, event.transaction_id, request, response, error)
         self.write(frame)
 
     def _bad_request(self, event: BadRequest) -> None:
@@ -484,19 +464,7 @@ class _Session:
         if answer is not None and self.listener.rtu and not self._waiting(event):
             answer = None
         frame = self.conn.send(answer, to=event) if answer is not None else b""
-        device.log.record(
-            Exchange(
-                device.plant.clock.now(),
-                time.time(),
-                device.name,
-                self.client,
-                event.unit,
-                event.transaction_id,
-                event.pdu,
-                answer,
-                event.reason,
-            )
-        )
+        self._log(device, event.unit, event.transaction_id, event.pdu, answer, event.reason)
         if frame:
             self.write(frame)
 
@@ -553,19 +521,8 @@ class _Session:
             notes.append(f"fault action failed: {exc}")
             self.conn.discard(event)
         finally:
-            device.log.record(
-                Exchange(
-                    device.plant.clock.now(),
-                    time.time(),
-                    device.name,
-                    self.client,
-                    event.unit,
-                    event.transaction_id,
-                    event.request,
-                    response,
-                    "; ".join(notes) or None,
-                    written,
-                )
+            self._log(
+                device, event.unit, event.transaction_id, event.request, response, "; ".join(notes) or None, written
             )
             if frame and not self.closed:
                 self.write(frame)
