@@ -44,7 +44,7 @@ impl Sample {
 ///
 /// Callers guarantee strictly increasing timestamps (as [`Chain`] does); `good` is false for a
 /// point to skip (Bad quality, NaN).
-pub trait Operator: Send {
+pub trait Operator: Send + Sync {
     /// Take one point; append what it releases to `out`.
     fn push(&mut self, t: f64, v: f64, good: bool, out: &mut Vec<Sample>);
     /// Release what is held back (the swinging door's pending point, an open interval).
