@@ -84,7 +84,6 @@ pub struct Mad {
     values: VecDeque<f64>,
     /// The window's values, sorted (for the median).
     sorted: Vec<f64>,
-    scratch: Vec<f64>,
 }
 
 fn median_of_sorted(sorted: &[f64]) -> f64 {
@@ -96,18 +95,41 @@ fn median_of_sorted(sorted: &[f64]) -> f64 {
     }
 }
 
-/// The median of `values` (reordered in place).
-fn median(values: &mut [f64]) -> f64 {
-    let n = values.len();
-    let (_, &mut upper, _) = values.select_nth_unstable_by(n / 2, f64::total_cmp);
+/// The median absolute deviation from `centre` of the sorted `values`: the deviations of the values
+/// below the centre, read downwards, and of those above, read upwards, are two sorted runs, so their
+/// median is found by merging the two runs halfway (O(n), no sort, no allocation).
+fn mad_of_sorted(sorted: &[f64], centre: f64) -> f64 {
+    let n = sorted.len();
+    let split = sorted.partition_point(|&x| x < centre);
+    let (mut below, mut above) = (split, split);
+    let mut next = || {
+        let down = below.checked_sub(1).map(|i| centre - sorted[i]);
+        let up = (above < n).then(|| sorted[above] - centre);
+        match (down, up) {
+            (Some(d), Some(u)) if d <= u => {
+                below -= 1;
+                d
+            }
+            (Some(d), None) => {
+                below -= 1;
+                d
+            }
+            (_, Some(u)) => {
+                above += 1;
+                u
+            }
+            (None, None) => f64::NAN,
+        }
+    };
+    let mut previous = f64::NAN;
+    for _ in 0..n / 2 {
+        previous = next();
+    }
+    let middle = next();
     if n % 2 == 1 {
-        upper
+        middle
     } else {
-        let lower = values[..n / 2]
-            .iter()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max);
-        f64::midpoint(lower, upper)
+        f64::midpoint(previous, middle)
     }
 }
 
@@ -121,7 +143,6 @@ impl Mad {
             threshold,
             values: VecDeque::with_capacity(window + 1),
             sorted: Vec::with_capacity(window + 1),
-            scratch: Vec::with_capacity(window),
         })
     }
 }
@@ -133,10 +154,7 @@ impl Operator for Mad {
         }
         if self.values.len() == self.window {
             let centre = median_of_sorted(&self.sorted);
-            self.scratch.clear();
-            self.scratch
-                .extend(self.sorted.iter().map(|x| (x - centre).abs()));
-            let mad = median(&mut self.scratch);
+            let mad = mad_of_sorted(&self.sorted, centre);
             release(self.threshold, t, score(0.6745 * (v - centre), mad), out);
             if let Some(old) = self.values.pop_front() {
                 let at = self.sorted.partition_point(|x| x.total_cmp(&old).is_lt());
@@ -174,7 +192,8 @@ mod tests {
         }
         assert_eq!(out[0].v, 0.0);
         assert_eq!(out[1].v, f64::INFINITY);
-        let mut values = vec![5.0, 1.0, 4.0, 2.0];
-        assert_eq!(median(&mut values), 3.0);
+        // Deviations from 3 of [1, 2, 4, 5, 9]: 2, 1, 1, 2, 6 -> median 2; of [1, 2, 4, 9]: 2, 1, 1, 6 -> 1.5.
+        assert_eq!(mad_of_sorted(&[1.0, 2.0, 4.0, 5.0, 9.0], 3.0), 2.0);
+        assert_eq!(mad_of_sorted(&[1.0, 2.0, 4.0, 9.0], 3.0), 1.5);
     }
 }

@@ -13,7 +13,7 @@ use bifrost_analytics::window::{Size, Stat};
 use bifrost_analytics::{downsample, window, Chain, Sample, Spec, SpecError};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyFloat, PyList, PyTuple};
+use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple};
 
 use crate::errors::config_error;
 use crate::point::{qualities, DataPoint};
@@ -261,14 +261,13 @@ impl NativePipeline {
         self.chains.get_mut(tag).unwrap_or_else(|| unreachable!())
     }
 
-    /// Feed one point to `tag`'s chain; append the points released to `into`.
+    /// Feed one point to `tag`'s chain; the samples it releases (in a buffer reused between calls).
     fn feed_point(
         &mut self,
         py: Python<'_>,
         tag: &str,
         point: &Bound<'_, DataPoint>,
-        into: &Bound<'_, PyList>,
-    ) -> PyResult<()> {
+    ) -> PyResult<&[Sample]> {
         let good_quality = &qualities(py)?.good;
         let (value, quality, t) = point.get().parts();
         let value = value.bind(py);
@@ -282,12 +281,17 @@ impl NativePipeline {
         let mut out = std::mem::take(&mut self.out);
         out.clear();
         self.chain(tag).push(t, v, good, &mut out);
-        for sample in &out {
-            into.append(points(py, *sample)?)?;
-        }
         self.out = out;
-        Ok(())
+        Ok(&self.out)
     }
+}
+
+fn point_list<'py>(py: Python<'py>, samples: &[Sample]) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::empty(py);
+    for sample in samples {
+        list.append(points(py, *sample)?)?;
+    }
+    Ok(list)
 }
 
 fn points(py: Python<'_>, sample: Sample) -> PyResult<Bound<'_, DataPoint>> {
@@ -321,12 +325,10 @@ impl NativePipeline {
     ) -> PyResult<Bound<'py, PyDict>> {
         let result = PyDict::new(py);
         for (tag, point) in batch.iter() {
-            let name: &str = &tag.extract::<String>()?;
-            let point = point.cast::<DataPoint>()?;
-            let released = PyList::empty(py);
-            self.feed_point(py, name, point, &released)?;
+            let name = tag.cast::<PyString>()?.to_str()?;
+            let released = self.feed_point(py, name, point.cast::<DataPoint>()?)?;
             if !released.is_empty() {
-                result.set_item(tag, released)?;
+                result.set_item(tag, point_list(py, released)?)?;
             }
         }
         Ok(result)
@@ -339,9 +341,8 @@ impl NativePipeline {
         tag: &str,
         point: &Bound<'py, DataPoint>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let released = PyList::empty(py);
-        self.feed_point(py, tag, point, &released)?;
-        Ok(released)
+        let released = self.feed_point(py, tag, point)?;
+        point_list(py, released)
     }
 
     /// Feed arrays of points of `tag`; arrays of the samples they release.
@@ -373,11 +374,7 @@ impl NativePipeline {
             let mut out = Vec::new();
             self.chain(&name).flush(&mut out);
             if !out.is_empty() {
-                let list = PyList::empty(py);
-                for sample in out {
-                    list.append(points(py, sample)?)?;
-                }
-                result.set_item(name, list)?;
+                result.set_item(name, point_list(py, &out)?)?;
             }
         }
         Ok(result)

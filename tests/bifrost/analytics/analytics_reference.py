@@ -11,6 +11,7 @@ Used by tests/bifrost/analytics and by bench/bench_analytics.py.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import statistics
@@ -126,7 +127,12 @@ def rolling_count(points: Iterable[Point], count: int, stat: str) -> Out:
 
 def rolling_duration(points: Iterable[Point], duration: float, stat: str) -> Out:
     good = good_only(points)
-    return [(t, _stat([u for s, u in good if t - duration < s <= t], stat)) for t, _ in good]
+    times = [t for t, _ in good]
+    out: Out = []
+    for i, (t, _) in enumerate(good):
+        start = bisect.bisect_right(times, t - duration, 0, i)
+        out.append((t, _stat([v for _, v in good[start : i + 1]], stat)))
+    return out
 
 
 def aggregate(points: Iterable[Point], interval: float, stat: str) -> Out:
@@ -138,24 +144,20 @@ def aggregate(points: Iterable[Point], interval: float, stat: str) -> Out:
 
 def twa(points: Iterable[Point], interval: float) -> Out:
     """Each good value holds from its time to the next accepted point's; a Bad point holds nothing. One
-    value per interval that some value covered, up to the last point."""
+    value per interval that some value covered, up to the last point: each hold is split over the intervals
+    it overlaps."""
     pts = accepted(points)
-    segments = [(t, pts[i + 1][0], v) for i, (t, v, good) in enumerate(pts[:-1]) if good]
-    if not pts:
-        return []
-    first, last = math.floor(pts[0][0] / interval), math.floor(pts[-1][0] / interval)
-    out: Out = []
-    for k in range(first, last + 1):
-        start, end = k * interval, (k + 1) * interval
-        area = covered = 0.0
-        for s, e, v in segments:
-            overlap = min(e, end) - max(s, start)
+    area: dict[int, float] = {}
+    covered: dict[int, float] = {}
+    for (start, v, good), (end, _, _) in itertools.pairwise(pts):
+        if not good:
+            continue
+        for k in range(math.floor(start / interval), math.floor(end / interval) + 1):
+            overlap = min(end, (k + 1) * interval) - max(start, k * interval)
             if overlap > 0:
-                area += v * overlap
-                covered += overlap
-        if covered > 0:
-            out.append((start, area / covered))
-    return out
+                area[k] = area.get(k, 0.0) + v * overlap
+                covered[k] = covered.get(k, 0.0) + overlap
+    return [(k * interval, area[k] / covered[k]) for k in sorted(area)]
 
 
 def rate_of_change(points: Iterable[Point], per: float = 1.0) -> Out:
