@@ -5,6 +5,8 @@
 //! always kept, and the `n_out - 2` buckets between split the rest. `x` is optional; without it the
 //! index is the x axis. A NaN `y` is never chosen while its bucket has a number.
 
+use argminmax::ArgMinMax;
+
 use crate::{check, SpecError};
 
 /// The x axis: given values, or the index.
@@ -27,7 +29,8 @@ struct Index;
 
 impl Axis for Index {
     fn at(self, i: usize) -> f64 {
-        i as f64
+        // Through i64: one instruction on x86-64, where u64 to f64 takes several.
+        i as i64 as f64
     }
     fn mean(self, start: usize, end: usize) -> f64 {
         (start + end - 1) as f64 / 2.0
@@ -94,21 +97,63 @@ fn lttb_on<X: Axis>(x: X, y: &[f64], n_out: usize) -> Vec<usize> {
         // Twice the triangle's area is |(ax - cx)(py - ay) - (ax - px)(cy - ay)|, linear in p:
         // |k_y py + k_x px + k_0|, so the inner loop is two multiply-adds per point.
         let (ky, kx) = (ax - cx, cy - ay);
-        let k0 = -ky * ay - kx * ax;
-        let mut best = start;
-        let mut best_area = -1.0;
-        for (i, &py) in y.iter().enumerate().take(end).skip(start) {
-            let area = (ky * py + kx * x.at(i) + k0).abs();
-            if area > best_area {
-                best_area = area;
-                best = i;
-            }
-        }
+        let best = largest(x, y, start, end, (ky, kx, -ky * ay - kx * ax));
         kept.push(best);
         a = best;
     }
     kept.push(n - 1);
     kept
+}
+
+/// The first index in `start..end` of the largest `|k_y y + k_x x + k_0|` (twice the triangle's area,
+/// linear in the point), over independent lanes that the compiler can vectorise; NaN never wins.
+#[allow(clippy::float_cmp)] // equal areas: the earlier point wins, as in a plain scan
+fn largest<X: Axis>(x: X, y: &[f64], start: usize, end: usize, k: (f64, f64, f64)) -> usize {
+    const LANES: usize = 4;
+    let (ky, kx, k0) = k;
+    let ys = &y[start..end];
+    let mut best = [f64::NEG_INFINITY; LANES];
+    let mut at = [0usize; LANES];
+    let chunks = ys.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for (c, chunk) in chunks.enumerate() {
+        let first = c * LANES;
+        for lane in 0..LANES {
+            let a = (ky * chunk[lane] + kx * x.at(start + first + lane) + k0).abs();
+            if a > best[lane] {
+                best[lane] = a;
+                at[lane] = first + lane;
+            }
+        }
+    }
+    let offset = ys.len() - tail.len();
+    let (mut max, mut index) = (f64::NEG_INFINITY, 0);
+    for lane in 0..LANES {
+        // The larger area, and of equal ones the earlier point.
+        if best[lane] > max || (best[lane] == max && at[lane] < index) {
+            (max, index) = (best[lane], at[lane]);
+        }
+    }
+    for (i, &py) in tail.iter().enumerate() {
+        let a = (ky * py + kx * x.at(start + offset + i) + k0).abs();
+        if a > max {
+            (max, index) = (a, offset + i);
+        }
+    }
+    start + index
+}
+
+/// The index of the minimum and of the maximum of `y[start..end]` (the first of equals), NaN
+/// ignored: argminmax's SIMD kernels, or the plain scan when the bin holds no finite extreme (only
+/// NaN, or an infinity, which those kernels leave unspecified).
+fn bin_argminmax(y: &[f64], start: usize, end: usize) -> (usize, usize) {
+    let bin = &y[start..end];
+    let (low, high) = bin.argminmax();
+    if bin[low].is_finite() && bin[high].is_finite() {
+        (start + low, start + high)
+    } else {
+        argminmax(y, start, end)
+    }
 }
 
 /// The index of the minimum and of the maximum of `y[start..end]` (the first of equals), skipping
@@ -134,9 +179,10 @@ fn argminmax(y: &[f64], start: usize, end: usize) -> (usize, usize) {
         min = if v < min { v } else { min };
         max = if v > max { v } else { max };
     }
+    #[allow(clippy::float_cmp)] // looking for the very value found
     let find = |target: f64| {
         bin.iter()
-            .position(|&v| v.total_cmp(&target).is_eq())
+            .position(|&v| v == target)
             .map_or(start, |i| start + i)
     };
     (find(min), find(max))
@@ -169,7 +215,7 @@ pub fn minmax_lttb(
         if start >= end {
             continue;
         }
-        let (low, high) = argminmax(y, start, end);
+        let (low, high) = bin_argminmax(y, start, end);
         chosen.push(low.min(high));
         if low != high {
             chosen.push(low.max(high));

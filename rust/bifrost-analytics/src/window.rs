@@ -367,8 +367,10 @@ impl Operator for Aggregate {
 /// A zero window or the `twa` statistic.
 pub fn rolling(values: &[f64], window: usize, stat: Stat) -> Result<Vec<f64>, SpecError> {
     let mut op = Rolling::new(Size::Count(window), stat)?;
-    if matches!(stat, Stat::Mean | Stat::Sum) && !values.iter().any(|v| v.is_nan()) {
-        return Ok(rolling_sum(values, window, stat == Stat::Mean));
+    if matches!(stat, Stat::Mean | Stat::Sum) {
+        if let Some(out) = rolling_sum(values, window, stat == Stat::Mean) {
+            return Ok(out);
+        }
     }
     Ok(values
         .iter()
@@ -383,25 +385,31 @@ pub fn rolling(values: &[f64], window: usize, stat: Stat) -> Result<Vec<f64>, Sp
         .collect())
 }
 
-/// Rolling sum (or mean) without NaN: a running sum, recomputed exactly at every multiple of the
-/// window so that the rounding of the subtractions stays within one window's worth.
-fn rolling_sum(values: &[f64], window: usize, mean: bool) -> Vec<f64> {
+/// Rolling sum (or mean): a running sum, recomputed exactly at every multiple of the window so that
+/// the rounding of the subtractions stays within one window's worth. None when a NaN shows (the
+/// running sum turns NaN at the latest when the NaN enters it), for the general path to handle.
+fn rolling_sum(values: &[f64], window: usize, mean: bool) -> Option<Vec<f64>> {
     let mut out = vec![f64::NAN; values.len()];
     if values.len() < window {
-        return out;
+        return Some(out);
     }
     let scale = if mean { 1.0 / window as f64 } else { 1.0 };
     let mut sum: f64 = values[..window].iter().sum();
+    let mut poisoned = sum.is_nan();
     out[window - 1] = sum * scale;
+    let mut until_exact = window;
     for i in window..values.len() {
-        if (i - window + 1) % window == 0 {
+        until_exact -= 1;
+        if until_exact == 0 {
             sum = values[i + 1 - window..=i].iter().sum();
+            until_exact = window;
         } else {
             sum += values[i] - values[i - window];
         }
+        poisoned |= sum.is_nan();
         out[i] = sum * scale;
     }
-    out
+    (!poisoned).then_some(out)
 }
 
 #[cfg(test)]
