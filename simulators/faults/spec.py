@@ -11,27 +11,15 @@ A mistake is a ConfigError that names the key and what is accepted.
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast, get_args
 
+from bifrost import durations
 from bifrost.errors import ConfigError
-from bifrost.modbus.pdu import (
-    ExceptionCode,
-    MaskWriteRegisterRequest,
-    ReadCoilsRequest,
-    ReadDiscreteInputsRequest,
-    ReadHoldingRegistersRequest,
-    ReadInputRegistersRequest,
-    ReadWriteMultipleRegistersRequest,
-    RequestPdu,
-    WriteMultipleCoilsRequest,
-    WriteMultipleRegistersRequest,
-    WriteSingleCoilRequest,
-    WriteSingleRegisterRequest,
-)
+from bifrost.modbus.pdu import ExceptionCode
+from simulators.hooks import RequestInfo
 from simulators.scenario import FAULT_KINDS
 
 if TYPE_CHECKING:
@@ -47,9 +35,6 @@ DIRECTED_KINDS = TRANSPORT_KINDS - {"refuse"}
 # Kinds that act on a device or a listener as a whole, never on one request: a match means nothing.
 _UNMATCHED_KINDS = frozenset({"refuse", "freeze", "reboot"})
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|min|h)\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0}
-_DURATION_HELP = "a duration such as 250ms, 2s, 1.5min, 1h, or a number of seconds"
 _ADDRESS = re.compile(r"^\s*(coil|di|ir|hr):(\d{1,5})(?:\s*-\s*(\d{1,5}))?\s*$")
 _AREAS = ("coil", "di", "ir", "hr")
 
@@ -58,19 +43,13 @@ _AREAS = ("coil", "di", "ir", "hr")
 
 
 def parse_duration(value: object, key: str = "duration") -> float:
-    """`250ms`, `2s`, `1.5min`, `1h` or a number of seconds, as float seconds (never negative)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and (found := _DURATION.match(value)):
-        seconds = float(found.group(1)) * _DURATION_UNITS[found.group(2)]
-    else:
-        try:
-            seconds = float(value)  # type: ignore[arg-type]  # "0.25" from a command line
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}: expected {_DURATION_HELP}, not {value!r}") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ConfigError(f"{key}: expected {_DURATION_HELP}, not negative or infinite ({value!r})")
-    return seconds
+    """`250ms`, `2s`, `1.5min`, `1h` or a number of seconds (also as text, from a command line)."""
+    try:
+        return durations.parse_duration(value, bare_text=True)
+    except ValueError as exc:
+        detail = "negative or infinite" if "negative" in str(exc) else ""
+        shown = f"{detail} ({value!r})" if detail else repr(value)
+        raise ConfigError(f"{key}: expected {durations.HELP}, not {shown}") from None
 
 
 def _positive_duration(value: object, key: str) -> float:
@@ -157,44 +136,6 @@ class AddressRange:
         return f"{self.area}:{self.first}" if self.first == self.last else f"{self.area}:{self.first}-{self.last}"
 
 
-@dataclass(frozen=True)
-class RequestInfo:
-    """What a match looks at in a request: its unit, function code and the addresses it touches."""
-
-    unit: int
-    function: int
-    spans: tuple[tuple[str, int, int], ...] = ()  # (area, start, end exclusive)
-
-    @classmethod
-    def of(cls, unit: int, request: RequestPdu) -> RequestInfo:
-        return cls(unit, request.function, _spans(request))
-
-
-def _spans(request: RequestPdu) -> tuple[tuple[str, int, int], ...]:
-    if isinstance(request, ReadCoilsRequest):
-        return (("coil", request.address, request.address + request.count),)
-    if isinstance(request, ReadDiscreteInputsRequest):
-        return (("di", request.address, request.address + request.count),)
-    if isinstance(request, ReadInputRegistersRequest):
-        return (("ir", request.address, request.address + request.count),)
-    if isinstance(request, ReadHoldingRegistersRequest):
-        return (("hr", request.address, request.address + request.count),)
-    if isinstance(request, WriteSingleCoilRequest):
-        return (("coil", request.address, request.address + 1),)
-    if isinstance(request, WriteMultipleCoilsRequest):
-        return (("coil", request.address, request.address + len(request.values)),)
-    if isinstance(request, (WriteSingleRegisterRequest, MaskWriteRegisterRequest)):
-        return (("hr", request.address, request.address + 1),)
-    if isinstance(request, WriteMultipleRegistersRequest):
-        return (("hr", request.address, request.address + len(request.values)),)
-    if isinstance(request, ReadWriteMultipleRegistersRequest):
-        return (
-            ("hr", request.read_address, request.read_address + request.read_count),
-            ("hr", request.write_address, request.write_address + len(request.values)),
-        )
-    return ()  # device identification and unsupported functions touch no address
-
-
 def _int_set(value: object, key: str, low: int, high: int, what: str) -> frozenset[int]:
     if isinstance(value, str):
         items: Iterable[object] = [part for part in re.split(r"[|\s]+", value.strip()) if part]
@@ -215,7 +156,7 @@ class Match:
     unit: frozenset[int] | None = None
     function: frozenset[int] | None = None
     address: AddressRange | None = None
-    node: str | None = None  # OPC UA; a Modbus request never has one
+    node: str | None = None  # OPC UA; a request of another protocol names no node
 
     KEYS: ClassVar[tuple[str, ...]] = ("unit", "function", "address", "node")
 
@@ -258,7 +199,9 @@ class Match:
         empty match applies: a fault aimed at some requests cannot tell whether these are among them."""
         if self.empty:
             return True
-        if request is None or self.node is not None:
+        if request is None:
+            return False
+        if self.node is not None and self.node not in request.nodes:
             return False
         if self.unit is not None and request.unit not in self.unit:
             return False
@@ -564,7 +507,6 @@ __all__ = [
     "Direction",
     "FaultSpec",
     "Match",
-    "RequestInfo",
     "kind_keys",
     "parse_duration",
     "parse_faults",
