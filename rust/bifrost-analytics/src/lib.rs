@@ -49,6 +49,14 @@ pub trait Operator: Send + Sync {
     fn push(&mut self, t: f64, v: f64, good: bool, out: &mut Vec<Sample>);
     /// Release what is held back (the swinging door's pending point, an open interval).
     fn flush(&mut self, _out: &mut Vec<Sample>) {}
+    /// Take many points (t, v, good), already in order. The default body is compiled for each
+    /// operator, so its calls to `push` are direct and inlined: one virtual call per run of points
+    /// rather than per point.
+    fn push_all(&mut self, points: &[(f64, f64, bool)], out: &mut Vec<Sample>) {
+        for &(t, v, good) in points {
+            self.push(t, v, good, out);
+        }
+    }
 }
 
 /// A parameter that cannot build an operator, naming the operator and the field.
@@ -213,6 +221,43 @@ impl Chain {
         true
     }
 
+    /// Take arrays of points (`good` None: all good); append the last stage's output to `out`. The
+    /// same as `push` on each point in turn, with the rules applied to the run first.
+    ///
+    /// # Panics
+    /// If `v` (or `good`) is shorter than `t`.
+    pub fn push_many(
+        &mut self,
+        t: &[f64],
+        v: &[f64],
+        good: Option<&[bool]>,
+        out: &mut Vec<Sample>,
+    ) {
+        let mut run: Vec<(f64, f64, bool)> = Vec::with_capacity(t.len());
+        for (i, &ti) in t.iter().enumerate() {
+            if ti.partial_cmp(&self.last_t) != Some(std::cmp::Ordering::Greater) {
+                self.rejected += 1;
+                continue;
+            }
+            self.last_t = ti;
+            let vi = v[i];
+            let ok = good.is_none_or(|g| g[i]) && vi.is_finite();
+            self.skipped += u64::from(!ok);
+            run.push((ti, vi, ok));
+        }
+        let Some((first, rest)) = self.stages.split_first_mut() else {
+            out.extend(run.iter().filter(|p| p.2).map(|p| Sample::new(p.0, p.1)));
+            return;
+        };
+        if rest.is_empty() {
+            first.push_all(&run, out);
+            return;
+        }
+        self.scratch.clear();
+        first.push_all(&run, &mut self.scratch);
+        Self::cascade(rest, &mut self.scratch, &mut self.next, out);
+    }
+
     /// Flush every stage in order, each flush feeding the stages after it.
     pub fn flush(&mut self, out: &mut Vec<Sample>) {
         for index in 0..self.stages.len() {
@@ -236,9 +281,9 @@ impl Chain {
         let last = stages.len() - 1;
         for (index, stage) in stages.iter_mut().enumerate() {
             let sink: &mut Vec<Sample> = if index == last { out } else { next };
-            for sample in input.iter() {
-                stage.push(sample.t, sample.v, sample.v.is_finite(), sink);
-            }
+            let run: Vec<(f64, f64, bool)> =
+                input.iter().map(|s| (s.t, s.v, s.v.is_finite())).collect();
+            stage.push_all(&run, sink);
             if index != last {
                 input.clear();
                 std::mem::swap(input, next);
@@ -284,6 +329,45 @@ mod tests {
         assert_eq!(out, vec![Sample::new(2.0, 1.0)]);
         chain.flush(&mut out);
         assert_eq!(out, vec![Sample::new(2.0, 1.0), Sample::new(3.0, -2.0)]);
+    }
+
+    #[test]
+    fn push_many_is_push_point_by_point() {
+        let specs = [
+            Spec::Rolling {
+                size: window::Size::Count(3),
+                stat: window::Stat::Mean,
+            },
+            Spec::Deadband {
+                band: report::Band::Absolute(0.2),
+                max_silence: None,
+            },
+        ];
+        let t: Vec<f64> = (0..200)
+            .map(|i| f64::from(i) - if i % 17 == 0 { 3.0 } else { 0.0 })
+            .collect();
+        let v: Vec<f64> = (0..200)
+            .map(|i| {
+                if i % 23 == 0 {
+                    f64::NAN
+                } else {
+                    f64::from(i % 11) * 0.7
+                }
+            })
+            .collect();
+        let good: Vec<bool> = (0..200).map(|i| i % 13 != 0).collect();
+        let (mut one, mut many) = (Chain::new(&specs).unwrap(), Chain::new(&specs).unwrap());
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for i in 0..200 {
+            one.push(t[i], v[i], good[i], &mut a);
+        }
+        many.push_many(&t[..90], &v[..90], Some(&good[..90]), &mut b);
+        many.push_many(&t[90..], &v[90..], Some(&good[90..]), &mut b);
+        assert_eq!(a, b);
+        assert_eq!(
+            (one.rejected(), one.skipped()),
+            (many.rejected(), many.skipped())
+        );
     }
 
     #[test]

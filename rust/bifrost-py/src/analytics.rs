@@ -170,10 +170,8 @@ fn feed(
         ));
     }
     Ok(py.detach(|| {
-        let mut out = Vec::new();
-        for i in 0..t.len() {
-            chain.push(t[i], v[i], good.is_none_or(|g| g[i]), &mut out);
-        }
+        let mut out = Vec::with_capacity(t.len());
+        chain.push_many(t, v, good, &mut out);
         out
     }))
 }
