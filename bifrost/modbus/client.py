@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from bifrost.connection import Connection
 from bifrost.errors import ConfigError
+from bifrost.modbus import pdu
 from bifrost.modbus.address import Address, Area, check_writable, parse_address, resolve_tag
 from bifrost.modbus.engine import TRANSPORT_ERRORS, Decoded, Engine
 from bifrost.modbus.planner import Plan, Planner, ReadItem, ReadRequest
@@ -164,6 +165,59 @@ class ModbusConnection(Connection):
         else:
             words = resolved.fmt.encode(value)
         await self.engine.write_registers(self.unit, address.offset, words)
+
+    # -- the other function codes -------------------------------------------------------------
+
+    def _register(self, tag: str, what: str, *, write: bool) -> Resolved:
+        """A tag on holding registers (a whole value, not a bit), for FC22 and FC23."""
+        resolved = self.resolve(tag)
+        address = resolved.address
+        if address.area is not Area.HOLDING_REGISTER or resolved.fmt.bit is not None:
+            raise ConfigError(f"{what} works on holding registers (hr:N), not {tag!r} ({address})")
+        if write and not resolved.writable:
+            raise ConfigError(f"tag {tag!r} is not writable (writable: false in its tag map)")
+        return resolved
+
+    async def mask_write(self, tag: str, and_mask: int, or_mask: int) -> None:
+        """FC22: the register becomes (register AND and_mask) OR (or_mask AND NOT and_mask), in one
+        request on the device (no read-modify-write race with other clients)."""
+        resolved = self._register(tag, "mask_write", write=True)
+        request = pdu.MaskWriteRegisterRequest(resolved.address.offset, and_mask, or_mask)
+        await self.engine.transact(self.unit, request)
+
+    async def read_write(self, read: str, write: str, value: Value) -> DataPoint:
+        """FC23: write `value` to the tag `write` and read the tag `read`, in one request (the
+        device writes first)."""
+        source = self._register(read, "read_write", write=False)
+        target = self._register(write, "read_write", write=True)
+        words = tuple(target.fmt.encode(value))
+        request = pdu.ReadWriteMultipleRegistersRequest(
+            source.address.offset, source.fmt.words, target.address.offset, words
+        )
+        response = await self.engine.transact(self.unit, request)
+        assert isinstance(response, pdu.ReadWriteMultipleRegistersResponse)
+        return DataPoint(source.fmt.decode(response.values), Quality.GOOD, time.time())
+
+    async def device_identification(self, code: int = pdu.DeviceIdCode.BASIC) -> dict[int, bytes]:
+        """FC43/14: the identification objects `code` selects (1 basic: vendor, product code,
+        revision), by object id; an answer that says more follows is asked again from there."""
+        objects: dict[int, bytes] = {}
+        object_id = 0
+        for _ in range(256):  # each answer brings at least one object id further, so this ends
+            request = pdu.ReadDeviceIdentificationRequest(code, object_id)
+            response = await self.engine.transact(self.unit, request)
+            assert isinstance(response, pdu.ReadDeviceIdentificationResponse)
+            objects.update(response.as_dict())
+            if not response.more_follows or response.next_object_id <= object_id:
+                break
+            object_id = response.next_object_id
+        return objects
+
+    async def report_server_id(self) -> pdu.ReportServerIdResponse:
+        """FC17: the device's id bytes and whether it says it is running."""
+        response = await self.engine.transact(self.unit, pdu.ReportServerIdRequest())
+        assert isinstance(response, pdu.ReportServerIdResponse)
+        return response
 
     async def subscribe(
         self, tags: Iterable[str], *, interval: float = 1.0, deadband: float = 0.0
