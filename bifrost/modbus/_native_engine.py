@@ -140,9 +140,7 @@ class NativeEngine(Engine):
                 f"{self.device}: {pdu.function_name(request.function)} is served by the native engine over "
                 "Modbus TCP; over RTU use engine='python'"
             )
-        raw = await self._session.transact(
-            unit, pdu.encode_request(request), not isinstance(request, _READS_ONLY)
-        )
+        raw = await self._session.transact(unit, pdu.encode_request(request), not isinstance(request, _READS_ONLY))
         # The same checks as the Python engine's, in the same words (framing.ClientConnection).
         try:
             response = pdu.decode_response(raw, request)

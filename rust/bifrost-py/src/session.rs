@@ -42,6 +42,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+use crate::bridge::{Deferred, Slot};
 use crate::errors;
 use crate::modbus::{
     parse_area, readings_to_points, readings_to_py, seconds, words_to_py, NativePlan,
@@ -123,8 +124,10 @@ enum Answer {
 pub(crate) enum PlanOutput {
     /// `(values, errors)` for an asyncio future.
     Values(Py<PyAny>),
-    /// `(points, failures)` for an asyncio future.
-    Points(Py<PyAny>, crate::modbus::Keys),
+    /// `(points, failures)`, made by the task that awaits them (see `bridge::deferred`: fifty
+    /// devices' thousands of points made at once in one callback would all be in the cycle
+    /// collector's young generation at once).
+    Points(Py<PyAny>, crate::modbus::Keys, Slot),
     /// Handed to Rust code on the loop's thread (the fleet poller).
     Callback(Box<dyn FnOnce(Python<'_>, Readings) + Send>),
 }
@@ -820,9 +823,10 @@ fn finish(py: Python<'_>, run: &Arc<Mutex<PlanRun>>) {
             let result = readings_to_py(py, &readings);
             settle(py, future.bind(py), result);
         }
-        Some(PlanOutput::Points(future, keys)) => {
-            let result = readings_to_points(py, &keys, &readings);
-            settle(py, future.bind(py), result);
+        Some(PlanOutput::Points(future, keys, slot)) => {
+            *slot.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some(Box::new(move |py| readings_to_points(py, &keys, &readings)));
+            settle(py, future.bind(py), Ok(py.None()));
         }
         Some(PlanOutput::Callback(callback)) => callback(py, readings),
         None => {}
@@ -1089,19 +1093,19 @@ impl TcpSession {
 
     /// Run a plan whose tags have keys: an awaitable of `(points, failures)` (see
     /// `ModbusClient.read_points`).
-    fn read_points(slf: &Bound<'_, Self>, plan: &NativePlan) -> PyResult<Py<PyAny>> {
+    fn read_points<'py>(
+        slf: &Bound<'py, Self>,
+        plan: &NativePlan,
+    ) -> PyResult<Bound<'py, Deferred>> {
         let py = slf.py();
         let keys = plan.keys(py)?;
         let mut guard = slf.try_borrow_mut()?;
         let me = &mut *guard;
         let future = me.new_future(py)?.unbind();
-        me.plan_run(
-            py,
-            slf,
-            Arc::clone(&plan.plan),
-            PlanOutput::Points(future.clone_ref(py), keys),
-        );
-        Ok(future)
+        let slot = Slot::default();
+        let output = PlanOutput::Points(future.clone_ref(py), keys, Arc::clone(&slot));
+        me.plan_run(py, slf, Arc::clone(&plan.plan), output);
+        Bound::new(py, Deferred::new(future, slot))
     }
 
     /// The pipelining depth in use (falls to 1 when the device cannot take more).
