@@ -62,7 +62,7 @@ def run_responder(ports: int, delay: float = 0.0) -> None:
         def data_received(self, data: bytes) -> None:
             buffer = self.buffer + data
             out = []
-            while len(buffer) >= 12:
+            while len(buffer) >= 8:
                 length = int.from_bytes(buffer[4:6], "big")
                 end = 6 + length
                 if len(buffer) < end:

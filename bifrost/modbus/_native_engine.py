@@ -95,7 +95,7 @@ class NativeEngine(Engine):
         self.client = _native.ModbusClient(kind, address, name=self.device, timeout=timeout, **serial)
 
     async def open(self) -> None:
-        if self.endpoint.scheme != "modbus":
+        if isinstance(getattr(self, "client", None), _native.ModbusClient):
             await self.client.connect()
             return
         if self._session is None:
@@ -122,7 +122,7 @@ class NativeEngine(Engine):
     async def close(self) -> None:
         if self._session is not None:
             self._session.close()
-        elif self.endpoint.scheme != "modbus":
+        elif isinstance(self.client, _native.ModbusClient):
             await self.client.close()
 
     async def read(self, request: ReadRequest) -> Sequence[int] | Sequence[bool]:

@@ -90,7 +90,7 @@ class _Line:
             return False
         try:
             with sock.dup() as peer:
-                return peer.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+                return bool(peer.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"")
         except OSError:
             return False  # nothing to read (EAGAIN): alive
 

@@ -31,8 +31,8 @@ class Columns:
     """
 
     timestamp: float
-    values: memoryview
-    good: memoryview
+    values: memoryview[float]
+    good: memoryview[bool]
     columns: tuple[tuple[str, str], ...]
     errors: dict[str, BifrostError]
 

@@ -15,6 +15,7 @@ import pytest
 import bifrost
 from bifrost.modbus.client import ModbusConnection
 from simulators import SimHost, load_scenario
+
 from .conftest import Handler, RawPeer
 
 pytestmark = pytest.mark.asyncio
