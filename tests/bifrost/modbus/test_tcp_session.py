@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import bifrost
+from bifrost.modbus import pdu
 from bifrost.modbus.client import ModbusConnection
 from simulators import SimHost, load_scenario
 
@@ -215,7 +216,7 @@ async def test_report_server_id_on_both_engines(host: SimHost) -> None:
         return await plc.report_server_id()
 
     results = await _both(host, steps)
-    assert results["python"] == results["native"]
+    assert results["python"] == results["native"] == pdu.ReportServerIdResponse(b"plc1", True)
 
 
 async def test_refusals_of_the_new_functions_read_alike(host: SimHost) -> None:
