@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import socket
 import time
@@ -37,7 +38,10 @@ IDLE_CHECK = 0.010
 
 
 def _why(exc: BaseException) -> str:
-    """An OS error as the native engine says it: its strerror ("Connection refused")."""
+    """An OS error as the native engine says it: the errno's text ("Connection refused"), not
+    asyncio's ("Connect call failed ('127.0.0.1', 502)")."""
+    if isinstance(exc, OSError) and not isinstance(exc, socket.gaierror) and exc.errno and exc.errno > 0:
+        return os.strerror(exc.errno)
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__

@@ -20,7 +20,7 @@ use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 use crate::codec::value_to_py;
 use crate::errors;
 use crate::modbus::{seconds, Keys, NativePlan};
-use crate::point::{self, DataPoint};
+use crate::point::{self, without_collector, DataPoint};
 use crate::session::{PlanOutput, TcpSession};
 
 struct Member {
@@ -204,7 +204,7 @@ impl FleetPoll {
             return;
         }
         fleet.running = false;
-        let made = batch(py, &mut fleet);
+        let made = without_collector(py, || batch(py, &mut fleet));
         let made = match made {
             Ok(made) => made,
             Err(err) => {

@@ -47,6 +47,7 @@ use crate::errors;
 use crate::modbus::{
     parse_area, readings_to_points, readings_to_py, seconds, words_to_py, NativePlan,
 };
+use crate::point::without_collector;
 
 /// An idle connection older than this is peeked at before a request is written to it.
 const IDLE_CHECK: Duration = Duration::from_millis(10);
@@ -371,7 +372,7 @@ impl TcpSession {
         }
         let queued: Vec<Op> = self.writes.drain(..).chain(self.reads.drain(..)).collect();
         for op in queued {
-            self.complete(py, op, Err(error.clone()));
+            Self::complete(py, op, Err(error.clone()));
         }
         self.rearm(py, me);
     }
@@ -430,7 +431,7 @@ impl TcpSession {
             self.last_error = Some(error.clone());
         }
         for flight in std::mem::take(&mut self.in_flight) {
-            self.complete(py, flight.op, Err(error.clone()));
+            Self::complete(py, flight.op, Err(error.clone()));
         }
         self.sweep(py);
         if !self.writes.is_empty() || !self.reads.is_empty() {
@@ -458,7 +459,7 @@ impl TcpSession {
                     Sink::Future(_) => None,
                 };
                 match broken {
-                    Some(error) => self.complete(py, op, Err(error)),
+                    Some(error) => Self::complete(py, op, Err(error)),
                     None if queue == 0 => self.writes.push_back(op),
                     None => self.reads.push_back(op),
                 }
@@ -472,7 +473,7 @@ impl TcpSession {
     fn submit(&mut self, py: Python<'_>, me: &Bound<'_, Self>, op: Op) {
         if matches!(self.link, Link::Closed) {
             let error = self.closed_error();
-            self.complete(py, op, Err(error));
+            Self::complete(py, op, Err(error));
             return;
         }
         if let Link::Up { stream, last_io } = &self.link {
@@ -509,7 +510,7 @@ impl TcpSession {
                         "not connected ({cause}); next attempt in {} ms",
                         wait.as_millis()
                     ));
-                    self.complete(py, op, Err(error));
+                    Self::complete(py, op, Err(error));
                     return;
                 }
                 self.reconnect_due = true;
@@ -557,7 +558,7 @@ impl TcpSession {
                 Sink::Plan(run, _) => {
                     let broken = lock(run).broken.clone();
                     if let Some(error) = broken {
-                        self.complete(py, op, Err(error));
+                        Self::complete(py, op, Err(error));
                         continue;
                     }
                 }
@@ -621,7 +622,7 @@ impl TcpSession {
     }
 
     /// Settle one request: its caller's future, or its slot in a plan run.
-    fn complete(&mut self, py: Python<'_>, op: Op, result: Result<Answer, Error>) {
+    fn complete(py: Python<'_>, op: Op, result: Result<Answer, Error>) {
         match op.sink {
             Sink::Future(future) => {
                 let value = match result {
@@ -701,7 +702,7 @@ impl TcpSession {
                 )))
             };
             match answer {
-                Ok(answer) => self.complete(py, flight.op, Ok(answer)),
+                Ok(answer) => Self::complete(py, flight.op, Ok(answer)),
                 Err(ReplyError::Exception { function, code }) => {
                     let error = Error::Exception {
                         device: Arc::clone(&self.device),
@@ -709,11 +710,11 @@ impl TcpSession {
                         function,
                         code,
                     };
-                    self.complete(py, flight.op, Err(error));
+                    Self::complete(py, flight.op, Err(error));
                 }
                 Err(ReplyError::Malformed(why)) => {
                     let error = self.protocol_error(why);
-                    self.complete(py, flight.op, Err(error.clone()));
+                    Self::complete(py, flight.op, Err(error.clone()));
                     self.lose(py, me, &error, false);
                     return;
                 }
@@ -751,7 +752,7 @@ impl TcpSession {
                     device: Arc::clone(&self.device),
                     message: message.into(),
                 };
-                self.complete(py, op, Err(error));
+                Self::complete(py, op, Err(error));
                 continue;
             }
             self.submit(py, me, op);
@@ -784,7 +785,7 @@ impl TcpSession {
                 device: Arc::clone(&self.device),
                 message: message.into(),
             };
-            self.complete(py, op, Err(error));
+            Self::complete(py, op, Err(error));
         } else {
             self.submit(py, me, op);
         }
@@ -809,7 +810,7 @@ impl TcpSession {
 
 fn finish(py: Python<'_>, run: &Arc<Mutex<PlanRun>>) {
     let (plan, replies, output) = {
-        let mut run = lock(&run);
+        let mut run = lock(run);
         let replies: Vec<Result<Words, Error>> = run
             .replies
             .iter_mut()
@@ -824,8 +825,9 @@ fn finish(py: Python<'_>, run: &Arc<Mutex<PlanRun>>) {
             settle(py, future.bind(py), result);
         }
         Some(PlanOutput::Points(future, keys, slot)) => {
-            *slot.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some(Box::new(move |py| readings_to_points(py, &keys, &readings)));
+            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(move |py| {
+                without_collector(py, || readings_to_points(py, &keys, &readings))
+            }));
             settle(py, future.bind(py), Ok(py.None()));
         }
         Some(PlanOutput::Callback(callback)) => callback(py, readings),
@@ -943,7 +945,7 @@ impl TcpSession {
     }
 
     /// Connect now (ignoring the backoff's schedule) on the running loop; the session belongs
-    /// to that loop from then on. Awaitable; raises ConnectError.
+    /// to that loop from then on. Awaitable; raises `ConnectError`.
     fn connect<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
@@ -979,7 +981,7 @@ impl TcpSession {
         Ok(future)
     }
 
-    /// Close the connection; everything waiting fails with ConnectError. Safe to call twice.
+    /// Close the connection; everything waiting fails with `ConnectError`. Safe to call twice.
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let mut guard = slf.try_borrow_mut()?;
@@ -999,7 +1001,7 @@ impl TcpSession {
             .chain(me.reads.drain(..))
             .collect();
         for op in ops {
-            me.complete(py, op, Err(error.clone()));
+            Self::complete(py, op, Err(error.clone()));
         }
         Ok(())
     }
@@ -1068,7 +1070,7 @@ impl TcpSession {
     }
 
     /// Send a request PDU encoded by the caller; an awaitable of the reply's PDU (bytes). An
-    /// exception reply raises DeviceError. `write`: queue it with the writes (served first);
+    /// exception reply raises `DeviceError`. `write`: queue it with the writes (served first);
     /// reads of identity (17, 43) wait with the reads.
     #[pyo3(signature = (unit, pdu, write=true))]
     fn transact(slf: &Bound<'_, Self>, unit: u8, pdu: Vec<u8>, write: bool) -> PyResult<Py<PyAny>> {

@@ -226,3 +226,63 @@ async def test_refusals_of_the_new_functions_read_alike(host: SimHost) -> None:
     results = await _both(host, steps)
     assert results["python"] == results["native"]
     assert results["python"][0] == "DeviceError"  # type: ignore[index]
+
+
+async def _said(url: str, engine: str, call: Callable[[bifrost.Connection], Awaitable[object]]) -> tuple[str, str]:
+    """The class and message of the error `call` raises on a connection to `url`."""
+    plc = bifrost.connect(url, engine=engine, timeout=0.3)
+    try:
+        await plc.open()
+        await call(plc)
+    except bifrost.BifrostError as exc:
+        return type(exc).__name__, str(exc)
+    finally:
+        await plc.close()
+    raise AssertionError("no error")
+
+
+async def _read(plc: bifrost.Connection) -> object:
+    return await plc.read("hr:3")
+
+
+async def test_both_engines_say_the_same_words(raw_server: Callable[[Handler], RawPeer], closed_port: int) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    async def wrong_id(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            transaction, unit, request = await _frame(reader)
+            writer.write(_answer((transaction + 100) & 0xFFFF, unit, request))
+
+    async def refusing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            transaction, unit, request = await _frame(reader)
+            writer.write(struct.pack(">HHHBBB", transaction, 0, 3, unit, 0x83, 4))
+
+    async def closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _frame(reader)
+
+    async def closed(plc: bifrost.Connection) -> object:
+        await plc.close()
+        return await plc.read("hr:3")
+
+    cases = {
+        "timeout": (raw_server(silent).url, _read),
+        "wrong transaction id": (raw_server(wrong_id).url, _read),
+        "exception": (raw_server(refusing).url, _read),
+        "closed by the device": (raw_server(closing).url, _read),
+        "closed by the caller": (raw_server(silent).url, closed),
+        "refused": (f"modbus://127.0.0.1:{closed_port}?unit=1", _read),
+    }
+    said = {}
+    for event, (url, call) in cases.items():
+        said[event] = {engine: await _said(url, engine, call) for engine in ("python", "native")}
+        assert said[event]["python"] == said[event]["native"], (event, said[event])
+    assert said["timeout"]["native"][1].endswith("no answer from unit 1 to read holding registers (3) within 0.3 s")
+    assert said["wrong transaction id"]["native"][0] == "ProtocolError"
+    assert "transaction id" in said["wrong transaction id"]["native"][1]
+    assert said["exception"]["native"][1].endswith(
+        "unit 1: exception 4 (SERVER_DEVICE_FAILURE) to read holding registers (3)"
+    )
+    assert said["closed by the device"]["native"][1].endswith("connection lost: the device closed it")
+    assert said["refused"]["native"][1].endswith("cannot connect: Connection refused")
