@@ -256,7 +256,7 @@ async def test_both_engines_say_the_same_words(raw_server: Callable[[Handler], R
 
     async def refusing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
-            transaction, unit, request = await _frame(reader)
+            transaction, unit, _ = await _frame(reader)
             writer.write(struct.pack(">HHHBBB", transaction, 0, 3, unit, 0x83, 4))
 
     async def closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
