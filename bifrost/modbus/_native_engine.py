@@ -74,6 +74,11 @@ class NativeEngine(Engine):
     name = "native"
     client: _native.TcpSession | _native.ModbusClient
 
+    @property
+    def loop_driven(self) -> bool:
+        """Whether the connection is a loop-driven TcpSession (which `bifrost.poll` can run)."""
+        return self._session is not None
+
     def __init__(self, endpoint: Endpoint, *, timeout: float) -> None:
         super().__init__(endpoint, timeout=timeout)
         self._compiled: dict[int, _Compiled] = {}

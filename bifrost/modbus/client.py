@@ -7,10 +7,12 @@ registers. Both engines therefore behave the same above the wire.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from typing import cast
 
 from bifrost.connection import Connection
 from bifrost.errors import ConfigError
@@ -224,6 +226,10 @@ class ModbusConnection(Connection):
     ) -> AsyncIterator[dict[str, DataPoint]]:
         names = tuple(dict.fromkeys(tags))
         plan, formats = self._plan(names)
+        if getattr(self.engine, "loop_driven", False) and not plan.failed:
+            async for batch in self._subscribe_in_rust(names, interval, deadband):
+                yield batch
+            return
         points = self.engine.subscribe_points(self.planner, plan, formats, interval, deadband)
         if points is not None:
             async for batch in points:
@@ -231,3 +237,44 @@ class ModbusConnection(Connection):
             return
         async for batch in super().subscribe(names, interval=interval, deadband=deadband):
             yield batch
+
+    async def _subscribe_in_rust(
+        self, names: tuple[str, ...], interval: float, deadband: float
+    ) -> AsyncIterator[dict[str, DataPoint]]:
+        """The poll loop in Rust (`bifrost.poll` of this one connection), while the device serves every
+        request; once it refuses one (perhaps a hole in its map, which the planner splits), the
+        loop of `read_many` goes on from what was yielded, so that only changes come still."""
+        from bifrost.modbus.fleet import poll
+
+        last: dict[str, DataPoint] = {}
+        async with poll({self.url: self}, names, interval=interval, deadband=deadband) as batches:
+            async for batch in batches:
+                error = batches.errors.get(self.url)
+                if isinstance(error, TRANSPORT_ERRORS):
+                    raise error
+                if error is not None:
+                    break  # this batch is read again below, the refusal split by the planner
+                points = cast("dict[str, dict[str, DataPoint]]", batch).get(self.url)
+                if points:
+                    last.update(points)
+                    yield points
+        values = {name: point.value for name, point in last.items()}
+        while True:
+            points = await self.read_many(names)
+            changed = {
+                name: point
+                for name, point in points.items()
+                if name not in values or _moved(values[name], point.value, deadband)
+            }
+            for name, point in changed.items():
+                values[name] = point.value
+            if changed:
+                yield changed
+            await asyncio.sleep(interval)  # the poll interval itself
+
+
+def _moved(old: Value | None, new: Value | None, deadband: float) -> bool:
+    """The rule of `Connection.subscribe`: numbers by more than the deadband, the rest by equality."""
+    if isinstance(old, (int, float)) and isinstance(new, (int, float)) and not isinstance(old, bool):
+        return abs(new - old) > deadband
+    return old != new
