@@ -1,0 +1,77 @@
+"""The `bifrost-sim` commands of record and replay: import, diff, replay (registered in simulators/cli.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from bifrost.errors import ConfigError
+from simulators.recording.pcap import CaptureError
+
+
+def import_command(
+    capture: Path = typer.Argument(..., help="A pcap or pcapng file."),  # noqa: B008 - typer's idiom
+    output: Path = typer.Option(..., "-o", "--output", help="The cassette to write (JSONL)."),  # noqa: B008
+    framing: str = typer.Option("auto", help="auto | mbap (Modbus/TCP) | rtu (RTU over TCP)."),
+    port: list[int] = typer.Option(  # noqa: B008
+        [], "--port", help="Only connections to this server port (repeatable; default: every port)."
+    ),
+    device: str | None = typer.Option(None, help="Name the device (default: the server's HOST:PORT)."),
+) -> None:
+    """Import the Modbus exchanges of a capture into a cassette, on any port.
+
+    Prints what was imported and what could not be paired. Exits 0 when something was imported, 1 when
+    nothing was, 2 when the capture cannot be read.
+    """
+    from simulators.recording.importer import import_capture
+
+    if framing not in ("auto", "mbap", "rtu"):
+        typer.echo(f"error: --framing must be auto, mbap or rtu, not {framing!r}", err=True)
+        raise typer.Exit(2)
+    try:
+        cassette, report = import_capture(capture, framing=framing, device=device, ports=port)  # type: ignore[arg-type]
+    except (CaptureError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    cassette.save(output)
+    for line in report.lines():
+        typer.echo(line)
+    typer.echo(f"wrote {len(cassette)} exchange(s) to {output}")
+    if not cassette.entries:
+        raise typer.Exit(1)
+
+
+def diff_command(
+    a: Path = typer.Argument(..., help="The reference cassette."),  # noqa: B008
+    b: Path = typer.Argument(..., help="The cassette to compare with it."),  # noqa: B008
+    tolerance: str = typer.Option("100ms", help="Timing differences up to this are equal (250ms, 1s, ...)."),
+    compare_time: bool = typer.Option(False, "--time", help="Also compare when each request came (t)."),
+    ignore_timing: bool = typer.Option(False, "--no-timing", help="Compare answers only."),
+) -> None:
+    """List the exchanges of two cassettes that differ: answers, exceptions, timing beyond a tolerance.
+
+    Exits 0 when none differ, 1 when some do, 2 when a cassette cannot be read.
+    """
+    from simulators.faults.spec import parse_duration
+    from simulators.recording.cassette import load_cassette
+    from simulators.recording.diff import diff_cassettes
+
+    try:
+        seconds = parse_duration(tolerance, "--tolerance")
+        first, second = load_cassette(a), load_cassette(b)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    differences = diff_cassettes(
+        first, second, tolerance=seconds, compare_time=compare_time, ignore_timing=ignore_timing
+    )
+    for difference in differences:
+        typer.echo(difference.describe())
+    if differences:
+        typer.echo(f"{len(differences)} difference(s) between {a} ({len(first)}) and {b} ({len(second)})", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"no differences: {len(first)} exchange(s) in {a}, {len(second)} in {b}")
+
+
+__all__ = ["diff_command", "import_command"]
