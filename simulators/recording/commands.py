@@ -74,4 +74,64 @@ def diff_command(
     typer.echo(f"no differences: {len(first)} exchange(s) in {a}, {len(second)} in {b}")
 
 
-__all__ = ["diff_command", "import_command"]
+def replay_command(
+    cassette: Path = typer.Argument(..., help="The cassette to serve."),  # noqa: B008
+    device: str | None = typer.Option(None, help="The cassette's device to serve (default: the only one)."),
+    mode: str = typer.Option("request", help="strict | request | image (see docs/replay.md)."),
+    timing: str = typer.Option("fast", help="fast | recorded (answer after each recorded delay)."),
+    speed: float = typer.Option(1.0, help="With --timing recorded: delays are divided by this."),
+    unknown: str = typer.Option("2", help="Exception code for a request the cassette cannot answer; none: silence."),
+    listen: str = typer.Option("127.0.0.1:0", help="HOST:PORT to listen on; port 0 picks a free one."),
+    transport: str = typer.Option("tcp", help="tcp | rtu+tcp | rtu (a pseudo-terminal)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON line of the device URLs, and nothing else."),
+) -> None:
+    """Serve a cassette as a virtual PLC until Ctrl-C or SIGTERM: each request gets its recorded answer.
+
+    Prints the device's URL. At the end, lists the requests the cassette could not answer. Exits 0
+    when stopped, 1 when the cassette or the options are wrong.
+    """
+    import json
+    import signal
+    import sys
+    import threading
+
+    from simulators.host import SimHost
+    from simulators.recording.serve import misses, replay_scenario
+
+    try:
+        code = None if unknown.lower() == "none" else int(unknown)
+        scenario = replay_scenario(
+            cassette,
+            device=device,
+            mode=mode,
+            timing=timing,
+            speed=speed,
+            unknown=code,
+            listen=listen,
+            transport=transport,
+        )
+        host = SimHost(scenario).start()
+    except ValueError as exc:  # ConfigError is one; int("x") too
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        if as_json:
+            devices = {name: {"protocol": d.protocol, "url": d.url} for name, d in host.devices.items()}
+            sys.stdout.write(json.dumps({"devices": devices}) + "\n")
+        else:
+            for name, served in host.devices.items():
+                typer.echo(f"{name}: {served.url} (replaying {cassette}, mode {mode}, timing {timing})")
+            typer.echo("Ctrl-C or SIGTERM stops.")
+        sys.stdout.flush()
+        stop.wait()
+    finally:
+        host.stop()
+    if not as_json:
+        for miss in misses(host):
+            typer.echo(f"not in the cassette: {miss.describe()}")
+
+
+__all__ = ["diff_command", "import_command", "replay_command"]

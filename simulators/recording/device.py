@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bifrost.modbus import pdu
-from bifrost.modbus.framing import Request
 from bifrost.modbus.pdu import ExceptionResponse, MalformedFrame, RequestPdu
-from simulators.hooks import Action, FaultHooks, HookContext, ListenerInfo, Reader, Writer
+from simulators.hooks import Action, FaultHooks, HookContext, ListenerInfo, Reader, RequestInfo, Writer
 from simulators.recording.cassette import load_cassette
 from simulators.recording.replay import Answer, Replayer
 from simulators.recording.spec import ReplaySpec
@@ -116,18 +115,19 @@ class ReplayHooks:
         if callable(reset):
             reset()
 
-    def on_request(self, device: str, event: Request) -> Action | None:
-        action = self.inner.on_request(device, event)
+    def on_request(self, device: str, request: RequestInfo) -> Action | None:
+        action = self.inner.on_request(device, request)
         replay = self.devices.get(device)
         if replay is None or (action is not None and (action.exception is not None or action.close)):
             return action
-        answer = replay.decide(event.unit, event.request)
+        asked = getattr(request, "request", None)  # the Modbus front-end's RequestInfo carries the PDU
+        if asked is None:
+            return action
+        answer = replay.decide(request.unit or 0, asked)
         if answer.delay <= 0 and answer.response is not None:
             return action
         base = action or Action()
-        return dataclasses.replace(
-            base, delay=base.delay + answer.delay, drop=base.drop or answer.response is None
-        )
+        return dataclasses.replace(base, delay=base.delay + answer.delay, drop=base.drop or answer.response is None)
 
 
 __all__ = ["ReplayDevice", "ReplayHooks"]

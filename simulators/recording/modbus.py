@@ -20,8 +20,8 @@ from typing import Any
 
 from bifrost.modbus import pdu
 from bifrost.modbus.pdu import ExceptionResponse, MalformedFrame
-from simulators.recording.codec import register_codec
 from simulators.modbus.traffic import describe_request, describe_response
+from simulators.recording.codec import register_codec
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 _SUFFIX = re.compile(r"_(request|response)$")

@@ -1,11 +1,11 @@
 """The `replay:` key of a scenario device: serve the device from a cassette instead of from the plant.
 
-    devices:
-      plc1:
-        protocol: modbus
-        listen: 127.0.0.1:0
-        unit: 1
-        replay: {cassette: cassettes/pump_station.jsonl, mode: image, timing: recorded}
+devices:
+  plc1:
+    protocol: modbus
+    listen: 127.0.0.1:0
+    unit: 1
+    replay: {cassette: cassettes/pump_station.jsonl, mode: image, timing: recorded}
 """
 
 from __future__ import annotations
