@@ -16,6 +16,7 @@ from typing import Literal, cast
 import pytest
 
 Target = Literal["sim", "real"]
+RECORD_MODES: tuple[str, ...] = ("none", "once", "new_episodes", "all")
 ClockKind = Literal["virtual", "system"]
 
 
@@ -72,6 +73,14 @@ OPTIONS: tuple[Option, ...] = (
         choices=("virtual", "system"),
         default="virtual",
     ),
+    Option(
+        "record-mode",
+        "|".join(RECORD_MODES),
+        "what @pytest.mark.bifrost_cassette does (vcrpy's modes): none replays (default); once records a missing "
+        "cassette; new_episodes appends what the cassette cannot answer; all records again. On the command line "
+        "it wins over the marker's record_mode",
+        choices=RECORD_MODES,
+    ),
 )
 
 # name(args) -> what it does; registered in pytest_configure so that --strict-markers accepts them.
@@ -81,6 +90,10 @@ MARKERS: Mapping[str, str] = {
         "shipped scenarios; or a path to a scenario file (relative to the test file). The closest mark wins."
     ),
     "bifrost_sim_only(reason=None)": "skip this test under --bifrost-target=real: it needs a simulated plant",
+    "bifrost_cassette(path, record_mode=None, target=None, device='plc1', mode='request', timing='fast')": (
+        "the cassette the bifrost_cassette fixture replays or records (a JSONL file, relative to the test file); "
+        "record_mode is one of none, once, new_episodes, all (see docs/replay.md)"
+    ),
 }
 
 
@@ -95,6 +108,10 @@ class Settings:
     devices_file: Path | None = None
     # Device name -> URL; read only for the real target, so a CI run need not have the rig's file.
     devices: Mapping[str, str] = field(default_factory=dict)
+    record_mode: str | None = None
+    """--bifrost-record-mode or the ini key; None: the marker's record_mode, else "none"."""
+    record_mode_given: str | None = None
+    """The record mode given on the command line (it wins over the marker)."""
 
     @property
     def real(self) -> bool:
@@ -169,7 +186,11 @@ def read_settings(config: pytest.Config) -> Settings:
         except DevicesFileError as exc:
             raise pytest.UsageError(f"{given['devices'][2]}: {exc}") from None
 
+    record_mode = given["record-mode"][1]
+    from_command_line = config.getoption(given["record-mode"][0].dest)
     return Settings(
+        record_mode=record_mode,
+        record_mode_given=None if from_command_line is None else str(from_command_line),
         target=target,
         clock=cast(ClockKind, given["clock"][1]),
         seed=seed,

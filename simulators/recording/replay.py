@@ -11,7 +11,8 @@ to send back and when. Modes:
   every value the capture showed (the protocol's codec learns it: for Modbus, the four tables), kept
   up to date by the writes replayed. Only what the capture never showed is a miss.
 
-A miss is answered with the protocol's error (`unknown`, for Modbus an exception code, 2 by default;
+A miss is answered by `fallback` when there is one (a live device; the pytest plugin's `new_episodes`),
+otherwise with the protocol's error (`unknown`, for Modbus an exception code, 2 by default;
 None: no answer at all) and kept in `misses`, so a test can fail naming the request.
 
 Timing: `timing="recorded"` gives each answer the delay it had in the cassette (`latency`), times
@@ -21,7 +22,7 @@ Timing: `timing="recorded"` gives each answer the delay it had in the cassette (
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -74,6 +75,7 @@ class Replayer:
         speed: float = 1.0,
         unknown: int | None = 2,
         protocol: str | None = None,
+        fallback: Callable[[int, bytes], bytes | None] | None = None,
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"replay mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -99,6 +101,8 @@ class Replayer:
         self.timing: Timing = timing
         self.speed = speed
         self.unknown = unknown
+        self.fallback = fallback
+        """Asked what the cassette cannot answer (the pytest plugin's `new_episodes`: the real device)."""
         self.misses: list[Miss] = []
         self.served = 0
         self._lock = threading.Lock()
@@ -131,6 +135,11 @@ class Replayer:
         return entry.latency / self.speed
 
     def _miss(self, unit: int, request: bytes, reason: str) -> Answer:
+        if self.fallback is not None:
+            live = self.fallback(unit, request)
+            if live is not None and self.image is not None:
+                self.image.learn(unit, request, live)
+            return Answer(live, 0.0, "live", f"not in the cassette ({reason}): asked the device")
         self.misses.append(Miss(self.device, unit, request, reason, self.protocol))
         response = None if self.unknown is None else self.codec.error_response(request, self.unknown)
         return Answer(response, 0.0, "miss", reason)
