@@ -22,7 +22,8 @@ ClockKind = Literal["virtual", "system"]
 
 @dataclass(frozen=True)
 class Option:
-    """One setting: `--bifrost-{key}` on the command line, `bifrost_{key}` in the ini file."""
+    """One setting: `--bifrost-{key}` on the command line, `bifrost_{key}` in the ini file (dashes as
+underscores)."""
 
     key: str
     metavar: str
@@ -37,7 +38,7 @@ class Option:
 
     @property
     def ini(self) -> str:
-        return "bifrost_" + self.key
+        return "bifrost_" + self.key.replace("-", "_")
 
     @property
     def dest(self) -> str:
