@@ -23,7 +23,7 @@ ClockKind = Literal["virtual", "system"]
 @dataclass(frozen=True)
 class Option:
     """One setting: `--bifrost-{key}` on the command line, `bifrost_{key}` in the ini file (dashes as
-underscores)."""
+    underscores)."""
 
     key: str
     metavar: str

@@ -26,6 +26,7 @@ from simulators.recording.spec import ReplaySpec
 from simulators.traffic import NOTHING_WRITTEN, TrafficLog
 
 Served = tuple[pdu.ResponsePdu, Mapping[str, Any], str | None]
+_CACHE = 4096
 
 
 class ReplayDevice:
@@ -49,6 +50,8 @@ class ReplayDevice:
         )
         self._units = set(self.replayer.units())
         self._decided: dict[int, Answer] = {}
+        # The recorded answers decoded once: a replayed device should cost no more than a simulated one.
+        self._responses: dict[tuple[type, bytes], pdu.ResponsePdu] = {}
 
     def decide(self, unit: int, request: RequestPdu) -> Answer:
         """The cassette's answer to a request, kept until `serve` sends it."""
@@ -72,8 +75,15 @@ class ReplayDevice:
         if answer.response is None:
             # Dropped by ReplayHooks (the recording had no answer); something must still be returned.
             return ExceptionResponse(request.function, 4), NOTHING_WRITTEN, "replay: the recording has no answer"
+        key = (type(request), answer.response)  # only FC1/FC2 answers need their request, for the bit count
+        response = self._responses.get(key)
+        if response is not None and isinstance(response, pdu.ReadCoilsResponse | pdu.ReadDiscreteInputsResponse):
+            response = None if len(response.values) != getattr(request, "count", -1) else response
         try:
-            response = pdu.decode_response(answer.response, request)
+            if response is None:
+                response = pdu.decode_response(answer.response, request)
+                if len(self._responses) < _CACHE:
+                    self._responses[key] = response
         except MalformedFrame as exc:
             note = f"replay: the recorded answer {answer.response.hex()} does not decode ({exc}); answered exception 4"
             return ExceptionResponse(request.function, 4), NOTHING_WRITTEN, note

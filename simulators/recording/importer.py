@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from bifrost.modbus.framing import BrokenStream, Frame, MbapFramer, RtuFramer
 from simulators.recording.cassette import Cassette, Entry, header
@@ -94,6 +94,8 @@ def _frames(
     side: Direction, framing: str, expect: Literal["requests", "responses"], notes: list[str], who: str, origin: float
 ) -> list[tuple[float, Frame]]:
     """The frames of one direction with the time of the packet that completed each."""
+    if framing == "mbap" and not side.gap_before:
+        return _mbap_frames(side, notes, who, origin)
     framer: MbapFramer | RtuFramer = MbapFramer() if framing == "mbap" else RtuFramer(expect)
     out: list[tuple[float, Frame]] = []
     append = out.append
@@ -113,6 +115,29 @@ def _frames(
         for item in framer.silence():
             if type(item) is Frame:
                 append((side.chunks[-1][0], item))
+    return out
+
+
+def _mbap_frames(side: Direction, notes: list[str], who: str, origin: float) -> list[tuple[float, Frame]]:
+    """The fast path of an unbroken Modbus/TCP stream: the framer cuts the whole stream at once, and each
+    frame takes the time of the segment holding its last byte (MBAP frames are their PDU plus 7 bytes)."""
+    chunks = side.chunks
+    items = MbapFramer().feed(b"".join(data for _, data in chunks))
+    out: list[tuple[float, Frame]] = []
+    append = out.append
+    index, chunk_end, position = 0, len(chunks[0][1]) if chunks else 0, 0
+    for item in items:
+        if type(item) is not Frame:
+            while index + 1 < len(chunks) and chunk_end <= position:
+                index += 1
+                chunk_end += len(chunks[index][1])
+            notes.append(f"{who}: stream broken at t={chunks[index][0] - origin:.6f}s: {item.reason}")  # type: ignore[union-attr]
+            break
+        position += len(item.pdu) + 7
+        while chunk_end < position:
+            index += 1
+            chunk_end += len(chunks[index][1])
+        append((chunks[index][0], item))
     return out
 
 
@@ -159,7 +184,8 @@ def import_capture(
     report = ImportReport(str(path), packets=len(capture.packets), notes=list(capture.notes))
     streams = reassemble(capture.packets)
     report.skipped_packets = dict(streams.skipped)
-    exchanges: list[tuple[float, int, Entry]] = []  # (request time, order, entry), t filled in later
+    # (request time, order found, device, connection, request frame, response PDU, latency)
+    exchanges: list[tuple[float, int, str, int, Frame, bytes | None, float | None]] = []
     numbers: dict[int, int] = {}
     origin = capture.packets[0][0] if capture.packets else 0.0  # notes give times from the capture's start
     for connection in streams.connections:
@@ -189,9 +215,8 @@ def import_capture(
         name_of_device = device or f"{server[0]}:{server[1]}"
         pairs = _pair_mbap(asked, answered) if chosen == "mbap" else _pair_rtu(asked, answered)
         for request_time, request, response_time, response in pairs:
-            if response is None:
-                conn_report.unanswered += 1
-            elif request is None:
+            if request is None:
+                assert response is not None
                 conn_report.unmatched += 1
                 tid = "" if response.transaction_id is None else f"transaction {response.transaction_id}, "
                 conn_report.notes.append(
@@ -199,38 +224,23 @@ def import_capture(
                     "left out"
                 )
                 continue
-            assert request is not None
+            if response is None:
+                conn_report.unanswered += 1
+                exchanges.append((request_time, len(exchanges), name_of_device, number, request, None, None))
+            else:
+                latency = response_time - request_time
+                exchanges.append(
+                    (request_time, len(exchanges), name_of_device, number, request, response.pdu, max(0.0, latency))
+                )
             conn_report.exchanges += 1
-            entry = Entry(
-                "modbus",
-                name_of_device,
-                request.unit,
-                number,
-                request_time,
-                request.pdu,
-                None if response is None else response.pdu,
-                None if response is None else max(0.0, response_time - request_time),
-                request.transaction_id,
-            )
-            exchanges.append((request_time, len(exchanges), entry))
-    exchanges.sort(key=lambda item: (item[0], item[1]))
+    exchanges.sort()  # by request time, then the order found (a tuple's first two fields decide)
     start = exchanges[0][0] if exchanges else 0.0
     cassette = Cassette(header=header(f"import {Path(path).name}"))
+    cassette.entries = [
+        Entry("modbus", device_name, frame.unit, number, when - start, frame.pdu, answer, latency, frame.transaction_id)
+        for when, _, device_name, number, frame, answer, latency in exchanges
+    ]
     entries = cassette.entries
-    for when, _, entry in exchanges:
-        entries.append(
-            Entry(
-                entry.protocol,
-                entry.device,
-                entry.unit,
-                entry.connection,
-                when - start,
-                entry.request,
-                entry.response,
-                entry.latency,
-                entry.transaction_id,
-            )
-        )
     report.exchanges = len(entries)
     return cassette, report
 
@@ -239,29 +249,29 @@ _Pair = tuple[float, Frame | None, float, Frame | None]
 
 
 def _pair_mbap(asked: list[tuple[float, Frame]], answered: list[tuple[float, Frame]]) -> list[_Pair]:
-    """Requests and responses by transaction id; a repeated id pairs with its oldest open request."""
-    waiting: dict[int | None, deque[tuple[float, Frame]]] = {}
-    order: list[list[object]] = []  # [time, request, response time, response], in request order
-    slot: dict[int, list[object]] = {}
-    events = [(when, 0, frame) for when, frame in asked] + [(when, 1, frame) for when, frame in answered]
-    events.sort(key=lambda item: (item[0], item[1]))
+    """Requests and responses by transaction id; a repeated id pairs with its oldest open request.
+
+    Both lists are in time order: they are merged in one pass, an answer pairing only with a request
+    seen before it."""
+    rows: list[list[Any]] = [[when, frame, 0.0, None] for when, frame in asked]
+    waiting: dict[int | None, deque[list[Any]]] = {}
     out: list[_Pair] = []
-    for when, is_response, frame in events:
-        tid = frame.transaction_id
-        if not is_response:
-            row: list[object] = [when, frame, 0.0, None]
-            order.append(row)
-            slot[id(frame)] = row
-            waiting.setdefault(tid, deque()).append((when, frame))
-            continue
-        queue = waiting.get(tid)
+    next_request, count = 0, len(rows)
+    for when, frame in answered:
+        while next_request < count and rows[next_request][0] <= when:
+            row = rows[next_request]
+            queue = waiting.get(row[1].transaction_id)
+            if queue is None:
+                queue = waiting[row[1].transaction_id] = deque()
+            queue.append(row)
+            next_request += 1
+        queue = waiting.get(frame.transaction_id)
         if queue:
-            _, request = queue.popleft()
-            row = slot[id(request)]
+            row = queue.popleft()
             row[2], row[3] = when, frame
         else:
             out.append((when, None, when, frame))
-    out.extend((r[0], r[1], r[2], r[3]) for r in order)  # type: ignore[misc]
+    out.extend((row[0], row[1], row[2], row[3]) for row in rows)
     return out
 
 

@@ -133,10 +133,15 @@ def reassemble(packets: Iterable[tuple[float, int, bytes]]) -> Streams:
     """The TCP connections in `packets` ((time, link type, bytes) each), their data in order."""
     streams = Streams()
     by_key: dict[tuple[Endpoint, Endpoint], Connection] = {}
+    # Raw addresses and ports -> (connection, direction): the common packet costs one dict lookup.
+    flows: dict[bytes, tuple[Connection, Direction]] = {}
     addresses: dict[bytes, str] = {}
     unpack_tcp = struct.Struct(">HHII").unpack_from
     for when, linktype, data in packets:
-        version, offset = _ip_payload(linktype, data)
+        if linktype == _ETHERNET and data[12:14] == b"\x08\x00":
+            version, offset = 4, 14  # the common case, without a call
+        else:
+            version, offset = _ip_payload(linktype, data)
         if version == 0:
             streams.skip("not IP" if offset == 0 else f"link type {linktype} (not read)")
             continue
@@ -144,16 +149,16 @@ def reassemble(packets: Iterable[tuple[float, int, bytes]]) -> Streams:
             if len(data) < offset + 20:
                 streams.skip("IPv4 header cut short")
                 continue
-            header = (data[offset] & 0x0F) * 4
-            total = (data[offset + 2] << 8) | data[offset + 3]
             if data[offset + 9] != 6:
                 streams.skip("not TCP")
                 continue
             if ((data[offset + 6] & 0x3F) << 8) | data[offset + 7]:
                 streams.skip("IP fragment (not reassembled)")
                 continue
-            src_raw, dst_raw = data[offset + 12 : offset + 16], data[offset + 16 : offset + 20]
-            tcp = offset + header
+            total = (data[offset + 2] << 8) | data[offset + 3]
+            addressed = offset + 12
+            width = 4
+            tcp = offset + (data[offset] & 0x0F) * 4
             # The IP length, not the frame's: Ethernet pads short frames to 60 bytes.
             end = offset + total if total else len(data)
         else:
@@ -162,7 +167,8 @@ def reassemble(packets: Iterable[tuple[float, int, bytes]]) -> Streams:
                 continue
             next_header = data[offset + 6]
             end = offset + 40 + ((data[offset + 4] << 8) | data[offset + 5])
-            src_raw, dst_raw = data[offset + 8 : offset + 24], data[offset + 24 : offset + 40]
+            addressed = offset + 8
+            width = 16
             tcp = offset + 40
             while next_header in _IPV6_EXTENSIONS and tcp + 2 <= len(data):
                 next_header, tcp = data[tcp], tcp + 8 + data[tcp + 1] * 8
@@ -175,31 +181,42 @@ def reassemble(packets: Iterable[tuple[float, int, bytes]]) -> Streams:
         sport, dport, seq, _ack = unpack_tcp(data, tcp)
         flags = data[tcp + 13]
         payload = data[tcp + (data[tcp + 12] >> 4) * 4 : min(end, len(data))]
-        src = addresses.get(src_raw)
-        if src is None:
-            src = addresses[src_raw] = _address(src_raw)
-        dst = addresses.get(dst_raw)
-        if dst is None:
-            dst = addresses[dst_raw] = _address(dst_raw)
-        sender, receiver = (src, sport), (dst, dport)
-        connection = by_key.get((sender, receiver))
-        if connection is None or (
-            flags & _SYN and not flags & _ACK and connection.sides.get(sender, Direction()).closed
-        ):
-            # A new connection (or the same ports used again after both ends closed).
-            connection = Connection(len(streams.connections) + 1, sender, receiver, first_time=when)
-            streams.connections.append(connection)
-            by_key[(sender, receiver)] = by_key[(receiver, sender)] = connection
-        side = connection.direction(sender)
-        if flags & _SYN:
-            if not flags & _ACK and connection.client is None:
-                connection.client = sender
-            side.next_seq = (seq + 1) & 0xFFFFFFFF
-            continue
+        flow_key = data[addressed : addressed + 2 * width] + data[tcp : tcp + 4]
+        known = None if flags & _SYN else flows.get(flow_key)
+        if known is not None:
+            side = known[1]
+        else:
+            src_raw, dst_raw = data[addressed : addressed + width], data[addressed + width : addressed + 2 * width]
+            src = addresses.get(src_raw)
+            if src is None:
+                src = addresses[src_raw] = _address(src_raw)
+            dst = addresses.get(dst_raw)
+            if dst is None:
+                dst = addresses[dst_raw] = _address(dst_raw)
+            sender, receiver = (src, sport), (dst, dport)
+            connection = by_key.get((sender, receiver))
+            if connection is None or (
+                flags & _SYN and not flags & _ACK and connection.sides.get(sender, Direction()).closed
+            ):
+                # A new connection (or the same ports used again after both ends closed).
+                connection = Connection(len(streams.connections) + 1, sender, receiver, first_time=when)
+                streams.connections.append(connection)
+                by_key[(sender, receiver)] = by_key[(receiver, sender)] = connection
+            side = connection.direction(sender)
+            flows[flow_key] = (connection, side)
+            if flags & _SYN:
+                if not flags & _ACK and connection.client is None:
+                    connection.client = sender
+                side.next_seq = (seq + 1) & 0xFFFFFFFF
+                continue
         if flags & (_FIN | _RST):
             side.closed = True
         if payload:
-            _add(side, when, seq, payload)
+            if seq == side.next_seq and not side.early:  # in order, nothing waiting: the common case
+                side.chunks.append((when, payload))
+                side.next_seq = (seq + len(payload)) & 0xFFFFFFFF
+            else:
+                _add(side, when, seq, payload)
     for connection in streams.connections:
         for side in connection.sides.values():
             _flush(side)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -28,7 +27,7 @@ def test_equal_runs_in_another_order_do_not_differ() -> None:
 
 
 def test_values_exceptions_timing_and_missing_requests() -> None:
-    refused = replace(_read(9, (0,)), response=pdu.encode_response(pdu.ExceptionResponse(3, 2)))
+    refused = _read(9, (0,))._replace(response=pdu.encode_response(pdu.ExceptionResponse(3, 2)))
     a = Cassette([_read(0, (1, 2)), _read(5, (7,)), _read(9, (0,)), _read(20, (1,))])
     b = Cassette([_read(0, (1, 3)), _read(5, (7,), latency=0.5), refused, _read(30, (1,))])
     found = diff_cassettes(a, b, tolerance=0.1)
