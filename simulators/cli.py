@@ -14,7 +14,7 @@ import typer
 
 from bifrost.errors import ConfigError
 from simulators.proxy import command as proxy_command
-from simulators.recording.commands import diff_command, import_command, replay_command
+from simulators.recording.commands import diff_command, import_command, record_command, replay_command
 from simulators.scenario import Scenario, json_schema, load_scenario
 from simulators.shipped import DEFAULT_SCENARIO, shipped_scenarios
 
@@ -64,6 +64,7 @@ app.command("proxy")(proxy_command)  # the implementation lives in simulators/pr
 app.command("import")(import_command)  # record and replay: simulators/recording/commands.py
 app.command("diff")(diff_command)
 app.command("replay")(replay_command)
+app.command("record")(record_command)
 
 
 @app.command("serve")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import typer
@@ -74,6 +75,57 @@ def diff_command(
     typer.echo(f"no differences: {len(first)} exchange(s) in {a}, {len(second)} in {b}")
 
 
+def record_command(
+    target: str = typer.Option(..., help="HOST:PORT of the device to record."),
+    output: Path = typer.Option(..., "-o", "--output", help="The cassette to write (JSONL)."),  # noqa: B008
+    listen: str = typer.Option("127.0.0.1:1502", help="HOST:PORT clients connect to; port 0 picks a free one."),
+    device: str | None = typer.Option(None, help="The device name in the cassette (default: the target's HOST:PORT)."),
+    append: bool = typer.Option(False, "--append", help="Add to the cassette instead of replacing it."),
+    rtu: bool = typer.Option(False, "--rtu", help="The traffic is RTU frames over TCP, not Modbus TCP."),
+) -> None:
+    """Record a device: `proxy --record` without faults. Clients connect to --listen; every exchange
+    goes to the cassette as it completes. Prints `listening on HOST:PORT`; Ctrl-C or SIGTERM stops."""
+    import asyncio
+
+    from simulators.proxy import run
+
+    try:
+        asyncio.run(
+            run(
+                listen=listen,
+                target=target,
+                faults=[],
+                scenario=None,
+                seed=None,
+                log_file=None,
+                rtu=rtu,
+                out=_FirstLine(),  # type: ignore[arg-type]  # a text stream, as IO[str] is
+                record=output,
+                record_device=device,
+                append=append,
+            )
+        )
+    except (ConfigError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
+    except KeyboardInterrupt:
+        pass
+
+
+class _FirstLine(io.TextIOBase):
+    """The proxy's output, less its per-exchange lines: `record` says where it listens and stays quiet."""
+
+    def write(self, text: str) -> int:
+        if text.startswith("listening on"):
+            typer.echo(text.rstrip("\n"))
+        return len(text)
+
+    def flush(self) -> None:
+        import sys
+
+        sys.stdout.flush()
+
+
 def replay_command(
     cassette: Path = typer.Argument(..., help="The cassette to serve."),  # noqa: B008
     device: str | None = typer.Option(None, help="The cassette's device to serve (default: the only one)."),
@@ -134,4 +186,4 @@ def replay_command(
             typer.echo(f"not in the cassette: {miss.describe()}")
 
 
-__all__ = ["diff_command", "import_command", "replay_command"]
+__all__ = ["diff_command", "import_command", "record_command", "replay_command"]

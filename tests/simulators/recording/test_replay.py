@@ -130,20 +130,24 @@ async def test_recorded_through_the_proxy_from_pymodbus_then_replayed_by_the_com
         assert replay.stop() == 0
 
 
-def test_the_proxy_command_records_a_cassette(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["proxy", "record"])
+def test_the_proxy_and_record_commands_record_a_cassette(tmp_path: Path, command: str) -> None:
     async def scenario() -> None:
         async with pymodbus_server() as port:
             cassette = tmp_path / "cli.jsonl"
+            to_file = (
+                ["--record", str(cassette), "--record-device"]
+                if command == "proxy"
+                else ["-o", str(cassette), "--device"]
+            )
             proxy = await asyncio.create_subprocess_exec(
                 *CLI,
-                "proxy",
+                command,
                 "--listen",
                 "127.0.0.1:0",
                 "--target",
                 f"127.0.0.1:{port}",
-                "--record",
-                str(cassette),
-                "--record-device",
+                *to_file,
                 "plc1",
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
