@@ -6,6 +6,8 @@ import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from bifrost.modbus import pdu
@@ -192,3 +194,23 @@ def test_import_command(data: Path, tmp_path: Path) -> None:
     assert len(load_cassette(out)) == 16
     missing = CliRunner().invoke(app, ["import", str(tmp_path / "nope.pcap"), "-o", str(out)])
     assert missing.exit_code == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0, 1, 101, 113, 276]), st.binary(max_size=120)), max_size=30))
+def test_any_packets_import_without_raising(tmp_path_factory: pytest.TempPathFactory, packets: list) -> None:
+    # Noise of every link type: packets are skipped and counted, never a crash.
+    path = tmp_path_factory.mktemp("noise") / "noise.pcapng"
+    blocks = [struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack("<I", 28)]
+    kinds = sorted({kind for kind, _ in packets})
+    for kind in kinds:
+        blocks.append(struct.pack("<IIHHI", 1, 20, kind, 0, 65535) + struct.pack("<I", 20))
+    for index, (kind, data) in enumerate(packets):
+        padded = data + b"\x00" * (-len(data) % 4)
+        length = 32 + len(padded)
+        head = struct.pack("<IIIIIII", 6, length, kinds.index(kind), 0, index, len(data), len(data))
+        blocks.append(head + padded + struct.pack("<I", length))
+    path.write_bytes(b"".join(blocks))
+    cassette, report = import_capture(path)
+    assert report.packets == len(packets)
+    assert all(entry.protocol == "modbus" for entry in cassette)
