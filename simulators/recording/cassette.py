@@ -72,17 +72,10 @@ class Entry(NamedTuple):
         if self.transaction_id is not None:
             line["transaction_id"] = self.transaction_id
         line["latency"] = None if self.latency is None else round(self.latency, 6)
-        text = codec.describe(self.request, self.response)
-        asked, _, answered = text.partition(" -> ")
-        line["request"] = {"hex": self.request.hex(), "decoded": codec.decode_request(self.request), "text": asked}
+        asked, asked_text, answered, answered_text = codec.render(self.request, self.response)
+        line["request"] = {"hex": self.request.hex(), "decoded": asked, "text": asked_text}
         line["response"] = (
-            None
-            if self.response is None
-            else {
-                "hex": self.response.hex(),
-                "decoded": codec.decode_response(self.response, self.request),
-                "text": answered,
-            }
+            None if self.response is None else {"hex": self.response.hex(), "decoded": answered, "text": answered_text}
         )
         if self.note:
             line["note"] = self.note

@@ -40,6 +40,10 @@ class Codec(Protocol):
     def describe(self, request: bytes, response: bytes | None) -> str:
         """One line for people: `read hr:0-1 -> 0001 0002`."""
 
+    def render(self, request: bytes, response: bytes | None) -> tuple[dict[str, Any], str, dict[str, Any] | None, str]:
+        """What a cassette line shows, decoding each PDU once: the request's fields and text, the
+        response's fields (None when there is none) and text."""
+
     def match_key(self, unit: int, request: bytes) -> Hashable:
         """What makes two requests "equal" for replay by request (Modbus: unit and PDU bytes)."""
 

@@ -86,6 +86,30 @@ class ModbusCodec:
             answer = f"malformed answer ({exc})"
         return f"{shown} -> {answer}"
 
+    def render(self, request: bytes, response: bytes | None) -> tuple[dict[str, Any], str, dict[str, Any] | None, str]:
+        try:
+            asked: pdu.RequestPdu | None = pdu.decode_request(request)
+        except MalformedFrame as exc:
+            asked = None
+            request_fields = {"type": "malformed", "function": request[0] if request else None, "error": str(exc)}
+        else:
+            request_fields = _fields(asked)
+        request_text = describe_request(request if asked is None else asked)
+        if response is None:
+            return request_fields, request_text, None, "no answer"
+        try:
+            answer = pdu.decode_response(response, asked)
+        except MalformedFrame as exc:
+            error = {"type": "malformed", "function": response[0] & 0x7F if response else None, "error": str(exc)}
+            return request_fields, request_text, error, f"malformed answer ({exc})"
+        if isinstance(answer, ExceptionResponse):
+            code = answer.code
+            name = code.name if isinstance(code, pdu.ExceptionCode) else "non-standard"
+            fields = {"type": "exception", "function": answer.function, "code": int(code), "name": name}
+        else:
+            fields = _fields(answer)
+        return request_fields, request_text, fields, describe_response(answer)
+
     def match_key(self, unit: int, request: bytes) -> Hashable:
         return (unit, request)
 

@@ -180,3 +180,12 @@ def test_recording_without_a_device_says_where_to_name_one(pytester, run) -> Non
     result = run()
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*records, but there is no device to record from*target=*"])
+
+
+def test_the_ini_key_applies_where_the_marker_says_nothing(pytester, run, project) -> None:
+    cassette = project(None)
+    run("test_pumps.py::test_speed", "-o", "bifrost_record_mode=once").assert_outcomes(passed=1)
+    assert _seen(pytester) == {"speed": 1450, "recording": True} and cassette.exists()
+    project("none", speed=1600)  # the marker's own mode wins over the ini key
+    run("test_pumps.py::test_speed", "-o", "bifrost_record_mode=all").assert_outcomes(passed=1)
+    assert _seen(pytester) == {"speed": 1450, "recording": False}
