@@ -13,8 +13,8 @@ naming the request. The target to record from is the marker's `target=` URL, els
 file's URL for the marker's `device=` (default `plc1`), or whatever the `bifrost_record_target` fixture
 returns (override it in a conftest, e.g. to start a device for recording). `--bifrost-record-mode` on
 the command line wins over the marker (so CI can force `none`, or a rig re-record with `all`); the
-marker wins over the ini key `bifrost_record_mode`. Replay `mode=` (strict, request, image) and
-`timing=` are marker keywords too.
+marker wins over the ini key `bifrost_record_mode`. Replay `mode=` (strict, request, image),
+`timing=` (fast, recorded), `speed=` and `unknown=` (the exception code of a miss) are marker keywords too.
 """
 
 from __future__ import annotations
@@ -184,6 +184,8 @@ def _replay(device: CassetteDevice, marker: pytest.Mark, fallback: Any = None) -
         device=marker.kwargs.get("device"),
         mode=marker.kwargs.get("mode", "request"),
         timing=marker.kwargs.get("timing", "fast"),
+        speed=float(marker.kwargs.get("speed", 1.0)),
+        unknown=marker.kwargs.get("unknown", 2),
     )
     host = SimHost(scenario, clock="system").start()
     device._stoppers.append(host.stop)

@@ -91,7 +91,8 @@ MARKERS: Mapping[str, str] = {
         "shipped scenarios; or a path to a scenario file (relative to the test file). The closest mark wins."
     ),
     "bifrost_sim_only(reason=None)": "skip this test under --bifrost-target=real: it needs a simulated plant",
-    "bifrost_cassette(path, record_mode=None, target=None, device='plc1', mode='request', timing='fast')": (
+    "bifrost_cassette(path, record_mode=None, target=None, device='plc1', mode='request', timing='fast', speed=1, "
+    "unknown=2)": (
         "the cassette the bifrost_cassette fixture replays or records (a JSONL file, relative to the test file); "
         "record_mode is one of none, once, new_episodes, all (see docs/replay.md)"
     ),
