@@ -82,6 +82,12 @@ OPTIONS: tuple[Option, ...] = (
         "it wins over the marker's record_mode",
         choices=RECORD_MODES,
     ),
+    Option(
+        "host",
+        "URL",
+        "drive the `bifrost-sim serve --control` at URL (its control API) instead of starting simulators here; "
+        "it must serve the scenario the tests are marked with (a token comes from BIFROST_CONTROL_TOKEN)",
+    ),
 )
 
 # name(args) -> what it does; registered in pytest_configure so that --strict-markers accepts them.
@@ -114,6 +120,7 @@ class Settings:
     """--bifrost-record-mode or the ini key; None: the marker's record_mode, else "none"."""
     record_mode_given: str | None = None
     """The record mode given on the command line (it wins over the marker)."""
+    host_url: str | None = None  # --bifrost-host: a remote `serve --control`
 
     @property
     def real(self) -> bool:
@@ -199,4 +206,5 @@ def read_settings(config: pytest.Config) -> Settings:
         scenarios_dir=scenarios_dir,
         devices_file=devices_file,
         devices=devices,
+        host_url=given["host"][1],
     )
