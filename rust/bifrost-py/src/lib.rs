@@ -4,6 +4,7 @@
 //! * `point.rs`: `DataPoint`, the value a read returns (re-exported by `bifrost.tags`).
 //! * `modbus.rs`: the Modbus client engine (`ModbusClient`, `NativePlan`, `NativeSubscription`,
 //!   `NativePointSubscription`).
+//! * `opcua_server.rs`: the simulator's OPC UA server (`OpcuaServer`) over `bifrost-opcua`.
 //! * `bridge.rs`: how work on the tokio runtime becomes an asyncio awaitable.
 //! * `errors.rs`: the engine's errors as `bifrost.errors` exceptions.
 
@@ -15,6 +16,7 @@ mod bridge;
 mod codec;
 mod errors;
 mod modbus;
+mod opcua_server;
 mod point;
 
 use pyo3::prelude::*;
@@ -30,5 +32,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<modbus::NativeSubscription>()?;
     m.add_class::<modbus::NativePointSubscription>()?;
     m.add_class::<point::DataPoint>()?;
+    m.add_class::<opcua_server::OpcuaServer>()?;
+    m.add_function(wrap_pyfunction!(opcua_server::opcua_status_code, m)?)?;
+    m.add_function(wrap_pyfunction!(opcua_server::opcua_status_name, m)?)?;
+    m.add_function(wrap_pyfunction!(opcua_server::opcua_certificate, m)?)?;
     Ok(())
 }
