@@ -224,8 +224,8 @@ fn run(
         current: RefCell::new(None),
         sessions: RefCell::new(Vec::new()),
     });
-    let server = match build(&config, &ctx) {
-        Ok(server) => server,
+    let (server, node_ids) = match build(&config, &ctx) {
+        Ok(built) => built,
         Err(e) => {
             let _ = tx.send(Err(e));
             return;
@@ -244,7 +244,7 @@ fn run(
         )));
         return;
     }
-    let info = match after_startup(server, &config, &ctx) {
+    let info = match after_startup(server, &config, node_ids) {
         Ok(info) => info,
         Err(e) => {
             // SAFETY: the server started on this thread; shut it down and free it.
@@ -284,7 +284,7 @@ fn run(
 }
 
 /// Make the server config and server, and add the address space.
-fn build(config: &ServerConfig, ctx: &Ctx) -> Result<*mut sys::UA_Server, String> {
+fn build(config: &ServerConfig, ctx: &Ctx) -> Result<(*mut sys::UA_Server, Vec<String>), String> {
     // SAFETY: a zeroed `UA_ServerConfig` is the documented starting point (`memset(&config, 0,
     // sizeof(UA_ServerConfig))` in the C examples); the calls below fill it.
     let mut cfg: sys::UA_ServerConfig = unsafe { std::mem::zeroed() };
@@ -318,12 +318,14 @@ fn build(config: &ServerConfig, ctx: &Ctx) -> Result<*mut sys::UA_Server, String
     if server.is_null() {
         return Err("cannot create the OPC UA server".into());
     }
-    if let Err(e) = add_nodes(server, config) {
-        // SAFETY: the server was never started; delete frees it.
-        unsafe { sys::UA_Server_delete(server) };
-        return Err(e);
+    match add_nodes(server, config) {
+        Ok(ids) => Ok((server, ids)),
+        Err(e) => {
+            // SAFETY: the server was never started; delete frees it.
+            unsafe { sys::UA_Server_delete(server) };
+            Err(e)
+        }
     }
-    Ok(server)
 }
 
 /// Everything set on the config after `setMinimal`: URLs, identity, security, users, callbacks.
@@ -505,7 +507,7 @@ fn set_string_array(
 fn after_startup(
     server: *mut sys::UA_Server,
     config: &ServerConfig,
-    ctx: &Ctx,
+    node_ids: Vec<String>,
 ) -> Result<Started0, String> {
     // SAFETY: the server is live and used by this thread only; the config is its own.
     let cfg = unsafe { &mut *sys::UA_Server_getConfig(server) };
@@ -539,7 +541,6 @@ fn after_startup(
         }
         namespaces.push(uri.as_str().unwrap_or_default().to_owned());
     }
-    let node_ids = ctx.shared.meta.iter().map(|m| m.node_id.clone()).collect();
     Ok(Started0 {
         port,
         url,
@@ -572,7 +573,7 @@ fn url_port(url: &str) -> Option<u16> {
 }
 
 /// Folders for the device and the dotted parts, then the variables (and their units).
-fn add_nodes(server: *mut sys::UA_Server, config: &ServerConfig) -> Result<(), String> {
+fn add_nodes(server: *mut sys::UA_Server, config: &ServerConfig) -> Result<Vec<String>, String> {
     for ns in &config.namespaces {
         add_namespace(server, ns)?;
     }
@@ -607,7 +608,10 @@ fn add_nodes(server: *mut sys::UA_Server, config: &ServerConfig) -> Result<(), S
         add_variable(server, &parent, &id, folder_ns, i, v, &leaf[0])?;
         parents.entry(v.path.clone()).or_insert((id, false));
     }
-    Ok(())
+    Ok(ids
+        .into_iter()
+        .map(|id| id.map(|id| id.to_string()).unwrap_or_default())
+        .collect())
 }
 
 fn add_folder(

@@ -237,7 +237,7 @@ impl OpcuaServer {
     /// Take the client writes waiting: (index, value, user or None). Their clients get their
     /// answer once this returns.
     fn drain_writes(&self, py: Python<'_>) -> PyResult<Vec<(usize, Py<PyAny>, Option<String>)>> {
-        self.with(Server::drain_writes)
+        self.with(|s| s.drain_writes())
             .into_iter()
             .map(|w| Ok((w.index, value_to_py(py, &w.value)?, w.user)))
             .collect()
@@ -247,7 +247,7 @@ impl OpcuaServer {
     /// [(variable index, status code)]).
     #[allow(clippy::type_complexity)]
     fn drain_events(&self) -> Vec<(f64, String, u32, u32, Option<String>, Vec<(usize, u32)>)> {
-        self.with(Server::drain_events)
+        self.with(|s| s.drain_events())
             .into_iter()
             .map(|e| {
                 (
