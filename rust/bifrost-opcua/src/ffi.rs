@@ -870,7 +870,11 @@ unsafe extern "C" fn read_value(
         }
         Ok(Err(code)) => {
             note_node(ctx, index, code);
-            ua::DataValue::init().with_status(&status(code))
+            // SAFETY: `value` is the server's DataValue to fill; returning the status too is what
+            // makes the server answer it (a Good return with no value reads as
+            // BadWaitingForInitialData).
+            unsafe { ua::DataValue::init().with_status(&status(code)).move_into_raw(&mut *value) };
+            return code;
         }
         Err(_) => ua::DataValue::init().with_status(&ua::StatusCode::BADINTERNALERROR),
     };
