@@ -873,7 +873,11 @@ unsafe extern "C" fn read_value(
             // SAFETY: `value` is the server's DataValue to fill; returning the status too is what
             // makes the server answer it (a Good return with no value reads as
             // BadWaitingForInitialData).
-            unsafe { ua::DataValue::init().with_status(&status(code)).move_into_raw(&mut *value) };
+            unsafe {
+                ua::DataValue::init()
+                    .with_status(&status(code))
+                    .move_into_raw(&mut *value)
+            };
             return code;
         }
         Err(_) => ua::DataValue::init().with_status(&ua::StatusCode::BADINTERNALERROR),
@@ -1160,8 +1164,13 @@ pub(crate) fn generate_certificate(
             .map(|s| ua::String::new(s).map_err(|e| e.to_string()))
             .collect::<Result<Vec<_>, _>>()?,
     );
+    // 2048-bit RSA (the library's default is 4096): Basic256Sha256 allows 2048 to 4096, and a
+    // 4096-bit key takes seconds, up to tens of them, to make on a busy CI core.
+    let key_size = ua::QualifiedName::new(0, "key-size-bits");
+    let bits = ua::Variant::scalar(ua::UInt16::new(2048));
+    let params = ua::KeyValueMap::from_slice(&[(&key_size, &bits)]);
     let (cert, key) =
-        open62541::create_certificate(&subject, &alt, &ua::CertificateFormat::DER, None)
+        open62541::create_certificate(&subject, &alt, &ua::CertificateFormat::DER, Some(&params))
             .map_err(|e| format!("cannot make a certificate: {e}"))?;
     Ok((cert.as_bytes().to_vec(), key.as_bytes().to_vec()))
 }
