@@ -31,7 +31,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("cargo", "fmt", "--all", "--check", external=True)
-    session.run("cargo", "clippy", "--workspace", "--all-targets", "--", "-D", "warnings", external=True)
+    session.run("cargo", "clippy", "--workspace", "--all-targets", "--release", "--", "-D", "warnings", external=True)
 
 
 @nox.session

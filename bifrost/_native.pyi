@@ -13,9 +13,13 @@ __all__ = [
     "NativePlan",
     "NativePointSubscription",
     "NativeSubscription",
+    "OpcuaServer",
     "__version__",
     "decode",
     "encode",
+    "opcua_certificate",
+    "opcua_status_code",
+    "opcua_status_name",
 ]
 
 __version__: str
@@ -135,11 +139,12 @@ class ModbusClient:
 
 _OpcuaValue = bool | int | float | str
 
+@final
 class OpcuaServer:
     """The simulator's OPC UA server (C open62541 on its own thread), values pushed in from Python."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         host: str,
         port: int,
@@ -148,13 +153,13 @@ class OpcuaServer:
         variables: Sequence[tuple[str, Sequence[str], str, bool, str | None, _OpcuaValue]],
         namespaces: Sequence[str],
         application_uri: str,
-        application_name: str = "Bifrost simulator",
-        security: Sequence[str] = ["None"],
+        application_name: str = ...,
+        security: Sequence[str] = ...,
         certificate: bytes | None = None,
         private_key: bytes | None = None,
-        users: Sequence[tuple[str, str, bool]] = [],
+        users: Sequence[tuple[str, str, bool]] = ...,
         advertised_url: str | None = None,
-    ) -> None: ...
+    ) -> OpcuaServer: ...
     @property
     def port(self) -> int: ...
     @property

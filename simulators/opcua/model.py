@@ -6,8 +6,11 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from simulators.scenario import DeviceModel, KnownTag, _Strict
 from simulators.opcua.nodes import OPCUA_TYPES
+from simulators.scenario import DeviceModel, KnownTag, _Strict
+
+
+SecurityName = Literal["None", "Basic256Sha256"]
 
 
 class OpcuaUser(_Strict):
@@ -50,15 +53,18 @@ class OpcuaDeviceModel(DeviceModel):
     protocol: Literal["opcua"]
     path: str = Field(default="/bifrost", description="endpoint path, e.g. /bifrost")
     namespace: str | None = Field(default=None, description="namespace URI of the nodes; urn:bifrost:<scenario>")
-    security: list[Literal["None", "Basic256Sha256"]] = Field(
-        default_factory=lambda: ["None"], description="security policies offered (Basic256Sha256: Sign, SignAndEncrypt)"
+    security: list[SecurityName] = Field(
+        default_factory=lambda: list[SecurityName](["None"]),
+        description="security policies offered (Basic256Sha256: Sign, SignAndEncrypt)",
     )
     users: dict[str, str | OpcuaUser] = Field(
         default_factory=dict, description="username: password (or {password, write}); anonymous only without users"
     )
-    certificate: str | None = Field(default=None, description="server certificate file (DER or PEM); generated if absent")
+    certificate: str | None = Field(
+        default=None, description="server certificate file (DER or PEM); generated if absent"
+    )
     private_key: str | None = Field(default=None, description="its private key file")
-    map: dict[KnownTag, str | OpcuaMapEntry] | Literal["all"] = Field(default_factory=dict)  # type: ignore[assignment]
+    map: dict[KnownTag, str | OpcuaMapEntry] | Literal["all"] = Field(default_factory=dict)
 
     @field_validator("path")
     @classmethod
@@ -68,7 +74,7 @@ class OpcuaDeviceModel(DeviceModel):
     def entries(self, tags: Any) -> dict[str, tuple[str | None, bool | None, str | None]]:
         """tag -> (node id, writable, type), None where the tag's own applies."""
         if self.map == "all":
-            return {name: (None, None, None) for name in tags}
+            return dict.fromkeys(tags, (None, None, None))
         found: dict[str, tuple[str | None, bool | None, str | None]] = {}
         for tag, entry in self.map.items():
             if isinstance(entry, str):

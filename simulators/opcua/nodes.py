@@ -82,7 +82,8 @@ def wire_value(value: Any, type_name: str) -> Any:
     if type_name == "String":
         return str(value)
     low, high = _INTEGER_RANGES[type_name]
-    return max(low, min(high, int(round(float(value)))))
+    number = value if isinstance(value, int) else round(float(value))  # a float would lose uint64 digits
+    return max(low, min(high, number))
 
 
 def resolve(

@@ -126,7 +126,9 @@ class OpcuaDeviceServer:
     def native(self) -> Any:
         return self._server
 
-    def start(self, loop: asyncio.AbstractEventLoop, *, port: int | None = None, advertised_url: str | None = None) -> None:
+    def start(
+        self, loop: asyncio.AbstractEventLoop, *, port: int | None = None, advertised_url: str | None = None
+    ) -> None:
         from bifrost._native import OpcuaServer
 
         s = self.settings
@@ -140,7 +142,8 @@ class OpcuaDeviceServer:
             certificate = certificate_for(application_uri, hosts)
         snapshot = self.plant.snapshot()
         variables = [
-            (n.node_id, list(n.path), n.type, n.writable, n.unit, wire_value(snapshot[n.tag], n.type)) for n in self.nodes
+            (n.node_id, list(n.path), n.type, n.writable, n.unit, wire_value(snapshot[n.tag], n.type))
+            for n in self.nodes
         ]
         try:
             self._server = OpcuaServer(
@@ -243,7 +246,9 @@ class OpcuaDeviceServer:
             raise ConfigError(f"device {self.settings.name}: no node {node!r} is served")
         return found
 
-    def set_exception(self, status: int, nodes: list[int] | None, probability: float, count: int | None, seed: int) -> None:
+    def set_exception(
+        self, status: int, nodes: list[int] | None, probability: float, count: int | None, seed: int
+    ) -> None:
         if self._server is not None:
             self._server.set_status_fault(nodes, status, probability, count, seed)
 

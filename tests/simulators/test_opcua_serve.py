@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 pytest.importorskip("asyncua")
-from asyncua import Client, ua  # noqa: E402
-from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256  # noqa: E402
-from pymodbus.client import ModbusTcpClient  # noqa: E402
+from asyncua import Client, ua
+from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+from pymodbus.client import ModbusTcpClient
 
 _spec = importlib.util.spec_from_file_location("_serve_cli", Path(__file__).with_name("test_serve_cli.py"))
 assert _spec is not None and _spec.loader is not None

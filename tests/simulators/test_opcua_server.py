@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 
 pytest.importorskip("asyncua")
-from asyncua import Client, ua  # noqa: E402
-from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256  # noqa: E402
-from pymodbus.client import ModbusTcpClient  # noqa: E402
+from asyncua import Client, ua
+from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+from pymodbus.client import ModbusTcpClient
 
-from simulators import SimHost  # noqa: E402
-from simulators.opcua.nodes import resolve  # noqa: E402
-from simulators.opcua.server import OpcuaDeviceServer, OpcuaSettings, status_code  # noqa: E402
+from simulators import SimHost
+from simulators.opcua.nodes import resolve
+from simulators.opcua.server import OpcuaDeviceServer, OpcuaSettings, status_code
 
 SCENARIO = textwrap.dedent(
     """
@@ -69,9 +69,11 @@ EXPECTED_TYPES = {
 NS = "urn:bifrost:opcua-test"
 
 
-def _serve(host: SimHost, security: tuple[str, ...] = ("None",), users: tuple[tuple[str, str, bool], ...] = ()) -> OpcuaDeviceServer:
+def _serve(
+    host: SimHost, security: tuple[str, ...] = ("None",), users: tuple[tuple[str, str, bool], ...] = ()
+) -> OpcuaDeviceServer:
     tags = host.scenario.tags
-    entries: dict[str, tuple[str | None, bool | None, str | None]] = {name: (None, None, None) for name in tags}
+    entries: dict[str, tuple[str | None, bool | None, str | None]] = dict.fromkeys(tags, (None, None, None))
     # Two tags also served as the one-byte types no plant type has.
     entries["small"] = (f"nsu={NS};s=tiny", None, "SByte")
     entries["wide"] = (f"nsu={NS};s=octet", None, "Byte")
@@ -141,7 +143,7 @@ def test_write_reaches_the_plant_and_modbus(host: SimHost, opcua: OpcuaDeviceSer
 
     async def run() -> None:
         async with Client(opcua.url) as client:
-            valve = client.get_node(f"ns=2;s=valve.open")
+            valve = client.get_node("ns=2;s=valve.open")
             await valve.write_value(ua.DataValue(ua.Variant(77, ua.VariantType.UInt16)))
             assert modbus.read_holding_registers(0, count=1, device_id=1).registers == [77]
             pump = await _node(client, "pump.run")
@@ -166,7 +168,7 @@ def test_read_only_and_unknown_nodes(host: SimHost, opcua: OpcuaDeviceServer) ->
                 await level.write_value(ua.DataValue(ua.Variant(1.0, ua.VariantType.Float)))
             assert denied.value.code == ua.StatusCodes.BadNotWritable
             with pytest.raises(ua.UaStatusCodeError) as unknown:
-                await client.get_node(f"ns=2;s=no.such.tag").read_value()
+                await client.get_node("ns=2;s=no.such.tag").read_value()
             assert unknown.value.code == ua.StatusCodes.BadNodeIdUnknown
             assert host.plant.get("tank.level") == pytest.approx(40.0)
 

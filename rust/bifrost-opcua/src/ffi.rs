@@ -149,7 +149,7 @@ impl Runner {
         let (stop2, drop2) = (Arc::clone(&stop), Arc::clone(&drop_sessions));
         let thread = std::thread::Builder::new()
             .name("bifrost-opcua".into())
-            .spawn(move || run(config, shared, &tx, &stop2, &drop2))
+            .spawn(move || run(&config, shared, &tx, &stop2, &drop2))
             .map_err(|e| format!("cannot start the server thread: {e}"))?;
         match rx.recv() {
             Ok(Ok((s, event_loop))) => Ok(Started {
@@ -213,7 +213,7 @@ struct Ctx {
 
 /// The thread's body: build, start, loop, shut down, delete.
 fn run(
-    config: ServerConfig,
+    config: &ServerConfig,
     shared: Arc<Shared>,
     tx: &mpsc::Sender<Result<(Started0, EventLoopHandle), String>>,
     stop: &AtomicBool,
@@ -224,7 +224,7 @@ fn run(
         current: RefCell::new(None),
         sessions: RefCell::new(Vec::new()),
     });
-    let (server, node_ids) = match build(&config, &ctx) {
+    let (server, node_ids) = match build(config, &ctx) {
         Ok(built) => built,
         Err(e) => {
             let _ = tx.send(Err(e));
@@ -244,7 +244,7 @@ fn run(
         )));
         return;
     }
-    let info = match after_startup(server, &config, node_ids) {
+    let info = match after_startup(server, config, node_ids) {
         Ok(info) => info,
         Err(e) => {
             // SAFETY: the server started on this thread; shut it down and free it.
@@ -329,6 +329,7 @@ fn build(config: &ServerConfig, ctx: &Ctx) -> Result<(*mut sys::UA_Server, Vec<S
 }
 
 /// Everything set on the config after `setMinimal`: URLs, identity, security, users, callbacks.
+#[allow(clippy::too_many_lines)] // one list of settings, in the order the C library wants them
 fn configure(
     cfg: &mut sys::UA_ServerConfig,
     config: &ServerConfig,
@@ -876,7 +877,7 @@ unsafe extern "C" fn read_value(
             unsafe {
                 ua::DataValue::init()
                     .with_status(&status(code))
-                    .move_into_raw(&mut *value)
+                    .move_into_raw(&mut *value);
             };
             return code;
         }
@@ -979,7 +980,7 @@ unsafe extern "C" fn user_access_level(
             note_node(ctx, index, sys::UA_STATUSCODE_BADUSERACCESSDENIED);
         }
     }
-    0xFF & !ACCESS_WRITE
+    !ACCESS_WRITE
 }
 
 fn payload_scalar<'a, T: open62541::DataType>(

@@ -133,7 +133,6 @@ pub struct StatusFault {
 }
 
 pub(crate) struct Meta {
-    pub node_id: String,
     pub value_type: ValueType,
     pub writable: bool,
 }
@@ -330,7 +329,6 @@ impl Server {
                 .variables
                 .iter()
                 .map(|v| Meta {
-                    node_id: v.node_id.clone(),
                     value_type: v.value_type,
                     writable: v.writable,
                 })
@@ -398,6 +396,7 @@ impl Server {
 
     /// Set values from outside: (index, value, status code, source time as UA DateTime).
     /// A value of the wrong type for its variable is skipped and its index returned.
+    #[must_use]
     pub fn set_values(&self, batch: Vec<(usize, Value, u32, i64)>) -> Vec<usize> {
         let mut rejected = Vec::new();
         let mut states = lock(&self.shared.states);

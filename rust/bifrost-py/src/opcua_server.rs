@@ -89,6 +89,10 @@ type PlainVariable<'py> = (
 );
 /// (name, password, can write)
 type PlainUser = (String, String, bool);
+/// (variable index, value, user or None)
+type PlainWrite = (usize, Py<PyAny>, Option<String>);
+/// (time, service, request id, channel id, session or None, [(variable index, status code)])
+type PlainEvent = (f64, String, u32, u32, Option<String>, Vec<(usize, u32)>);
 
 /// An OPC UA server (C open62541) serving variables whose values are pushed in from Python.
 #[pyclass(frozen, module = "bifrost._native")]
@@ -236,7 +240,7 @@ impl OpcuaServer {
 
     /// Take the client writes waiting: (index, value, user or None). Their clients get their
     /// answer once this returns.
-    fn drain_writes(&self, py: Python<'_>) -> PyResult<Vec<(usize, Py<PyAny>, Option<String>)>> {
+    fn drain_writes(&self, py: Python<'_>) -> PyResult<Vec<PlainWrite>> {
         self.with(|s| s.drain_writes())
             .into_iter()
             .map(|w| Ok((w.index, value_to_py(py, &w.value)?, w.user)))
@@ -245,8 +249,7 @@ impl OpcuaServer {
 
     /// Take the service events: (time, service, request id, channel id, session or None,
     /// [(variable index, status code)]).
-    #[allow(clippy::type_complexity)]
-    fn drain_events(&self) -> Vec<(f64, String, u32, u32, Option<String>, Vec<(usize, u32)>)> {
+    fn drain_events(&self) -> Vec<PlainEvent> {
         self.with(|s| s.drain_events())
             .into_iter()
             .map(|e| {
