@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,10 @@ from bifrost.errors import ConfigError
 from simulators.hooks import FaultHooks, ListenerInfo
 from simulators.opcua.model import OpcuaDeviceModel, OpcuaUser
 from simulators.opcua.nodes import resolve
-from simulators.opcua.server import OpcuaDeviceServer, OpcuaSettings, status_code
+from simulators.opcua.server import OpcuaDeviceServer, OpcuaSettings, ServiceEvent, status_code
+from simulators.opcua.traffic import CODEC, OpcuaRequest
 from simulators.protocols import DeviceAbout, DeviceSetup, ListenerGate, Sleep
+from simulators.traffic import NOTHING_WRITTEN, Exchange
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,10 @@ class OpcuaProtocolServer:
             settings = _settings(setup)
             entries = setup.spec.entries(setup.scenario.tags)
             nodes = resolve(setup.name, settings.namespace, entries, dict(setup.scenario.tags))
-            self.devices[setup.name] = OpcuaDeviceServer(settings, nodes, setup.plant)
+            device = OpcuaDeviceServer(settings, nodes, setup.plant)
+            device._on_service = _logger(setup, device)
+            device._freeze_active = _freeze_check(hooks, setup.name)
+            self.devices[setup.name] = device
 
     def about(self, device: str) -> DeviceAbout:
         return DeviceAbout(transport="tcp")
@@ -121,7 +126,7 @@ class OpcuaProtocolServer:
         if exception is None:
             device.clear_exception()
         else:
-            code = exception.params.get("code", "BadCommunicationError")
+            code = exception.params.get("code") or "BadCommunicationError"
             device.set_exception(
                 status_code(code), _nodes(device, exception), exception.probability, exception.count, 0
             )
@@ -129,7 +134,7 @@ class OpcuaProtocolServer:
         if quality is None:
             device.set_quality(0, None)
         else:
-            device.set_quality(status_code(quality.params.get("code", "BadSensorFailure")), _nodes(device, quality))
+            device.set_quality(status_code(quality.params.get("code") or "BadSensorFailure"), _nodes(device, quality))
         device.freeze(any(f.kind == "freeze" for f in faults))
         reboots = {id(f) for f in faults if f.kind == "reboot"}
         if reboots - self._rebooted.get(name, set()):
@@ -145,6 +150,39 @@ class OpcuaProtocolServer:
 
     def gates(self, loop: asyncio.AbstractEventLoop) -> Sequence[ListenerGate]:
         return ()
+
+
+def _freeze_check(hooks: FaultHooks, device: str) -> Callable[[], bool]:
+    def frozen() -> bool:
+        return any(spec.kind == "freeze" for spec in _active(hooks, device))
+
+    return frozen
+
+
+def _logger(setup: DeviceSetup, device: OpcuaDeviceServer) -> Callable[[ServiceEvent], None]:
+    """Each service the server answered, as an exchange of the device's traffic log."""
+    log_, plant, name, nodes = setup.log, setup.plant, setup.name, device.nodes
+
+    def record(event: ServiceEvent) -> None:
+        at, service, request_id, channel, session, touched = event
+        request = OpcuaRequest(service, tuple(device.node_id(i) for i, _ in touched), session)
+        written = {nodes[i].tag: plant.get(nodes[i].tag) for i, code in touched if service == "Write" and code == 0}
+        log_.record(
+            Exchange(
+                plant_time=plant.time,
+                wall_time=at,
+                device=name,
+                client=f"channel {channel}",
+                unit=None,
+                transaction_id=request_id,
+                request=request,
+                response=tuple(code for _, code in touched),
+                written=written or NOTHING_WRITTEN,
+                codec=CODEC,
+            )
+        )
+
+    return record
 
 
 def _active(hooks: FaultHooks, device: str) -> list[Any]:

@@ -9,7 +9,6 @@ from pydantic import Field, field_validator
 from simulators.opcua.nodes import OPCUA_TYPES
 from simulators.scenario import DeviceModel, KnownTag, _Strict
 
-
 SecurityName = Literal["None", "Basic256Sha256"]
 
 

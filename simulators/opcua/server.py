@@ -68,6 +68,10 @@ def status_name(code: int) -> str:
     return opcua_status_name(code)
 
 
+ServiceEvent = tuple[float, str, int, int, "str | None", list[tuple[int, int]]]
+"""(time, service, request id, channel id, session, [(variable index, status)]) as the server logs it."""
+
+
 @dataclass(frozen=True)
 class OpcuaSettings:
     """A device's server settings, from its scenario entry."""
@@ -93,7 +97,8 @@ class OpcuaDeviceServer:
         nodes: list[ServedNode],
         plant: Any,
         *,
-        on_service: Callable[[tuple[float, str, int, int, str | None, list[tuple[int, int]]]], None] | None = None,
+        on_service: Callable[[ServiceEvent], None] | None = None,
+        frozen: Callable[[], bool] | None = None,
     ) -> None:
         self.settings = settings
         self.nodes = nodes
@@ -106,6 +111,7 @@ class OpcuaDeviceServer:
         self._quality: int = 0
         self._quality_nodes: set[int] | None = None
         self._on_service = on_service
+        self._freeze_active = frozen
         self.advertised_url: str | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -190,6 +196,9 @@ class OpcuaDeviceServer:
         server = self._server
         if server is None or self._frozen:
             return
+        if self._freeze_active is not None and self._freeze_active():
+            self._frozen = True  # a freeze began before the host's loop heard of it: the values stop here
+            return
         now = time.time()
         batch = []
         for tag, value in changes.items():
@@ -231,6 +240,11 @@ class OpcuaDeviceServer:
             sink(event)
 
     # --- faults ----------------------------------------------------------------------------------
+
+    def node_id(self, index: int) -> str:
+        """Variable `index`'s NodeId as the server numbers it (`ns=2;s=tank.level`)."""
+        server = self._server
+        return str(server.node_ids[index]) if server is not None else self.nodes[index].node_id
 
     def indexes(self, node: str | None) -> list[int] | None:
         """The variables a fault's `match: {node: ...}` names (a NodeId as served or a tag name)."""

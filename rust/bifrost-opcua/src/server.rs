@@ -262,6 +262,9 @@ impl Shared {
             events.pop_front();
         }
         events.push_back(event);
+        drop(events);
+        // The owner drains events where it drains writes: wake it for them too.
+        self.wake();
     }
 
     fn wake(&self) {
@@ -473,7 +476,8 @@ impl Server {
         }
     }
 
-    /// A file descriptor that turns readable when client writes wait in [`Server::drain_writes`];
+    /// A file descriptor that turns readable when client writes wait in [`Server::drain_writes`]
+    /// (or, while services are logged, events in [`Server::drain_events`]);
     /// read it empty with [`Server::clear_wake`].
     #[must_use]
     pub fn wake_fd(&self) -> RawFd {
