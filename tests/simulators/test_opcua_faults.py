@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 pytest.importorskip("asyncua")
-from asyncua import Client, ua  # noqa: E402
+from asyncua import Client, ua
 
-from simulators import SimHost  # noqa: E402
+from simulators import SimHost
 
 SCENARIO = textwrap.dedent(
     """
