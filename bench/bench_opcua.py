@@ -19,7 +19,7 @@ import asyncio
 import statistics
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 NS = "urn:bifrost:bench"
