@@ -1,9 +1,10 @@
 """The OPC UA front-end, as simulators.protocols sees it: devices, their servers, their URLs.
 
-Each device is its own C server (bifrost._native.OpcuaServer) on its own port. Whole-device faults
-(exception with an OPC UA status, bad_quality, freeze, reboot, with `match: {node: ...}`) are set
-into the server when the host's FaultWatch says faults changed; transport faults are not applied to
-OPC UA devices yet (the C server owns its socket).
+Each device is its own C server (bifrost._native.OpcuaServer). With fault hooks, the device's port is
+a relay's (simulators/opcua/relay.py) that passes each connection to the C server through the fault
+lanes, so transport faults apply as to a Modbus device; with NoFaults the C server listens on the
+device's port itself. Protocol faults (exception with an OPC UA status, bad_quality, freeze, reboot,
+with `match: {node: ...}`) are set into the server when the host's FaultWatch says faults changed.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from bifrost.errors import ConfigError
-from simulators.hooks import FaultHooks, ListenerInfo
+from simulators.hooks import FaultHooks, ListenerInfo, NoFaults
 from simulators.opcua.model import OpcuaDeviceModel, OpcuaUser
 from simulators.opcua.nodes import resolve
+from simulators.opcua.relay import Relay
 from simulators.opcua.server import OpcuaDeviceServer, OpcuaSettings, ServiceEvent, status_code
 from simulators.opcua.traffic import CODEC, OpcuaRequest
 from simulators.protocols import DeviceAbout, DeviceSetup, ListenerGate, Sleep
@@ -67,7 +69,9 @@ class OpcuaProtocolServer:
     def __init__(self, setups: Sequence[DeviceSetup], hooks: FaultHooks) -> None:
         self.hooks = hooks
         self.devices: dict[str, OpcuaDeviceServer] = {}
+        self.relays: dict[str, Relay] = {}
         self._rebooted: dict[str, set[int]] = {}
+        direct = type(hooks) is NoFaults  # nothing to inject: the bare fast path
         for setup in setups:
             settings = _settings(setup)
             entries = setup.spec.entries(setup.scenario.tags)
@@ -76,6 +80,8 @@ class OpcuaProtocolServer:
             device._on_service = _logger(setup, device)
             device._freeze_active = _freeze_check(hooks, setup.name)
             self.devices[setup.name] = device
+            if not direct:
+                self.relays[setup.name] = Relay(setup.name, hooks, setup.host, setup.port)
 
     def about(self, device: str) -> DeviceAbout:
         return DeviceAbout(transport="tcp")
@@ -83,33 +89,46 @@ class OpcuaProtocolServer:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         started: list[OpcuaDeviceServer] = []
         try:
-            for device in self.devices.values():
-                device.start(loop)
+            for name, device in self.devices.items():
+                relay = self.relays.get(name)
+                if relay is None:
+                    device.start(loop)
+                else:
+                    port = relay.bind()
+                    shown = relay.info.address.rsplit(":", 1)[0]
+                    url = f"opc.tcp://{shown}:{port}{device.settings.path}"
+                    device.start(loop, host="127.0.0.1", port=0, advertised_url=url)
+                    relay.start(loop, device.port)
                 started.append(device)
         except BaseException:
             for device in started:
                 device.stop()
+            for relay in self.relays.values():
+                relay.close()
             raise
         self.changed()
 
     def url(self, device: str) -> str:
-        return self.devices[device].url
+        found = self.devices[device]
+        return found.advertised_url or found.url
 
     @property
     def listeners(self) -> Sequence[ListenerInfo]:
-        return ()
+        return tuple(relay.info for relay in self.relays.values())
 
     def disconnect(self, device: str) -> int:
         found = self.devices.get(device)
         if found is None or found.native is None:
             return 0
         found.native.drop_sessions()
-        return 1
+        relay = self.relays.get(device)
+        return relay.disconnect() if relay is not None else 1
 
     def close(self) -> list[asyncio.Task[None]]:
+        tasks = [task for relay in self.relays.values() for task in relay.close()]
         for device in self.devices.values():
             device.stop()
-        return []
+        return tasks
 
     def changed(self) -> None:
         for name, device in self.devices.items():

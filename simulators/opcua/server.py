@@ -133,8 +133,15 @@ class OpcuaDeviceServer:
         return self._server
 
     def start(
-        self, loop: asyncio.AbstractEventLoop, *, port: int | None = None, advertised_url: str | None = None
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        advertised_url: str | None = None,
     ) -> None:
+        """Serve on the settings' host and port, or (behind a relay) on `host`:`port`, advertising
+        `advertised_url` as the discovery URL."""
         from bifrost._native import OpcuaServer
 
         s = self.settings
@@ -153,7 +160,7 @@ class OpcuaDeviceServer:
         ]
         try:
             self._server = OpcuaServer(
-                host=s.host,
+                host=s.host if host is None else host,
                 port=s.port if port is None else port,
                 path=s.path,
                 device=s.name,
@@ -169,6 +176,7 @@ class OpcuaDeviceServer:
         except OSError as exc:
             raise ConfigError(f"device {s.name}: cannot serve OPC UA on {s.host}:{s.port}: {exc}") from None
         self._loop = loop
+        self.advertised_url = advertised_url
         loop.add_reader(self._server.wake_fd(), self._take_writes)
         self._unsubscribe = self.plant.on_change(self._on_plant)
         if self._on_service is not None:

@@ -96,3 +96,33 @@ def test_traffic_log_shows_services_nodes_and_statuses(host: SimHost) -> None:
     assert log.count(function=ua.ObjectIds.ReadRequest) >= 2
     assert log.writes("pump.run") == [True]
     assert host.plant.get("pump.run") is True
+
+
+def test_transport_faults_act_in_front_of_the_server(host: SimHost) -> None:
+    async def run() -> None:
+        with host.inject_fault("hmi", "refuse"), pytest.raises((OSError, ua.UaError, asyncio.TimeoutError)):
+            async with Client(host.url("hmi"), timeout=2):
+                pass
+        async with Client(host.url("hmi")) as client:
+            assert await client.get_node(LEVEL).read_value() == pytest.approx(40.0)
+            broken = pytest.raises((OSError, ua.UaError, asyncio.TimeoutError, ConnectionError))
+            with host.inject_fault("hmi", "reset"), broken:
+                await client.get_node(LEVEL).read_value()
+        async with Client(host.url("hmi")) as client:  # a new connection after the fault is served
+            assert await client.get_node(LEVEL).read_value() == pytest.approx(40.0)
+
+    asyncio.run(run())
+
+
+def test_without_fault_hooks_the_server_listens_on_the_device_port(tmp_path: Path) -> None:
+    from simulators.hooks import NoFaults
+
+    path = tmp_path / "ua.yaml"
+    path.write_text(SCENARIO)
+    with SimHost(str(path), clock="virtual", any_port=True, hooks=NoFaults()) as sim:
+
+        async def run() -> None:
+            async with Client(sim.url("hmi")) as client:
+                assert await client.get_node(LEVEL).read_value() == pytest.approx(40.0)
+
+        asyncio.run(run())
