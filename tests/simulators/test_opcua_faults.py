@@ -126,3 +126,15 @@ def test_without_fault_hooks_the_server_listens_on_the_device_port(tmp_path: Pat
                 assert await client.get_node(LEVEL).read_value() == pytest.approx(40.0)
 
         asyncio.run(run())
+
+
+def test_reset_between_tests_puts_written_values_back(host: SimHost) -> None:
+    async def write_then_read() -> tuple[bool, bool]:
+        async with Client(host.url("hmi")) as client:
+            pump = client.get_node(PUMP)
+            await pump.write_value(ua.DataValue(ua.Variant(True, ua.VariantType.Boolean)))
+            written = await pump.read_value()
+            host.reset()
+            return written, await pump.read_value()
+
+    assert asyncio.run(write_then_read()) == (True, False)
