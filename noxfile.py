@@ -45,7 +45,7 @@ def typing(session: nox.Session) -> None:
 @nox.session
 def rust(session: nox.Session) -> None:
     """cargo test of the pure crates."""
-    session.run("cargo", "test", "--workspace", "--exclude", "bifrost-py", external=True)
+    session.run("cargo", "test", "--release", "--workspace", "--exclude", "bifrost-py", external=True)
 
 
 @nox.session
