@@ -5,6 +5,8 @@
 //! * `modbus.rs`: the Modbus client engine (`ModbusClient`, `NativePlan`, `NativeSubscription`,
 //!   `NativePointSubscription`).
 //! * `opcua_server.rs`: the simulator's OPC UA server (`OpcuaServer`) over `bifrost-opcua`.
+//! * `session.rs`: `TcpSession`, Modbus TCP driven by the asyncio loop (no thread hop).
+//! * `fleet.rs`: `FleetPoll`, many sessions polled in one loop, one batch per cycle.
 //! * `bridge.rs`: how work on the tokio runtime becomes an asyncio awaitable.
 //! * `errors.rs`: the engine's errors as `bifrost.errors` exceptions.
 
@@ -15,9 +17,11 @@
 mod bridge;
 mod codec;
 mod errors;
+mod fleet;
 mod modbus;
 mod opcua_server;
 mod point;
+mod session;
 
 use pyo3::prelude::*;
 
@@ -36,5 +40,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(opcua_server::opcua_status_code, m)?)?;
     m.add_function(wrap_pyfunction!(opcua_server::opcua_status_name, m)?)?;
     m.add_function(wrap_pyfunction!(opcua_server::opcua_certificate, m)?)?;
+    m.add_class::<session::TcpSession>()?;
+    m.add_class::<fleet::FleetPoll>()?;
     Ok(())
 }
