@@ -17,6 +17,7 @@ import pytest
 
 Target = Literal["sim", "real"]
 ClockKind = Literal["virtual", "system"]
+MqttBrokerKind = Literal["auto", "mosquitto", "amqtt"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Option:
 
     @property
     def ini(self) -> str:
-        return "bifrost_" + self.key
+        return "bifrost_" + self.key.replace("-", "_")
 
     @property
     def dest(self) -> str:
@@ -72,6 +73,14 @@ OPTIONS: tuple[Option, ...] = (
         choices=("virtual", "system"),
         default="virtual",
     ),
+    Option(
+        "mqtt-broker",
+        "auto|mosquitto|amqtt",
+        "the broker bifrost_mqtt_broker runs: mosquitto (a child process), amqtt (in-process), or auto "
+        "(mosquitto when installed, else amqtt; the default)",
+        choices=("auto", "mosquitto", "amqtt"),
+        default="auto",
+    ),
 )
 
 # name(args) -> what it does; registered in pytest_configure so that --strict-markers accepts them.
@@ -95,6 +104,7 @@ class Settings:
     devices_file: Path | None = None
     # Device name -> URL; read only for the real target, so a CI run need not have the rig's file.
     devices: Mapping[str, str] = field(default_factory=dict)
+    mqtt_broker: MqttBrokerKind = "auto"
 
     @property
     def real(self) -> bool:
@@ -176,4 +186,5 @@ def read_settings(config: pytest.Config) -> Settings:
         scenarios_dir=scenarios_dir,
         devices_file=devices_file,
         devices=devices,
+        mqtt_broker=cast(MqttBrokerKind, given["mqtt-broker"][1]),
     )
