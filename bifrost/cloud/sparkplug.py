@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -138,6 +138,7 @@ class SparkplugNode:
         self.bdseq = self._next_bdseq(peek=True)
         self._seq = 0
         self._lock = asyncio.Lock()
+        self.changed = asyncio.Event()  # set after each birth sequence and each command handled
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -236,6 +237,7 @@ class SparkplugNode:
                 topic(self.group, "DBIRTH", self.node, device), self.dbirth(device, self._take_seq()), qos=0
             )
         self.stats.births += 1
+        self.changed.set()
 
     async def _session(self, client: aiomqtt.Client) -> None:
         self._client = client
@@ -277,6 +279,7 @@ class SparkplugNode:
                 # A bad command never stops the node.
                 self.stats.bad_commands += 1
                 self.stats.last_error = f"{message.topic}: {exc}"
+            self.changed.set()
 
     async def _ncmd(self, client: aiomqtt.Client, payload: Payload) -> None:
         for metric in payload.metrics:
@@ -354,6 +357,12 @@ class SparkplugNode:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Wait until `condition()` holds, checked after each birth sequence and each command."""
+        while not condition():
+            self.changed.clear()
+            await self.changed.wait()
 
     def health(self) -> dict[str, Any]:
         return {

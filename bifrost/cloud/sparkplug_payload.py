@@ -52,6 +52,17 @@ class DataType(IntEnum):
 _INT32 = {DataType.Int8, DataType.Int16, DataType.Int32, DataType.UInt8, DataType.UInt16, DataType.UInt32}
 _INT64 = {DataType.Int64, DataType.UInt64, DataType.DateTime}
 _SIGNED = {DataType.Int8: 32, DataType.Int16: 32, DataType.Int32: 32, DataType.Int64: 64}
+_RANGE = {
+    DataType.Int8: (-(2**7), 2**7 - 1),
+    DataType.Int16: (-(2**15), 2**15 - 1),
+    DataType.Int32: (-(2**31), 2**31 - 1),
+    DataType.Int64: (-(2**63), 2**63 - 1),
+    DataType.UInt8: (0, 2**8 - 1),
+    DataType.UInt16: (0, 2**16 - 1),
+    DataType.UInt32: (0, 2**32 - 1),
+    DataType.UInt64: (0, 2**64 - 1),
+    DataType.DateTime: (0, 2**64 - 1),
+}
 _STRINGS = {DataType.String, DataType.Text, DataType.UUID}
 _BYTES = {DataType.Bytes, DataType.File}
 
@@ -150,8 +161,7 @@ def _value_fields(datatype: int, value: Any, base: int, where: str) -> bytes:
         if kind in _INT32 or kind in _INT64:
             number = int(value)
             bits = 32 if kind in _INT32 else 64
-            lo = -(2 ** (bits - 1)) if kind in _SIGNED else 0
-            hi = 2 ** (bits - 1) - 1 if kind in _SIGNED else 2**bits - 1
+            lo, hi = _RANGE[kind]
             if not lo <= number <= hi:
                 raise EncodeError(f"{where}: {number} does not fit {kind.name}")
             return _uint_field(base if kind in _INT32 else base + 1, number & (2**bits - 1))

@@ -22,6 +22,8 @@ from pytest_bifrost.mqtt import MqttBroker
 class Received:
     topic: str
     payload: bytes
+    qos: int = 0
+    retain: bool = False
 
 
 class Subscriber:
@@ -46,7 +48,7 @@ class Subscriber:
             "1",
             "-c",
         ]
-        args += ["-i", f"sub-{uuid.uuid4().hex[:8]}", "-d", "-F", "MSG %t %x", *extra]
+        args += ["-i", f"sub-{uuid.uuid4().hex[:8]}", "-d", "-F", "MSG %q %r %t %x", *extra]
         self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         threading.Thread(target=self._read, daemon=True).start()
         if not self._ready.wait(10):
@@ -59,8 +61,9 @@ class Subscriber:
             if "SUBACK" in line:
                 self._ready.set()
             elif line.startswith("MSG "):
-                _, topic, hexed = ([*line.rstrip("\n").split(" ", 2), ""])[:3]
-                self._queue.put(Received(topic, bytes.fromhex(hexed)))
+                _, qos, retain, topic, *hexed = line.rstrip("\n").split(" ", 4)
+                payload = bytes.fromhex(hexed[0] if hexed else "")
+                self._queue.put(Received(topic, payload, int(qos), retain == "1"))
 
     def wait_for(self, done: Callable[[list[Received]], bool], timeout: float = 20.0) -> list[Received]:
         """Collect messages until `done(messages)` holds; fail after `timeout` seconds."""
@@ -92,3 +95,26 @@ def subscribe(bifrost_mqtt_broker: MqttBroker) -> Iterator[Callable[..., Subscri
     yield start
     for sub in made:
         sub.close()
+
+
+@pytest.fixture(scope="session")
+def spb(tmp_path_factory: pytest.TempPathFactory) -> type:
+    """The independent Sparkplug decoder: sparkplug_b.proto (typed from the spec) compiled by protoc from
+    grpcio-tools, its messages built by Google's protobuf runtime."""
+    import importlib.resources
+    from pathlib import Path
+
+    protoc = pytest.importorskip("grpc_tools.protoc")
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    out = tmp_path_factory.mktemp("spb") / "sparkplug_b.desc"
+    here = Path(__file__).parent
+    include = str(importlib.resources.files("grpc_tools") / "_proto")
+    args = ["protoc", f"-I{here}", f"-I{include}", f"--descriptor_set_out={out}", "sparkplug_b.proto"]
+    assert protoc.main(args) == 0, "protoc failed on sparkplug_b.proto"
+    files = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
+    pool = descriptor_pool.DescriptorPool()
+    for file in files.file:
+        pool.Add(file)
+    payload: type = message_factory.GetMessageClass(pool.FindMessageTypeByName("test.sparkplug_b.Payload"))
+    return payload
