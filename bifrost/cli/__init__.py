@@ -28,5 +28,19 @@ def schemes() -> None:
     Console().print(table)
 
 
+@app.command()
+def bridge(
+    config: str = typer.Argument(..., help="The bridge's YAML file: devices to poll, sinks to publish to."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON health line per period instead of a status line."
+    ),
+) -> None:
+    """Poll devices and publish what changes to MQTT, Sparkplug B, AWS IoT or Azure IoT Hub, through a
+    durable queue per sink (nothing is lost when the link drops). Stops on Ctrl-C or SIGTERM."""
+    from bifrost.cli.bridge import run_bridge  # the cloud stack only for the command that needs it
+
+    run_bridge(config, as_json=as_json)
+
+
 def main() -> None:
     app()
