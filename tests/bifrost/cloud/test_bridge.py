@@ -48,7 +48,7 @@ class Proc:
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None and self.lines.empty():
+            if left <= 0 or (self.proc.poll() is not None and self.lines.empty()):
                 raise AssertionError(f"no such line within {timeout}s (exit code {self.proc.poll()})")
             try:
                 line = self.lines.get(timeout=min(left, 0.5))
