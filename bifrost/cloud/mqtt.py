@@ -16,7 +16,7 @@ import random
 import ssl
 import string
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -45,10 +45,13 @@ class MqttTls:
     cert: Path | None = None
     key: Path | None = None
     check_hostname: bool = True
+    alpn: tuple[str, ...] = ()  # AWS IoT on port 443 wants "x-amzn-mqtt-ca"
 
     def context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.ca) if self.ca else None)
         context.check_hostname = self.check_hostname
+        if self.alpn:
+            context.set_alpn_protocols(list(self.alpn))
         if self.cert is not None:
             context.load_cert_chain(str(self.cert), str(self.key) if self.key else None)
         elif self.key is not None:
@@ -119,14 +122,22 @@ class LinkState:
 
 
 Session = Callable[["aiomqtt.Client"], Awaitable[None]]
+Encode = Callable[[Message, bool], tuple[str, bytes]]
 
 
 class MqttLink:
     """One supervised connection: `await link.run(session)` connects, runs `session(client)` until the
     link drops, waits out a backoff and connects again, until cancelled."""
 
-    def __init__(self, settings: MqttSettings, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        rng: random.Random | None = None,
+        password: Callable[[], str] | None = None,
+    ) -> None:
         self.settings = settings
+        self.password = password  # called before each connect (a SAS token that expires, ...)
         self.state = LinkState()
         self.up = asyncio.Event()
         self.down = asyncio.Event()  # set when a connection that was up dropped; cleared on connect
@@ -140,7 +151,7 @@ class MqttLink:
             s.host,
             s.port,
             username=s.username,
-            password=s.password,
+            password=self.password() if self.password else s.password,
             identifier=s.client_id,
             clean_session=s.clean_session,
             keepalive=s.keepalive,
@@ -236,6 +247,10 @@ class MqttPublisher:
         qos: int = 1,
         retain: bool = False,
         batch: int = 200,
+        encode: Encode | None = None,
+        subscriptions: Sequence[str] = (),
+        on_message: Callable[[str, bytes], None] | None = None,
+        password: Callable[[], str] | None = None,
     ) -> None:
         if qos not in (0, 1):
             raise ConfigError(f"qos={qos}: expected 0 or 1")
@@ -244,8 +259,13 @@ class MqttPublisher:
         self.topic = check_topic_template(topic)
         self.qos = qos
         self.retain = retain
-        self.link = MqttLink(settings)
+        self.link = MqttLink(settings, password=password)
         self.forwarder = Forwarder(buffer, batch=batch)
+        # How a queued message goes on the wire: (topic, payload). By default the JSON gets its id and the
+        # historical flag; a cloud service with a fixed document shape (a device shadow) passes its own.
+        self.encode: Encode = encode or (lambda m, historical: (m.topic, stamp(m, historical)))
+        self.subscriptions = list(subscriptions)
+        self.on_message = on_message
         self._task: asyncio.Task[None] | None = None
 
     def publish(self, device: str, tag: str, point: DataPoint) -> Message:
@@ -264,11 +284,36 @@ class MqttPublisher:
         self.forwarder.notify()
         return messages
 
+    def put(self, topic: str, payload: bytes, *, qos: int | None = None, retain: bool = False) -> Message:
+        """Queue a message of any shape (a shadow update, a twin patch); durable when it returns."""
+        message = self.buffer.put(topic, payload, qos=self.qos if qos is None else qos, retain=retain)
+        self.forwarder.notify()
+        return message
+
     async def _session(self, client: aiomqtt.Client) -> None:
         async def send(message: Message, historical: bool) -> None:
-            await client.publish(message.topic, stamp(message, historical), message.qos, message.retain)
+            topic, payload = self.encode(message, historical)
+            await client.publish(topic, payload, message.qos, message.retain)
 
-        await self.forwarder.run(send)
+        for topic in self.subscriptions:
+            await client.subscribe(topic, qos=1)
+        tasks = [asyncio.ensure_future(self.forwarder.run(send))]
+        if self.subscriptions:
+            tasks.append(asyncio.ensure_future(self._receive(client)))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = message.payload if isinstance(message.payload, (bytes, bytearray)) else b""
+            if self.on_message is not None:
+                self.on_message(str(message.topic), bytes(payload))
 
     def start(self) -> None:
         if self._task is None:
