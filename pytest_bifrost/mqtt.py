@@ -65,20 +65,27 @@ class MqttBroker:
     """`broker.start()`, `broker.stop()`, `broker.start()` again on the same port; `host`, `port`, `url`."""
 
     def __init__(
-        self, *, kind: BrokerKind = "auto", tls: BrokerTls | None = None, host: str = "127.0.0.1", config: str = ""
+        self,
+        *,
+        kind: BrokerKind = "auto",
+        tls: BrokerTls | None = None,
+        host: str = "127.0.0.1",
+        users: dict[str, str] | None = None,
+        config: str = "",
     ) -> None:
         found = mosquitto_path()
         if kind == "auto":
             kind = "mosquitto" if found else "amqtt"
         if kind == "mosquitto" and not found:
             raise BrokerError("mosquitto is not installed (apt-get install mosquitto)")
-        if kind == "amqtt" and tls is not None:
-            raise BrokerError("the amqtt fallback serves plain MQTT only; TLS tests need mosquitto")
+        if kind == "amqtt" and (tls is not None or users):
+            raise BrokerError("the amqtt fallback serves plain anonymous MQTT only; TLS and users need mosquitto")
         self.kind: Literal["mosquitto", "amqtt"] = kind
         self.tls = tls
         self.host = host
         self.port = 0
         self.extra_config = config
+        self.users = dict(users or {})  # username -> password; when given, anonymous clients are refused
         self._binary = found
         self._dir = Path(tempfile.mkdtemp(prefix="bifrost-mqtt-"))
         self._proc: subprocess.Popen[bytes] | None = None
@@ -126,13 +133,15 @@ class MqttBroker:
         # across an outage, as a production broker does; a kill loses what was not saved, as a crash does.
         lines = [
             f"listener {port} {self.host}",
-            "allow_anonymous true",
+            f"allow_anonymous {'false' if self.users else 'true'}",
             "persistence true",
             f"persistence_location {self._dir}/",
             "log_dest stderr",
             # Started as root, mosquitto would switch to user `mosquitto`, who cannot write our temp folder.
             f"user {pwd.getpwuid(os.geteuid()).pw_name}",
         ]
+        if self.users:
+            lines.append(f"password_file {self._password_file()}")
         if self.tls is not None:
             lines += [f"cafile {self.tls.ca}", f"certfile {self.tls.cert}", f"keyfile {self.tls.key}"]
             if self.tls.require_certificate:
@@ -156,6 +165,13 @@ class MqttBroker:
         proc.kill()
         proc.wait()
         raise BrokerError(f"mosquitto did not listen on {self.host}:{port} in {START_TIMEOUT}s:\n{log.read_text()}")
+
+    def _password_file(self) -> Path:
+        path = self._dir / "passwords"
+        path.write_text("".join(f"{user}:{password}\n" for user, password in self.users.items()))
+        tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+        subprocess.run([tool, "-U", str(path)], check=True, capture_output=True)  # hash them in place
+        return path
 
     def stop(self, *, crash: bool = False) -> None:
         """Stop the broker (an outage); clients see their connection drop. `crash=True` kills it (SIGKILL:
