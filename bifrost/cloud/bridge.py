@@ -12,6 +12,8 @@ devices:
 sinks:
   cloud: {kind: mqtt, url: "mqtt://broker:1883", topic: "plant/{device}/{tag_path}", qos: 1}
   scada: {kind: sparkplug, url: "mqtt://broker:1883", group: plant, node: edge1}
+  aws: {kind: aws, endpoint: xxxx-ats.iot.eu-west-1.amazonaws.com, thing: edge1, cert: edge1.pem, key: edge1.key}
+  azure: {kind: azure, connection_string: "HostName=hub.azure-devices.net;DeviceId=edge1;SharedAccessKey=..."}
 ```
 
 Relative paths are relative to the config file. Every mistake is reported with its file:line:col.
@@ -118,10 +120,32 @@ class SparkplugSinkConfig(_Strict):
     key: str | None = None
 
 
+class AwsSinkConfig(_Strict):
+    kind: Literal["aws"]
+    endpoint: str
+    thing: str
+    cert: str
+    key: str
+    ca: str | None = None
+    port: int = 8883
+    topic: str = "dt/bifrost/{thing}/{device}/{tag_path}"
+    shadow: bool = False  # also report the latest values to the device shadow
+
+
+class AzureSinkConfig(_Strict):
+    kind: Literal["azure"]
+    connection_string: str
+    ca: str | None = None
+    twin: bool = False  # also report the latest values as twin reported properties
+
+
+SinkConfig = MqttSinkConfig | SparkplugSinkConfig | AwsSinkConfig | AzureSinkConfig
+
+
 class BridgeConfig(_Strict):
     buffer: BufferConfig = BufferConfig()
     devices: dict[str, DeviceConfig]
-    sinks: dict[str, Annotated[MqttSinkConfig | SparkplugSinkConfig, Field(discriminator="kind")]]
+    sinks: dict[str, Annotated[SinkConfig, Field(discriminator="kind")]]
     health_interval: float = 1.0
 
     @field_validator("health_interval", mode="before")
@@ -187,8 +211,26 @@ class Bridge:
         path = Path(raw)
         return path if path.is_absolute() else self.base / path
 
-    def _sink(self, name: str, sink: MqttSinkConfig | SparkplugSinkConfig, buffer: DurableBuffer) -> Any:
+    def _sink(self, name: str, sink: SinkConfig, buffer: DurableBuffer) -> Any:
         from bifrost.cloud.mqtt import MqttPublisher, MqttSettings, MqttTls
+
+        if isinstance(sink, AwsSinkConfig):
+            from bifrost.cloud.aws import AwsIotPublisher, AwsIotSettings
+
+            aws = AwsIotSettings(
+                sink.endpoint,
+                sink.thing,
+                self._path(sink.cert),
+                self._path(sink.key),
+                self._path(sink.ca) if sink.ca else None,
+                sink.port,
+            )
+            return AwsIotPublisher(aws, buffer, topic=sink.topic)
+        if isinstance(sink, AzureSinkConfig):
+            from bifrost.cloud.azure import AzureIotPublisher, AzureIotSettings
+
+            ca = str(self._path(sink.ca)) if sink.ca else None
+            return AzureIotPublisher(AzureIotSettings.from_connection_string(sink.connection_string, ca=ca), buffer)
 
         tls = None
         if sink.ca or sink.cert:
@@ -207,9 +249,12 @@ class Bridge:
     def _publish(self, device: str, points: Mapping[str, DataPoint]) -> None:
         from bifrost.cloud.mqtt import MqttPublisher
 
-        for sink in self.sinks.values():
+        for name, sink in self.sinks.items():
             if isinstance(sink, MqttPublisher):
                 sink.publish_many(device, points)
+                config = self.config.sinks[name]
+                if getattr(config, "shadow", False) or getattr(config, "twin", False):
+                    sink.report(device, points)  # type: ignore[attr-defined]
             else:
                 sink.publish(device, points)
 
@@ -225,6 +270,9 @@ class Bridge:
                 async with bifrost.connect(device.url, tags=tags) as plc:
                     state.connected = True
                     delay = 0.2
+                    for sink in self.sinks.values():
+                        if hasattr(sink, "connections"):  # a Sparkplug node writes DCMDs through it
+                            sink.connections[name] = plc
                     async for changed in plc.subscribe(list(tags), interval=device.interval, deadband=device.deadband):
                         state.polls += 1
                         state.changes += len(changed)
@@ -233,6 +281,9 @@ class Bridge:
                 state.last_error = f"{device.url}: {exc}"
             finally:
                 state.connected = False
+                for sink in self.sinks.values():
+                    if hasattr(sink, "connections"):
+                        sink.connections.pop(name, None)
             await asyncio.sleep(delay)  # the reconnect delay
             delay = min(delay * 2, 10.0)
 
