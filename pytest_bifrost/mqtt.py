@@ -239,8 +239,13 @@ class _AmqttThread:
         self._thread.start()
 
         async def start() -> object:
-            broker = Broker(config, loop=self._loop)
-            await broker.start()
+            import warnings
+
+            with warnings.catch_warnings():
+                # amqtt 0.12 warns about its own plugin loading and optional psutil; nothing for us to do.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                broker = Broker(config, loop=self._loop)
+                await broker.start()
             return broker
 
         try:

@@ -136,3 +136,23 @@ async def test_outage_queues_then_replays_marked_historical(
     assert values == list(range(21)), "nothing lost, order kept"
     assert all(b["historical"] for b in seen.values() if b["value"] >= 1)
     assert not seen[next(iter(seen))]["historical"]
+
+
+def test_heavy_dependencies_load_only_when_used_and_a_missing_extra_is_named() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import bifrost.cloud.aws, bifrost.cloud.azure, bifrost.cloud.bridge\n"
+        "import bifrost.cloud.mqtt, bifrost.cloud.sparkplug\n"
+        "assert 'aiomqtt' not in sys.modules and 'boto3' not in sys.modules, sorted(sys.modules)\n"
+        "sys.modules['aiomqtt'] = None  # as if the extra were not installed\n"
+        "from bifrost.cloud.mqtt import MqttLink, MqttSettings\n"
+        "try:\n"
+        "    MqttLink(MqttSettings('127.0.0.1')).client()\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert 'pip install "bifrost[cloud]"' in out
