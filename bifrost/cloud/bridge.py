@@ -258,22 +258,32 @@ class Bridge:
             else:
                 sink.publish(device, points)
 
+    def _sparkplug_nodes(self) -> list[Any]:
+        from bifrost.cloud.sparkplug import SparkplugNode
+
+        return [sink for sink in self.sinks.values() if isinstance(sink, SparkplugNode)]
+
     async def _poll(self, name: str) -> None:
         import bifrost
 
         device = self.config.devices[name]
         state = self.devices[name]
         tags = self.tagmaps[name]
+        nodes = self._sparkplug_nodes()
         delay = 0.2
+        alive = True  # as the Sparkplug node's births say: each device is born with the node
         while True:
             try:
                 async with bifrost.connect(device.url, tags=tags) as plc:
                     state.connected = True
-                    delay = 0.2
-                    for sink in self.sinks.values():
-                        if hasattr(sink, "connections"):  # a Sparkplug node writes DCMDs through it
-                            sink.connections[name] = plc
+                    for node in nodes:
+                        node.connections[name] = plc  # DCMD writes go through the live connection
                     async for changed in plc.subscribe(list(tags), interval=device.interval, deadband=device.deadband):
+                        delay = 0.2
+                        if not alive:  # it answers again: a fresh DBIRTH before its data
+                            for node in nodes:
+                                await node.device_birth(name)
+                            alive = True
                         state.polls += 1
                         state.changes += len(changed)
                         self._publish(name, changed)
@@ -281,9 +291,12 @@ class Bridge:
                 state.last_error = f"{device.url}: {exc}"
             finally:
                 state.connected = False
-                for sink in self.sinks.values():
-                    if hasattr(sink, "connections"):
-                        sink.connections.pop(name, None)
+                for node in nodes:
+                    node.connections.pop(name, None)
+            if alive:  # lost: one DDEATH (tck-id-operational-behavior-device-ddeath), not one per retry
+                for node in nodes:
+                    await node.device_death(name)
+                alive = False
             await asyncio.sleep(delay)  # the reconnect delay
             delay = min(delay * 2, 10.0)
 

@@ -318,17 +318,23 @@ class SparkplugNode:
         """Publish DDEATH for a device whose PLC was lost (when the link is up)."""
         client = self._client
         if client is not None:
-            async with self._lock:
-                payload = encode_payload(Payload(timestamp=_ms(time.time()), seq=self._take_seq()))
-                await client.publish(topic(self.group, "DDEATH", self.node, device), payload, qos=0)
+            try:
+                async with self._lock:
+                    payload = encode_payload(Payload(timestamp=_ms(time.time()), seq=self._take_seq()))
+                    await client.publish(topic(self.group, "DDEATH", self.node, device), payload, qos=0)
+            except Exception as exc:  # the link went too: the next births restate every device
+                self.stats.last_error = f"DDEATH {device}: {exc}"
 
     async def device_birth(self, device: str) -> None:
         """Publish a fresh DBIRTH for a device that came back (when the link is up)."""
         client = self._client
         if client is not None:
-            async with self._lock:
-                payload = self.dbirth(device, self._take_seq())
-                await client.publish(topic(self.group, "DBIRTH", self.node, device), payload, qos=0)
+            try:
+                async with self._lock:
+                    payload = self.dbirth(device, self._take_seq())
+                    await client.publish(topic(self.group, "DBIRTH", self.node, device), payload, qos=0)
+            except Exception as exc:  # the link went too: the next births restate every device
+                self.stats.last_error = f"DBIRTH {device}: {exc}"
 
     # -- lifecycle ----------------------------------------------------------------------------------
 

@@ -183,3 +183,16 @@ def test_durations() -> None:
     assert [parse_duration(v) for v in ("250ms", "2s", "1.5min", "1h", "1d", 3)] == [0.25, 2, 90, 3600, 86400, 3]
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration("soon")
+
+
+def test_status_line_names_queue_sent_and_last_error() -> None:
+    from bifrost.cli.bridge import _status
+
+    health = {
+        "sinks": {"cloud": {"connected": False, "queued": 12, "sent": 30, "last_error": "127.0.0.1:1883: refused"}},
+        "devices": {"plc1": {"connected": True, "changes": 42, "last_error": None}},
+    }
+    line = _status(health)
+    assert "cloud [red]down[/] queued 12 sent 30" in line
+    assert "plc1 [green]polling[/] 42 changes" in line
+    assert line.endswith("last error: 127.0.0.1:1883: refused")

@@ -85,3 +85,52 @@ sinks:
     assert plc.get("valve.open") == 77
     last = healths[-1]
     assert set(last["sinks"]) == {"json", "spb"} and last["devices"]["plc1"]["changes"] >= 4  # type: ignore[index]
+
+
+@pytest.mark.asyncio
+@pytest.mark.bifrost_scenario("water_tank")
+async def test_a_lost_device_gets_one_ddeath_and_a_dbirth_when_it_is_back(
+    bifrost_plant: BifrostPlant,
+    bifrost_mqtt_broker: MqttBroker,
+    subscribe: Callable[..., Subscriber],
+    spb: type,
+    tmp_path: Path,
+) -> None:
+    plc = bifrost_plant.device("plc1")
+    config = tmp_path / "bridge.yaml"
+    config.write_text(
+        f"""
+buffer: {{dir: q}}
+devices:
+  plc1: {{url: "{plc.url}", tags: "{shipped_scenario("water_tank")}", interval: 50ms}}
+sinks:
+  spb: {{kind: sparkplug, url: "{bifrost_mqtt_broker.url}", group: g, node: n}}
+"""
+    )
+    sub = subscribe("spBv1.0/g/#")
+    bridge = Bridge(*load_bridge_config(config))
+    task = asyncio.ensure_future(bridge.run())
+
+    def verbs(got: list[object]) -> list[str]:
+        return [m.topic.split("/")[2] for m in got]  # type: ignore[attr-defined]
+
+    try:
+        await asyncio.to_thread(sub.wait_for, lambda m: "DDATA" in verbs(m))
+        # The PLC goes off: its connection is reset and new ones are refused.
+        with plc.fault("refuse"), plc.fault("reset"):
+            plc.set("valve.open", 60)  # it also changes, so a read after the outage has data
+            await asyncio.to_thread(sub.wait_for, lambda m: "DDEATH" in verbs(m))
+            for _ in range(1000):  # a bounded poll until a retry has failed too
+                if bridge.devices["plc1"].last_error and not bridge.devices["plc1"].connected:
+                    break
+                await asyncio.sleep(0.02)
+        await asyncio.to_thread(sub.wait_for, lambda m: verbs(m).count("DBIRTH") >= 2)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    seen = verbs(sub.messages)
+    assert seen.count("DDEATH") == 1, seen
+    death = seen.index("DDEATH")
+    assert "DBIRTH" in seen[death:], "born again after the death"
+    payloads = [spb.FromString(m.payload) for m in sub.messages if "/DDEATH/" in m.topic or "/DBIRTH/" in m.topic]  # type: ignore[attr-defined]
+    assert all(p.HasField("seq") for p in payloads)  # tck-id-payloads-ddeath-seq
