@@ -1,4 +1,8 @@
-"""The `bifrost` command: talk to a PLC from the shell."""
+"""The `bifrost` command: talk to a PLC from the shell.
+
+Each command lives in its own module and registers itself on `app`: readwrite (read, write), monitor,
+scan, probe, discover, bridge. They all go through `bifrost.connect` and the Connection API, as a program would.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 import bifrost
+from bifrost.cli import bridge, discover, monitor, probe, readwrite, scan
 
 app = typer.Typer(help="Bifrost: one client for Modbus, OPC UA and S7 PLCs.", no_args_is_help=True)
 
@@ -28,18 +33,8 @@ def schemes() -> None:
     Console().print(table)
 
 
-@app.command()
-def bridge(
-    config: str = typer.Argument(..., help="The bridge's YAML file: devices to poll, sinks to publish to."),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print one JSON health line per period instead of a status line."
-    ),
-) -> None:
-    """Poll devices and publish what changes to MQTT, Sparkplug B, AWS IoT or Azure IoT Hub, through a
-    durable queue per sink (nothing is lost when the link drops). Stops on Ctrl-C or SIGTERM."""
-    from bifrost.cli.bridge import run_bridge  # the cloud stack only for the command that needs it
-
-    run_bridge(config, as_json=as_json)
+for _module in (readwrite, monitor, scan, probe, discover, bridge):
+    _module.register(app)
 
 
 def main() -> None:

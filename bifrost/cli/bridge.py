@@ -30,6 +30,19 @@ def _status(health: dict[str, Any]) -> str:
     return " | ".join(parts)
 
 
+def register(app: typer.Typer) -> None:
+    @app.command("bridge")
+    def bridge(
+        config: str = typer.Argument(..., help="The bridge's YAML file: devices to poll, sinks to publish to."),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print one JSON health line per period instead of a status line."
+        ),
+    ) -> None:
+        """Poll devices and publish what changes to MQTT, Sparkplug B, AWS IoT or Azure IoT Hub, through a
+        durable queue per sink (nothing is lost when the link drops). Stops on Ctrl-C or SIGTERM."""
+        run_bridge(config, as_json=as_json)
+
+
 def run_bridge(config_path: str, *, as_json: bool) -> None:
     from bifrost.cloud.bridge import Bridge, load_bridge_config
 
