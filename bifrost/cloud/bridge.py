@@ -312,10 +312,13 @@ class Bridge:
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Bounded: a device that hangs on close must not keep the bridge from stopping.
+            await asyncio.wait(tasks, timeout=10)
             for sink in self.sinks.values():
-                await sink.stop()
-                sink.buffer.close()
+                try:
+                    await asyncio.wait_for(sink.stop(), 15)
+                finally:
+                    sink.buffer.close()
 
     def health(self) -> dict[str, Any]:
         return {

@@ -347,7 +347,7 @@ class SparkplugNode:
         client = self._client
         if client is not None:
             try:
-                await client.publish(topic(self.group, "NDEATH", self.node), self.ndeath(), qos=1)
+                await client.publish(topic(self.group, "NDEATH", self.node), self.ndeath(), qos=1, timeout=5)
             except Exception as exc:  # the link may already be gone; the Will covers that case
                 self.stats.last_error = f"NDEATH on stop: {exc}"
         if self._task is not None:
