@@ -16,13 +16,15 @@ from typing import Literal, cast
 import pytest
 
 Target = Literal["sim", "real"]
+RECORD_MODES: tuple[str, ...] = ("none", "once", "new_episodes", "all")
 ClockKind = Literal["virtual", "system"]
 MqttBrokerKind = Literal["auto", "mosquitto", "amqtt"]
 
 
 @dataclass(frozen=True)
 class Option:
-    """One setting: `--bifrost-{key}` on the command line, `bifrost_{key}` in the ini file."""
+    """One setting: `--bifrost-{key}` on the command line, `bifrost_{key}` in the ini file (dashes as
+    underscores)."""
 
     key: str
     metavar: str
@@ -81,6 +83,20 @@ OPTIONS: tuple[Option, ...] = (
         choices=("auto", "mosquitto", "amqtt"),
         default="auto",
     ),
+    Option(
+        "record-mode",
+        "|".join(RECORD_MODES),
+        "what @pytest.mark.bifrost_cassette does (vcrpy's modes): none replays (default); once records a missing "
+        "cassette; new_episodes appends what the cassette cannot answer; all records again. On the command line "
+        "it wins over the marker's record_mode",
+        choices=RECORD_MODES,
+    ),
+    Option(
+        "host",
+        "URL",
+        "drive the `bifrost-sim serve --control` at URL (its control API) instead of starting simulators here; "
+        "it must serve the scenario the tests are marked with (a token comes from BIFROST_CONTROL_TOKEN)",
+    ),
 )
 
 # name(args) -> what it does; registered in pytest_configure so that --strict-markers accepts them.
@@ -90,6 +106,11 @@ MARKERS: Mapping[str, str] = {
         "shipped scenarios; or a path to a scenario file (relative to the test file). The closest mark wins."
     ),
     "bifrost_sim_only(reason=None)": "skip this test under --bifrost-target=real: it needs a simulated plant",
+    "bifrost_cassette(path, record_mode=None, target=None, device='plc1', mode='request', timing='fast', speed=1, "
+    "unknown=2)": (
+        "the cassette the bifrost_cassette fixture replays or records (a JSONL file, relative to the test file); "
+        "record_mode is one of none, once, new_episodes, all (see docs/replay.md)"
+    ),
 }
 
 
@@ -105,6 +126,11 @@ class Settings:
     # Device name -> URL; read only for the real target, so a CI run need not have the rig's file.
     devices: Mapping[str, str] = field(default_factory=dict)
     mqtt_broker: MqttBrokerKind = "auto"
+    record_mode: str | None = None
+    """--bifrost-record-mode or the ini key; None: the marker's record_mode, else "none"."""
+    record_mode_given: str | None = None
+    """The record mode given on the command line (it wins over the marker)."""
+    host_url: str | None = None  # --bifrost-host: a remote `serve --control`
 
     @property
     def real(self) -> bool:
@@ -179,7 +205,11 @@ def read_settings(config: pytest.Config) -> Settings:
         except DevicesFileError as exc:
             raise pytest.UsageError(f"{given['devices'][2]}: {exc}") from None
 
+    record_mode = given["record-mode"][1]
+    from_command_line = config.getoption(given["record-mode"][0].dest)
     return Settings(
+        record_mode=record_mode,
+        record_mode_given=None if from_command_line is None else str(from_command_line),
         target=target,
         clock=cast(ClockKind, given["clock"][1]),
         seed=seed,
@@ -187,4 +217,5 @@ def read_settings(config: pytest.Config) -> Settings:
         devices_file=devices_file,
         devices=devices,
         mqtt_broker=cast(MqttBrokerKind, given["mqtt-broker"][1]),
+        host_url=given["host"][1],
     )
