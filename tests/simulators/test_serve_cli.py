@@ -66,8 +66,9 @@ def test_serve_json_a_pymodbus_client_sees_the_plant_react(served: list[Served])
     server = Served("--json", "--any-port", "--clock-speed", "100")
     served.append(server)
     announced = json.loads(server.line())
-    (device,) = announced["devices"].values()
-    assert set(announced["devices"]) == {"plc1"}
+    device = announced["devices"]["plc1"]  # the same plant is served over S7 (cpu1) too
+    assert {"plc1", "cpu1"} <= set(announced["devices"])
+    assert announced["devices"]["cpu1"]["protocol"] == "s7"
     assert device["protocol"] == "modbus"
     url = device["url"]
     assert url.startswith("modbus://127.0.0.1:") and url.endswith("?unit=1")
