@@ -268,8 +268,7 @@ class S7Listener:
             self._socket.close()
             self._socket = None
         self.disconnect()
-        tasks = [task for task in self._tasks if not task.done()]
-        return tasks
+        return [task for task in self._tasks if not task.done()]
 
 
 class S7Server:

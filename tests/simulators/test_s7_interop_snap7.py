@@ -100,7 +100,7 @@ def test_the_error_codes_of_a_real_cpu(host: SimHost, client: object) -> None:
     with pytest.raises(Exception, match="0x05"):
         client.db_read(1, 6, 4)  # type: ignore[attr-defined]  # DB1 is 8 bytes: address out of range
     before = host.plant.get("valve.open")
-    with pytest.raises(Exception, match="0x05|Invalid address|out of range"):
+    with pytest.raises(Exception, match=r"0x05|Invalid address|out of range"):
         client.db_write(1, 6, bytearray(4))  # type: ignore[attr-defined]  # runs past the end: nothing written
     assert host.plant.get("valve.open") == before
     codes = [entry.response for entry in host.devices["cpu1"].log.errors()]
