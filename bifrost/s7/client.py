@@ -39,16 +39,25 @@ from bifrost.s7.pdu import (
     VarSpec,
     WriteRequest,
     WriteResponse,
+    encode_request,
     error_text,
     write_request_size,
 )
 from bifrost.s7.planner import Plan, Planner, ReadItem, ReadJob, item_error, max_payload
-from bifrost.tags import DataPoint, Quality, TagMap, Value
+from bifrost.tags import DataPoint, DataType, Quality, Tag, TagMap, Value
 from bifrost.urls import Endpoint
 
 log = logging.getLogger("bifrost.s7")
 
 TRANSPORT_ERRORS = (BifrostTimeout, ConnectError, ProtocolError)
+# S7 types with no Bifrost DataType, described as the nearest one (for the `bifrost` command).
+_NEAREST: dict[str, tuple[DataType, int | None]] = {
+    "BYTE": (DataType.UINT16, None),
+    "USINT": (DataType.UINT16, None),
+    "SINT": (DataType.INT16, None),
+    "TIME": (DataType.INT32, None),
+    "CHAR": (DataType.STRING, 1),
+}
 CPU_STATES = {0x08: "RUN", 0x04: "STOP", 0x03: "STARTUP", 0x00: "UNKNOWN"}
 
 
@@ -253,6 +262,30 @@ class S7Connection(Connection):
             found = Resolved(name, address, fmt, True)
         self._resolved[name] = found
         return found
+
+    def describe(self, tag: str) -> Tag:
+        """The Tag a name or raw address stands for (S7 types without a Bifrost one: the nearest)."""
+        resolved = self.resolve(tag)
+        found = self.tags.get(tag)
+        if found is not None:
+            return found
+        fmt = resolved.fmt
+        dtype, length = fmt.type.dtype, fmt.length or None
+        if dtype is None:
+            dtype, length = _NEAREST.get(fmt.type.name, (DataType.STRING, 32))
+        return Tag(name=tag, address=str(resolved.address), type=dtype, length=length, writable=resolved.writable)
+
+    def preview_write(self, tag: str, value: Value) -> list[str]:
+        """The write-var PDUs `write(tag, value)` would send, without sending them."""
+        resolved = self.resolve(tag)
+        if not resolved.writable:
+            raise ConfigError(f"tag {tag!r} is not writable (writable: false in its tag map)")
+        lines = []
+        for batch in _write_batches(self._write_parts(resolved, value), self.pdu_size):
+            request = WriteRequest(tuple(spec for _n, spec, _d in batch), tuple(data for _n, _s, data in batch))
+            where = ", ".join(str(spec) for spec in request.items)
+            lines.append(f"write var {where}: PDU {encode_request(0, request).hex(' ')}")
+        return lines
 
     def plan(self, names: tuple[str, ...]) -> tuple[Plan, list[ReadItem]]:
         """The plan that reads `names` (each once), for the PDU size granted."""

@@ -246,3 +246,16 @@ def test_the_scheme_and_its_parameters() -> None:
     assert scheme.parse("s7://plc").port == 102
     with pytest.raises(bifrost.ConfigError, match="slot"):
         scheme.parse("s7://plc?slot=40")
+
+
+@pytest.mark.asyncio
+async def test_describe_and_preview_write_for_the_bifrost_command(peer: Snap7Peer) -> None:
+    async with bifrost.connect(peer.url, tags=TAGS) as plc:
+        assert plc.describe("level") == TAGS["level"]
+        raw = plc.describe("DB2:0:INT")
+        assert (raw.type, raw.address) == (DataType.INT16, "DB2:0:INT")
+        assert plc.describe("DB2:0:BYTE").type is DataType.UINT16
+        (line,) = plc.preview_write("DB2:0:INT", -2)
+        assert line.startswith("write var DB2 0 x2 BYTE: PDU 32 01")
+        assert line.endswith("ff fe")
+    assert peer.db2[:2] == b"\x00\x00"  # nothing was sent
