@@ -73,8 +73,9 @@ def output_of(as_json: bool, as_csv: bool) -> Output:
     return Output.JSON if as_json else Output.CSV if as_csv else Output.TABLE
 
 
-def tag_map(tags: Path | None, device: str | None) -> TagMap | None:
-    """The tag database of `--tags FILE --device NAME` (a file with one device needs no --device)."""
+def tag_map(tags: Path | None, device: str | None, url: str | None = None) -> TagMap | None:
+    """The tag database of `--tags FILE --device NAME`. Without --device, the file's one device, or
+    its one device of the URL's protocol (a plant served over Modbus and S7 at once)."""
     if tags is None:
         if device is not None:
             fail("--device needs --tags FILE")
@@ -84,10 +85,22 @@ def tag_map(tags: Path | None, device: str | None) -> TagMap | None:
 
         devices = load_yaml(tags).data.get("devices") if tags.is_file() else None
         names = list(devices) if isinstance(devices, dict) else []
+        if len(names) > 1 and url is not None and isinstance(devices, dict):
+            protocol = _protocol_of(url)
+            same = [
+                name for name in names if isinstance(devices[name], dict) and devices[name].get("protocol") == protocol
+            ]
+            names = same if len(same) == 1 else names
         if len(names) != 1:
             fail(f"{tags}: --device is needed to choose one of: {', '.join(map(str, names)) or '(no devices)'}")
         device = str(names[0])
     return TagMap.from_scenario(tags, device=device)
+
+
+def _protocol_of(url: str) -> str:
+    """The scenario protocol a URL speaks: modbus+rtu://... is modbus, opc.tcp://... is opcua."""
+    scheme = url.split("://", 1)[0].lower()
+    return "opcua" if scheme.startswith("opc.") else scheme.split("+", 1)[0]
 
 
 def connect(url: str, tags: TagMap | None, engine: str | None, timeout: float) -> bifrost.Connection:
