@@ -309,10 +309,15 @@ class ReadJob:
             self._fail_range(rng, error)
 
     def _singles(self, rng: Range) -> list[Range]:
-        """The items of a failed range, each in its own range."""
-        keys = rng.keys
-        items = [self.items[key] for key in keys]
-        return Planner.merge(_Unmerged(self.planner), items)
+        """The items of a failed range, each in ranges of its own (cut to fit one answer)."""
+        payload = max_payload(self.planner.pdu_size)
+        out = []
+        for key in rng.keys:
+            item = self.items[key]
+            for at in range(0, item.size, payload):
+                length = min(payload, item.size - at)
+                out.append(Range(item.area, item.db, item.start + at, length, (Member(key, 0, at, length),)))
+        return out
 
     def _name(self, rng: Range) -> str | ReadItem:
         keys = rng.keys
@@ -337,19 +342,6 @@ class ReadJob:
         self._parts[key] = self._parts.get(key, 0) + member.length
         if self._parts[key] >= size:
             self.values[key] = bytes(buffer)
-
-
-class _Unmerged(Planner):
-    """A planner view that merges nothing: for re-reading the items of a failed range one by one."""
-
-    def __init__(self, planner: Planner) -> None:
-        super().__init__(planner.pdu_size, max_gap=0)
-        self.alone = _Everything()
-
-
-class _Everything(set[tuple[Area, int, int, int]]):
-    def __contains__(self, _item: object) -> bool:
-        return True
 
 
 __all__ = ["Batch", "Member", "Plan", "Planner", "Range", "ReadItem", "ReadJob", "item_error", "max_payload"]
