@@ -290,3 +290,21 @@ async def test_a_write_over_s7_is_seen_over_modbus(host: SimHost) -> None:
         await cpu.write("valve", 1234)
     async with bifrost.connect(host.url("plc1"), engine="python") as plc:
         assert (await plc.read("hr:0:uint16")).value == 1234
+
+
+def test_a_byte_write_may_leave_a_read_only_bit_as_it_is_but_not_change_it(host: SimHost, wire: Wire) -> None:
+    flags = VarSpec(Area.FLAGS, 10, 1)
+    same = pdu.WriteRequest((flags,), (ItemData(0, DataTransport.BYTE, b"\x02"),))  # flag (M10.1) stays set
+    assert wire.call(same) == pdu.WriteResponse((0xFF,))
+    cleared = pdu.WriteRequest((flags,), (ItemData(0, DataTransport.BYTE, b"\x00"),))
+    assert wire.call(cleared) == pdu.WriteResponse((0x03,))
+    assert host.plant.get("flag") is True
+    answer = wire.call(read(flags))
+    assert isinstance(answer, pdu.ReadResponse) and answer.items[0].data == b"\x02"
+
+
+def test_a_write_across_part_of_a_tag_merges_with_its_current_bytes(host: SimHost, wire: Wire) -> None:
+    # The low half of count (DB1.DBD8, -7 = FF FF FF F9) written alone.
+    half = pdu.WriteRequest((db(1, 10, 2),), (ItemData(0, DataTransport.BYTE, b"\x00\x01"),))
+    assert wire.call(half) == pdu.WriteResponse((0xFF,))
+    assert host.plant.get("count") == struct.unpack(">i", b"\xff\xff\x00\x01")[0]
