@@ -308,3 +308,13 @@ def test_a_write_across_part_of_a_tag_merges_with_its_current_bytes(host: SimHos
     half = pdu.WriteRequest((db(1, 10, 2),), (ItemData(0, DataTransport.BYTE, b"\x00\x01"),))
     assert wire.call(half) == pdu.WriteResponse((0xFF,))
     assert host.plant.get("count") == struct.unpack(">i", b"\xff\xff\x00\x01")[0]
+
+
+@pytest.mark.asyncio
+async def test_a_fault_matched_to_s7_bytes_hits_only_the_items_there(host: SimHost) -> None:
+    async with bifrost.connect(host.url("cpu1"), tags=host.devices["cpu1"].tags) as plc:
+        with host.inject_fault("cpu1", "exception", code=0x0A, match={"address": "DB2:0-1"}):
+            hit = await plc.read_many(["temp"])
+            missed = await plc.read_many(["level"])
+        assert hit["temp"].quality is Quality.BAD
+        assert missed["level"].good
