@@ -268,7 +268,7 @@ async def test_a_reboot_drops_the_connection_and_sets_values_back(host: SimHost)
         with host.inject_fault("cpu1", "reboot"):
             pass
         assert host.plant.get("valve") == 50  # back to init
-        with pytest.raises(bifrost.ConnectError, match="closed"):
+        with pytest.raises(bifrost.ConnectError, match="connection lost"):  # EOF or a reset, as the OS has it
             await plc.read("valve")
         assert (await plc.read("valve")).value == 50  # the next call connects again
 
