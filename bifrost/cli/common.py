@@ -103,6 +103,12 @@ def tag_map(tags: Path | None, device: str | None, url: str | None = None) -> Ta
     return TagMap.from_scenario(tags, device=device)
 
 
+def _protocol_of(url: str) -> str:
+    """The scenario protocol a URL speaks: modbus+rtu://... is modbus, opc.tcp://... is opcua."""
+    scheme = url.split("://", 1)[0].lower()
+    return "opcua" if scheme.startswith("opc.") else scheme.split("+", 1)[0]
+
+
 def connect(url: str, tags: TagMap | None, engine: str | None, timeout: float) -> bifrost.Connection:
     """`bifrost.connect` as the library offers it: the command line has no other way in."""
     return bifrost.connect(url, tags=tags, timeout=timeout, engine=engine)

@@ -35,7 +35,8 @@ DIRECTED_KINDS = TRANSPORT_KINDS - {"refuse"}
 # Kinds that act on a device or a listener as a whole, never on one request: a match means nothing.
 _UNMATCHED_KINDS = frozenset({"refuse", "freeze", "reboot"})
 
-_ADDRESS = re.compile(r"^\s*(coil|di|ir|hr):(\d{1,5})(?:\s*-\s*(\d{1,5}))?\s*$")
+# Modbus areas (registers or bits), and S7 ones (bytes of a DB, the flags, inputs or outputs).
+_ADDRESS = re.compile(r"^\s*(coil|di|ir|hr|DB[1-9]\d{0,4}|M|I|Q):(\d{1,5})(?:\s*-\s*(\d{1,5}))?\s*$")
 _AREAS = ("coil", "di", "ir", "hr")
 
 
@@ -125,7 +126,7 @@ def _exception_code(value: object, key: str) -> int:
 
 @dataclass(frozen=True)
 class AddressRange:
-    """A range of one Modbus area, both ends included: `hr:0-9`."""
+    """A range of one area, both ends included: Modbus `hr:0-9`, or S7 bytes `DB1:0-7`, `M:10`."""
 
     area: str
     first: int
@@ -136,7 +137,8 @@ class AddressRange:
         found = _ADDRESS.match(value) if isinstance(value, str) else None
         if found is None:
             raise ConfigError(
-                f"{key}: expected an address or range such as hr:0 or hr:0-9 (coil, di, ir, hr), not {value!r}"
+                f"{key}: expected an address or range such as hr:0 or hr:0-9 (coil, di, ir, hr), or S7 bytes such "
+                f"as DB1:0-7 (DB<n>, M, I, Q), not {value!r}"
             )
         first = int(found.group(2))
         last = int(found.group(3)) if found.group(3) is not None else first

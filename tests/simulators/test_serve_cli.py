@@ -66,7 +66,8 @@ def test_serve_json_a_pymodbus_client_sees_the_plant_react(served: list[Served])
     server = Served("--json", "--any-port", "--clock-speed", "100")
     served.append(server)
     announced = json.loads(server.line())
-    assert set(announced["devices"]) == {"plc1", "hmi"}
+    assert set(announced["devices"]) == {"plc1", "hmi", "cpu1"}  # one plant over Modbus, OPC UA and S7
+    assert announced["devices"]["cpu1"]["protocol"] == "s7"
     device = announced["devices"]["plc1"]
     assert device["protocol"] == "modbus"
     url = device["url"]
