@@ -31,7 +31,7 @@ def shipped(request: pytest.FixtureRequest) -> Iterator[SimHost]:
 def _mapped(host: SimHost) -> Iterator[tuple[str, Tag, Address, WireFormat]]:
     for name, device in host.devices.items():
         if device.protocol != "modbus":
-            continue  # OPC UA and S7 devices have their own interop tests (test_opcua_server.py, test_s7_interop_snap7.py)
+            continue  # OPC UA and S7 devices have interop tests of their own (test_opcua_server.py, test_s7_*)
         for tag in device.tags.tags.values():
             address, fmt = resolve_tag(tag)
             yield name, tag, address, fmt
