@@ -753,10 +753,19 @@ class FaultMatch(_Strict):
     node: str | None = Field(default=None, description="an OPC UA node id")
 
 
-class FaultSpec(_Strict):
-    """A fault to switch on. Kind-specific keys (delay, jitter, code, ...) are kept as they are, for now."""
+def _fault_schema(schema: dict[str, Any]) -> None:
+    # Imported here: simulators.faults imports this module (for the vocabulary of kinds).
+    from simulators.faults.spec import kind_schemas
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    schema["additionalProperties"] = True  # the kind's clause below says which
+    schema["allOf"] = kind_schemas()
+
+
+class FaultSpec(_Strict):
+    """A fault to switch on: the common keys here, the kind's own (delay, jitter, code, ...) checked by
+    simulators.faults.spec, the checker the host uses when the event fires."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, json_schema_extra=_fault_schema)
     _open: ClassVar[bool] = True
 
     device: KnownDevice
@@ -769,12 +778,40 @@ class FaultSpec(_Strict):
     def _problems(self) -> list[InitErrorDetails]:
         if self.count is not None and self.duration is not None:
             return [_error(("count",), "a fault takes count or for, not both", self.count)]
-        return []
+        return _host_check(self)
 
     @property
     def params(self) -> dict[str, Any]:
         """The kind-specific keys."""
         return dict(self.model_extra or {})
+
+
+_CHECKED_KEY = re.compile(r"^([A-Za-z_][\w.]*): ")
+
+
+def _host_check(fault: FaultSpec) -> list[InitErrorDetails]:
+    """The fault as the host will build it when its event fires, checked now by the same code.
+
+    The kind's own keys (delay, code, ...) are checked only there (simulators.faults.spec), so a file
+    that passes here is a file whose faults all happen; the error is placed at the key it names.
+    """
+    # Imported here: simulators.faults imports this module (for the vocabulary of kinds).
+    from simulators.faults.spec import FaultSpec as CheckedFault
+    from simulators.plant import FaultRecord
+
+    record = FaultRecord(
+        fault.device, fault.kind, 0.0, fault.duration, fault.probability, fault.match, fault.count, fault.params
+    )
+    try:
+        CheckedFault.from_record(record)
+    except ConfigError as exc:
+        message = str(exc).removeprefix(f"fault {fault.kind} of {fault.device}: ")
+        found = _CHECKED_KEY.match(message)
+        if found is None:
+            return [_error((), message, None)]
+        key = found.group(1)
+        return [_error(tuple(key.split(".")), message[found.end() :], fault.params.get(key))]
+    return []
 
 
 class ClearSpec(_Strict):

@@ -448,9 +448,61 @@ def test_faults_keep_their_kind_specific_keys(tmp_path: Path) -> None:
     assert (fault.match.unit, fault.match.function, fault.match.address) == ([1], [3, 4], "hr:0-9")
 
 
+NEEDS = {"latency": ", delay: 1s", "bandwidth": ", rate: 100"}  # the kinds with a required key
+
+
 def test_every_fault_kind_of_the_vocabulary_is_accepted(tmp_path: Path) -> None:
-    events = "".join(f"  - {{at: 1s, fault: {{device: plc, kind: {kind}}}}}\n" for kind in FAULT_KINDS)
+    events = "".join(
+        f"  - {{at: 1s, fault: {{device: plc, kind: {kind}{NEEDS.get(kind, '')}}}}}\n" for kind in FAULT_KINDS
+    )
     assert len(_load(tmp_path, DEVICE + "events:\n" + events).events) == 15
+
+
+@pytest.mark.parametrize(
+    ("fault", "key", "expected"),
+    [
+        ("{device: plc, kind: latency, dely: 2s}", "dely", "did you mean 'delay'?"),
+        ("{device: plc, kind: latency}", "delay", "latency needs delay"),
+        ("{device: plc, kind: exception, code: 99}", "code", "not 99"),
+        ("{device: plc, kind: exception, code: busy}", "code", "server_device_busy"),
+        ("{device: plc, kind: latency, delay: 1s, jitter: 2s}", "jitter", "more than the delay"),
+        ("{device: plc, kind: freeze, match: {unit: 1}}", "match", "freeze takes no such key"),
+        ("{device: plc, kind: stall, direction: sideways}", "direction", "expected one of both"),
+    ],
+)
+def test_fault_keys_are_checked_by_the_hosts_own_checker_at_their_place(
+    tmp_path: Path, fault: str, key: str, expected: str
+) -> None:
+    # Before, the kind's own keys were kept unchecked: validate passed, and the host dropped the fault.
+    text = MINIMAL + DEVICE + f"events:\n  - at: 1s\n    fault: {fault}\n"
+    problem = _one_problem(tmp_path, text)
+    line = textwrap.dedent(text).lstrip().splitlines()[-1]  # as _write writes it
+    # At the key named, or at `fault:` when the key is missing.
+    column = line.index(f" {key}:") + 2 if f" {key}:" in line else line.index("fault:") + 1
+    assert problem.startswith(f"{tmp_path / 'plant.yaml'}:8:{column}: events.0.fault"), problem
+    assert expected in problem
+
+
+def test_the_schema_refuses_what_validate_refuses_in_a_fault() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(json_schema())
+    base: dict[str, Any] = {"scenario": "t", "tags": {"level": {"type": "float32"}}, "devices": {"plc": {}}}
+    base["devices"]["plc"] = {"protocol": "modbus"}
+
+    def check(fault: dict[str, Any]) -> bool:
+        try:
+            jsonschema.validate({**base, "events": [{"at": 1, "fault": {"device": "plc", **fault}}]}, schema)
+        except jsonschema.ValidationError:
+            return False
+        return True
+
+    assert check({"kind": "latency", "delay": "2s", "jitter": "1s", "function": 3})
+    assert check({"kind": "exception", "code": "server_device_busy"})
+    assert not check({"kind": "latency", "dely": "2s"})
+    assert not check({"kind": "latency"})
+    assert not check({"kind": "exception", "code": 99})
+    assert not check({"kind": "freeze", "match": {"unit": 1}})
+    assert not check({"kind": "refuse", "direction": "both"})
 
 
 # --- values -------------------------------------------------------------------------------------------------
