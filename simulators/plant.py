@@ -435,6 +435,54 @@ class Plant(Generic[ClockT]):
         return f"Plant({self.scenario.scenario!r}, t={self.clock.now()})"
 
 
+_EXPRESSION_KINDS = ("expr", "integrate", "lag")
+
+
+def expression_problems(scenario: Scenario) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every expression of `scenario` evaluated once, against the values the plant starts from.
+
+    Driven tags are computed at time 0 in the plant's order, as `Plant` does; an integrator's or a lag's
+    input (which time 0 does not read) is evaluated too, as are `when` conditions and `set` expressions.
+    What fails here fails when served, so `load_scenario` reports it as a mistake of the file, at its
+    place (the field path), instead of a WARNING once the plant runs.
+    """
+    values: dict[str, Value] = {name: _initial(spec) for name, spec in scenario.tags.items()}
+    specs = {name: spec.behaviour for name, spec in scenario.tags.items() if spec.behaviour is not None}
+    behaviours = {name: build(spec) for name, spec in specs.items()}
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for name in _evaluation_order(behaviours):
+        spec = specs[name]
+        coerce = _coercer(scenario.tags[name].type)
+        try:
+            if spec.kind in _EXPRESSION_KINDS:
+                result = compile_expr(getattr(spec, spec.kind))(values)
+                if spec.kind != "expr" and (isinstance(result, (bool, str)) or not isinstance(result, (int, float))):
+                    raise ExprError(f"{getattr(spec, spec.kind)!r}: expected a number, got {result!r}")
+            behaviour = behaviours[name]
+            behaviour.reset(values[name], random.Random(scenario.seed))
+            values[name] = coerce(behaviour.update(0.0, 0.0, values))
+        except _RUNTIME_ERRORS as exc:
+            problems.append((("tags", name, "behaviour", spec.kind), _cannot(exc, scenario.tags[name].type)))
+    for index, event in enumerate(scenario.events):
+        if event.when is not None:
+            try:
+                compile_expr(event.when)(values)
+            except _RUNTIME_ERRORS as exc:
+                problems.append((("events", index, "when"), _cannot(exc, None)))
+        for tag, value in (event.assign or {}).items():
+            if isinstance(value, SetExpr):
+                try:
+                    _coercer(scenario.tags[tag].type)(compile_expr(value.expr)(values))
+                except _RUNTIME_ERRORS as exc:
+                    problems.append((("events", index, "set", tag, "expr"), _cannot(exc, scenario.tags[tag].type)))
+    return problems
+
+
+def _cannot(exc: Exception, type_name: str | None) -> str:
+    into = f" (as a {type_name})" if type_name is not None and not isinstance(exc, ExprError) else ""
+    return f"cannot be evaluated with the values the plant starts from{into}: {exc}"
+
+
 def _evaluation_order(behaviours: dict[str, Behaviour]) -> list[str]:
     """Tags in an order where each comes after the driven tags it reads (file order otherwise).
 

@@ -927,6 +927,13 @@ def load_scenario(path: str | Path, text: str | None = None) -> Scenario:
         scenario = validate_located(Scenario, located)
     except ConfigError as exc:
         problems.extend(_reworded(problem) for problem in exc.problems)
+    if scenario is not None and not problems:
+        # Imported here: the plant imports this module. Only a file that checks can be evaluated.
+        from simulators.plant import expression_problems
+
+        for loc, message in expression_problems(scenario):
+            where, field = located.where(loc)
+            problems.append(f"{where}: {field}: {message}")
     if problems or scenario is None:
         problems = sorted(problems, key=lambda line: _position(line, located.source))
         raise ConfigError("\n".join(problems), problems=problems)

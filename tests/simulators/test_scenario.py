@@ -312,6 +312,37 @@ def test_expressions_may_be_numbers_and_name_dotted_tags(tmp_path: Path) -> None
     assert scenario.tags["a.b"].behaviour is not None
 
 
+@pytest.mark.parametrize(
+    ("tags", "where", "expected"),
+    [
+        ("  x: {type: float32, behaviour: {expr: '10**10**10'}}\n", "tags.x.behaviour.expr", "too large"),
+        ("  x: {type: float32, behaviour: {integrate: 'name + 1'}}\n", "tags.x.behaviour.integrate", "concatenate"),
+        ("  x: {type: float32, behaviour: {lag: 'name', tau: 1s}}\n", "tags.x.behaviour.lag", "expected a number"),
+        ("  x: {type: float32, behaviour: {expr: name}}\n", "tags.x.behaviour.expr", "(as a float32)"),
+        ("  x: {type: float32, behaviour: {expr: 'sqrt(level - 5)'}}\n", "tags.x.behaviour.expr", "domain"),
+    ],
+)
+def test_expressions_that_fail_on_the_initial_values_are_problems_at_their_place(
+    tmp_path: Path, tags: str, where: str, expected: str
+) -> None:
+    # Before, these passed validate and only logged a WARNING once served.
+    text = "scenario: t\ntags:\n  name: {type: 'string[4]', init: ab}\n  level: {type: float32, init: 2}\n" + tags
+    problem = _one_problem(tmp_path, text)
+    assert problem.startswith(f"{tmp_path / 'plant.yaml'}:5:"), problem
+    assert f": {where}: cannot be evaluated with the values the plant starts from" in problem
+    assert expected in problem
+
+
+def test_when_and_set_expressions_are_evaluated_too_and_driven_tags_come_first(tmp_path: Path) -> None:
+    base = "scenario: t\ntags:\n  name: {type: 'string[4]', init: ab}\n  level: {type: float32, init: 2}\n"
+    events = "events:\n  - when: name > 3\n    set: {level: {expr: name}}\n"
+    problems = _problems(_write(tmp_path, base + events))
+    assert [problem.split(": ")[1] for problem in problems] == ["events.0.when", "events.0.set.level.expr"]
+    # 1/x is fine when x starts at 0 but is driven to 4 at time 0, as the plant computes it.
+    driven = base + "  x: {type: float32, behaviour: {expr: '4'}}\n  y: {type: float32, behaviour: {expr: 1 / x}}\n"
+    assert load_scenario(_write(tmp_path, driven)).tags["y"].behaviour is not None
+
+
 def test_unknown_names_in_an_expression_are_listed(tmp_path: Path) -> None:
     problem = _one_problem(tmp_path, MINIMAL + "  b: {type: float32, behaviour: {expr: 'zz + yy'}}\n")
     assert "expression names 'yy' (and 'zz'), which is not a tag" in problem
