@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
 import sys
 import threading
@@ -85,9 +86,13 @@ def serve(
     from simulators.host import SimHost  # the server stack, only for the command that serves
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if not clock_speed > 0:
-        _fail(f"--clock-speed must be above 0, not {clock_speed}", 2)
+    if not (clock_speed > 0 and math.isfinite(clock_speed)):
+        _fail(f"--clock-speed must be a number above 0, not {clock_speed}", 2)
     loaded = _scenario_to_serve(scenario)
+    try:
+        loaded.check_speed(clock_speed)
+    except ConfigError as exc:
+        _fail(f"--clock-speed: {exc}", 2)
     try:
         sim = SimHost(loaded, speed=clock_speed, any_port=any_port, listen_host=host).start()
     except ConfigError as exc:

@@ -111,6 +111,7 @@ class SimHost:
         if clock == "virtual":
             self.plant: Plant[Any] = Plant(self.scenario, VirtualClock())
         elif clock == "system":
+            self.scenario.check_speed(speed)
             self.plant = Plant(self.scenario, SystemClock(speed))
         else:
             raise ConfigError(f"clock must be 'system' or 'virtual', not {clock!r}")

@@ -185,6 +185,25 @@ def _positive_duration(value: object) -> float:
     return seconds
 
 
+MIN_PERIOD = 0.001
+"""The shortest tick or `every` period (1 ms): each one is a timer run on the server's event loop, and
+below a millisecond the plant would do nothing but tick while clients wait."""
+MAX_TIMER_RATE = 1000.0
+"""The most ticks or `every` events one period may ask of a real second, after `--clock-speed`."""
+
+
+def _period(value: object) -> float:
+    seconds = _positive_duration(value)
+    if seconds < MIN_PERIOD:
+        raise PydanticCustomError(
+            "duration",
+            "expected at least 1ms: the plant runs one timer per period, and shorter ones would leave it no "
+            "time to answer clients (got {seconds:g}s)",
+            {"seconds": seconds},
+        )
+    return seconds
+
+
 _DURATION_SCHEMA = {
     "anyOf": [
         {"type": "number", "minimum": 0},
@@ -194,6 +213,9 @@ _DURATION_SCHEMA = {
 }
 Duration = Annotated[float, PlainValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
 PositiveDuration = Annotated[float, PlainValidator(_positive_duration), WithJsonSchema(_DURATION_SCHEMA)]
+Period = Annotated[
+    float, PlainValidator(_period), WithJsonSchema({**_DURATION_SCHEMA, "description": "a duration of 1ms or more"})
+]
 
 
 def _scalar(value: object) -> Value:
@@ -829,7 +851,7 @@ class Event(_Strict):
     """A trigger (at, every or when) and what then happens (set, ramp, fault, clear)."""
 
     at: Duration | None = Field(default=None, description="once, at this plant time")
-    every: PositiveDuration | None = Field(default=None, description="at this period, first one period in")
+    every: Period | None = Field(default=None, description="at this period, first one period in (1ms or more)")
     when: Expr | None = Field(default=None, description="each time this becomes true (checked every tick)")
     assign: dict[KnownTag, SetValue] | None = Field(default=None, alias="set")
     ramp: RampAction | None = None
@@ -866,7 +888,7 @@ class Event(_Strict):
 
 
 class ClockSpec(_Strict):
-    tick: PositiveDuration = Field(default=0.1, description="how often behaviours and `when` events are computed")
+    tick: Period = Field(default=0.1, description="how often behaviours and `when` events are computed (1ms or more)")
 
 
 class Scenario(TagFile, _Strict):
@@ -892,6 +914,25 @@ class Scenario(TagFile, _Strict):
     def _names_in_context(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
         with _knowing(data):
             return handler(data)
+
+    def fastest_speed(self) -> float:
+        """The highest clock speed at which no period (the tick, an `every`) asks for more than
+        MAX_TIMER_RATE timers a real second."""
+        shortest = min([self.clock.tick, *(event.every for event in self.events if event.every is not None)])
+        return MAX_TIMER_RATE * shortest
+
+    def check_speed(self, speed: float) -> None:
+        """A ConfigError unless a real-time clock can run this plant `speed` times faster than real time."""
+        if not (speed > 0 and math.isfinite(speed)):
+            raise ConfigError(f"clock speed must be a positive number, not {speed!r}")
+        limit = self.fastest_speed()
+        if speed > limit:
+            shortest = limit / MAX_TIMER_RATE
+            raise ConfigError(
+                f"clock speed {speed:g} is too fast for {self.scenario}: its shortest period ({shortest * 1000:g}ms) "
+                f"would come {speed / shortest:.3g} times a second, and a plant keeps up with at most "
+                f"{MAX_TIMER_RATE:g}; at most {limit:g} for this scenario"
+            )
 
     def device(self, name: str) -> StrictDevice:
         try:

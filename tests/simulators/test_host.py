@@ -134,6 +134,12 @@ def test_clock_kinds() -> None:
     assert system.clock is system.plant.clock
 
 
+def test_a_system_clock_faster_than_the_plant_can_tick_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"clock speed 1e\+12 is too fast for water-tank.*at most 100 "):
+        SimHost("water_tank", speed=1e12)
+    assert SimHost("water_tank", clock="virtual", speed=1e12).clock.now() == 0  # virtual time is not real time
+
+
 def test_system_clock_runs_the_plant_on_the_hosts_loop() -> None:
     with SimHost("water_tank", speed=100.0, any_port=True) as host:
         ticked = threading.Event()

@@ -253,6 +253,32 @@ def test_tick_must_be_positive(tmp_path: Path) -> None:
     assert _load(tmp_path, "clock: {tick: 250ms}\n").clock.tick == 0.25
 
 
+@pytest.mark.parametrize(
+    ("extra", "where"),
+    [
+        ("clock: {tick: 1.0e-9}\n", "clock.tick"),
+        ("clock: {tick: 0.5ms}\n", "clock.tick"),
+        ("devices: {}\nevents:\n  - {every: 0.000000001, set: {level: 1}}\n", "events.0.every"),
+    ],
+)
+def test_periods_no_plant_can_keep_up_with_are_refused_saying_the_limit(
+    tmp_path: Path, extra: str, where: str
+) -> None:
+    problem = _one_problem(tmp_path, MINIMAL + extra)
+    assert f": {where}: expected at least 1ms" in problem
+    assert _load(tmp_path, "clock: {tick: 1ms}\n").clock.tick == 0.001
+
+
+def test_a_clock_speed_is_bounded_by_the_shortest_period(tmp_path: Path) -> None:
+    scenario = _load(tmp_path, "clock: {tick: 100ms}\nevents:\n  - {every: 50ms, set: {level: 1}}\n")
+    assert scenario.fastest_speed() == pytest.approx(50.0)
+    scenario.check_speed(50.0)
+    with pytest.raises(ConfigError, match=r"clock speed 1e\+12 is too fast.*shortest period \(50ms\).*at most 50 "):
+        scenario.check_speed(1e12)
+    with pytest.raises(ConfigError, match="positive number"):
+        scenario.check_speed(float("inf"))
+
+
 # --- tags and behaviours ----------------------------------------------------------------------------------
 
 
