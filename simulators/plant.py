@@ -23,6 +23,7 @@ from theirs; one re-entrant lock serialises them. Listeners run with that lock h
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 import random
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
 from bifrost.errors import ConfigError
-from bifrost.tags import DataType, Value, integer_range, parse_type
+from bifrost.tags import DataType, Value, integer_range, parse_type, with_article
 from simulators.behaviours import Behaviour, build
 from simulators.clock import Clock, Timer, VirtualClock
 from simulators.expr import ExprError, compile_expr
@@ -429,7 +430,9 @@ class Plant(Generic[ClockT]):
                 listener(dict(changes))
 
     def _unknown(self, name: str) -> ConfigError:
-        return ConfigError(f"no tag {name!r} in scenario {self.scenario.scenario!r}")
+        close = difflib.get_close_matches(name, list(self._values), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return ConfigError(f"no tag {name!r} in scenario {self.scenario.scenario!r}{hint}")
 
     def __repr__(self) -> str:
         return f"Plant({self.scenario.scenario!r}, t={self.clock.now()})"
@@ -479,7 +482,7 @@ def expression_problems(scenario: Scenario) -> list[tuple[tuple[str | int, ...],
 
 
 def _cannot(exc: Exception, type_name: str | None) -> str:
-    into = f" (as a {type_name})" if type_name is not None and not isinstance(exc, ExprError) else ""
+    into = f" (as {with_article(type_name)})" if type_name is not None and not isinstance(exc, ExprError) else ""
     return f"cannot be evaluated with the values the plant starts from{into}: {exc}"
 
 

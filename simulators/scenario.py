@@ -46,7 +46,7 @@ from bifrost._yaml import load_yaml
 from bifrost.errors import ConfigError, EncodeError
 from bifrost.modbus.address import check_fits, parse_address
 from bifrost.tagfile import DeviceSpec, MapEntry, TagFile, TagSpec, validate_located
-from bifrost.tags import DataType, Value, parse_type
+from bifrost.tags import DataType, Value, parse_type, with_article
 from bifrost.values import WireFormat, words_for
 from simulators.expr import ExprError, compile_expr
 
@@ -331,7 +331,7 @@ def _value_problem(type_name: str | None, value: Any) -> str | None:
     try:
         checked_value(type_name, value)
     except (EncodeError, ValueError) as exc:
-        return f"expected a value a {type_name} tag can hold: {exc}"
+        return f"expected a value {with_article(type_name)} tag can hold: {exc}"
     return None
 
 
@@ -875,7 +875,7 @@ class Event(_Strict):
                 found = known.type_of(self.ramp.tag)
                 if found is not None and found[0] in (DataType.BOOL, DataType.STRING):
                     errors.append(
-                        _error(("ramp", "tag"), f"ramp moves a number tag, not a {found[0].value}", self.ramp.tag)
+                        _error(("ramp", "tag"), f"ramp moves a number tag, not {with_article(found[0].value)}", self.ramp.tag)
                     )
         return errors
 

@@ -303,6 +303,8 @@ def test_behaviours_parse_into_their_kinds(tmp_path: Path) -> None:
         ("{type: 'string[4]', behaviour: {sine: {period: 1s}}}", "behaviour.sine", "string tag takes constant"),
         ("{type: bool, behaviour: {expr: level > 1, noise: 0.1}}", "behaviour.noise", "needs a number tag"),
         ("{type: int16, behaviour: {constant: 40000}}", "behaviour.constant", "out of range for int16"),
+        ("{type: int16, init: 1.5}", "init", "expected a value an int16 tag can hold"),
+        ("{type: uint16, init: -1}", "init", "expected a value a uint16 tag can hold"),
         (
             "{type: bool, behaviour: {steps: [{value: true, for: 1s}, {value: 7, for: 1s}]}}",
             "behaviour.steps.1.value",
