@@ -135,16 +135,17 @@ class _Loader(yaml.SafeLoader):
         self._open: list[str | None] = []  # anchors of the nodes being composed, outermost first
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[no-untyped-call]  # PyYAML's stubs leave it untyped
         if not isinstance(event, yaml.AliasEvent):
             self._open.append(getattr(event, "anchor", None))
             try:
-                return super().compose_node(parent, index)  # type: ignore[no-any-return]
+                return super().compose_node(parent, index)
             finally:
                 self._open.pop()
         node = self.anchors.get(event.anchor)
         if node is not None:
-            where = f"{self._source}:{event.start_mark.line + 1}:{event.start_mark.column + 1}"
+            mark = event.start_mark
+            where = f"{self._source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else self._source
             size = _expanded_size(node, self._sizes, set())
             if size is None or event.anchor in self._open:
                 raise ConfigError(f"{where}: alias *{event.anchor} is inside what it names (a recursive alias)")
@@ -154,7 +155,7 @@ class _Loader(yaml.SafeLoader):
                     f"{where}: aliases copy in more than {ALIAS_BUDGET} nodes by here (*{event.anchor} "
                     f"alone is {size}); nested aliases multiply, so write the data out or reuse less"
                 )
-        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        return super().compose_node(parent, index)
 
 
 def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_: set[int]) -> int | None:
