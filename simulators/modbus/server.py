@@ -62,11 +62,17 @@ _RTU_SILENCE = 0.1  # seconds of quiet that end an unfinished RTU frame (t3.5, g
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where a listener listens: a transport and, for TCP, a host and port (port 0: any free port)."""
+    """Where a listener listens: a transport and, for TCP, a host and port (port 0: any free port).
+
+    Devices with equal endpoints share one listener. `listen` is the address as the scenario wrote it,
+    so that devices the scenario puts on different addresses keep their own listeners when the port
+    is replaced by 0 (`--any-port`): each of them gets its own free port.
+    """
 
     transport: str
     host: str = ""
     port: int = 0
+    listen: str = ""
 
     def __str__(self) -> str:
         if self.transport == "rtu":

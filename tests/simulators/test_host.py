@@ -113,6 +113,27 @@ def test_devices_urls_and_tags() -> None:
             host.url("plc9")
 
 
+def test_any_port_gives_each_distinct_listen_address_its_own_free_port() -> None:
+    # Before, --any-port put every device on 127.0.0.1:0 alike, so they all shared one listener and
+    # two unit-1 devices on different scenario ports clashed ("devices sharing a listener need ...").
+    text = """\
+scenario: two-plcs
+tags:
+  a: {type: uint16, init: 7}
+  b: {type: uint16, init: 9}
+devices:
+  d0: {protocol: modbus, listen: "127.0.0.1:5020", unit: 1, map: {a: hr:0}}
+  d1: {protocol: modbus, listen: "127.0.0.1:5021", unit: 1, map: {b: hr:0}}
+  d2: {protocol: modbus, listen: "127.0.0.1:5021", unit: 2, map: {a: hr:0}}
+"""
+    with SimHost(rig_scenario(text), clock="virtual", any_port=True) as host:
+        ports = {name: port_of(host.url(name)) for name in ("d0", "d1", "d2")}
+        assert ports["d0"] != ports["d1"] and ports["d1"] == ports["d2"]  # d1 and d2 share, as in the file
+        for name, unit, value in (("d0", 1, 7), ("d1", 1, 9), ("d2", 2, 7)):
+            with Wire(host.url(name)) as wire:
+                assert wire.call(pdu.ReadHoldingRegistersRequest(0, 1), unit=unit).values == (value,)
+
+
 def test_listen_host_overrides_the_scenarios() -> None:
     with SimHost("water_tank", clock="virtual", any_port=True, listen_host="localhost") as host:
         url = host.url("plc1")
