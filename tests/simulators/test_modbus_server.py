@@ -222,6 +222,15 @@ def test_malformed_requests_get_the_protocols_answer(rig: SimHost, pdu_bytes: by
     assert refused.request == pdu_bytes
 
 
+@pytest.mark.parametrize("function", [0x00, 0x80, 0x81, 0x83, 0xFF])
+def test_function_codes_no_request_has_answer_exception_1(rig: SimHost, function: int) -> None:
+    # Before, 0 and 0x80..0xFF got no answer at all: the client waited out its timeout.
+    with Wire(rig.url("plc1")) as wire:
+        wire.send_raw(framing.encode_mbap(9, 1, bytes((function, 0, 0))))
+        assert wire.sock.recv(100) == framing.encode_mbap(9, 1, bytes((0x80 | function, 1)))
+        assert wire.call(pdu.ReadCoilsRequest(0, 1)) == pdu.ReadCoilsResponse((False,))  # and it serves on
+
+
 def test_a_broken_mbap_header_closes_that_connection_only(rig: SimHost) -> None:
     with Wire(rig.url("plc1")) as bad, Wire(rig.url("plc1")) as good:
         bad.send_raw(struct.pack(">HHHB", 1, 7, 6, 1) + b"\x03\x00\x00\x00\x01")  # protocol id 7
