@@ -148,6 +148,13 @@ def _show(sim: Any, stop: threading.Event) -> None:
         devices.add_row(name, device.protocol, device.transport, str(device.unit), device.url)
     for name, why in sim.skipped.items():
         devices.add_row(name, sim.scenario.devices[name].protocol, "-", "-", f"not served: {why}")
+    if sim.everywhere:
+        from simulators.host import reachable_note
+
+        devices.caption = (
+            f"{', '.join(sim.everywhere)}: every interface; reachable {reachable_note(sim.listen_host or '0.0.0.0')}"
+        )
+        devices.caption_justify = "left"
     if not console.is_terminal:
         console.print(devices)
         console.print("Ctrl-C or SIGTERM stops.")

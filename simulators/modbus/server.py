@@ -636,7 +636,9 @@ class _Listener:
             raise ConfigError(f"{names}: cannot listen on {self.endpoint}: {why}") from None
         self._socket = sock
         bound = sock.getsockname()
-        shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+        # The address bound, as it is: a wildcard (every interface) is not shown as 127.0.0.1, which
+        # would hide that other machines reach it too; SimHost warns about it and says where.
+        shown = host or "0.0.0.0"
         self.address = f"[{shown}]:{bound[1]}" if ":" in shown else f"{shown}:{bound[1]}"
         self.info = ListenerInfo("modbus", self.endpoint.transport, self.address, self.info.devices, self.framing)
         self.loop.add_reader(sock.fileno(), self._accept)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 import time
@@ -132,6 +133,27 @@ devices:
         for name, unit, value in (("d0", 1, 7), ("d1", 1, 9), ("d2", 2, 7)):
             with Wire(host.url(name)) as wire:
                 assert wire.call(pdu.ReadHoldingRegistersRequest(0, 1), unit=unit).values == (value,)
+
+
+@pytest.mark.parametrize(("wildcard", "shown", "here"), [("0.0.0.0", "0.0.0.0", "127.0.0.1"), ("::", "[::]", "[::1]")])
+def test_every_interface_is_shown_as_such_and_warned_about_once(
+    caplog: pytest.LogCaptureFixture, wildcard: str, shown: str, here: str
+) -> None:
+    # Before, a 0.0.0.0 listener was shown as 127.0.0.1: nothing said that other machines could write to it.
+    host = SimHost("water_tank", clock="virtual", any_port=True, listen_host=wildcard)
+    with caplog.at_level(logging.WARNING, logger="simulators.host"):
+        for _ in range(2):  # started twice, warned once
+            with host:
+                url = host.url("plc1")
+                assert url.startswith(f"modbus://{shown}:")
+                with Wire(url.replace(shown, here)) as wire:
+                    assert isinstance(
+                        wire.call(pdu.ReadHoldingRegistersRequest(6, 1)), pdu.ReadHoldingRegistersResponse
+                    )
+    warnings = [record.getMessage() for record in caplog.records if "every interface" in record.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "reachable from beyond this machine" in warnings[0] and f"on this machine at {here}" in warnings[0]
+    assert host.everywhere == ["plc1"]
 
 
 def test_listen_host_overrides_the_scenarios() -> None:
