@@ -58,6 +58,8 @@ _RECV_SIZE = 4096  # a Modbus frame is at most 260 bytes; pipelined requests com
 _HIGH_WATER = 256 * 1024  # unsent bytes above which a connection stops reading until the client reads
 _REPLACED = "not answered: a newer request came first (RTU carries one at a time)"
 _RTU_SILENCE = 0.1  # seconds of quiet that end an unfinished RTU frame (t3.5, generous for a pty)
+_ACCEPT_PAUSE = (0.01, 1.0)  # seconds a listener stops accepting after accept() fails: first, longest
+_ACCEPT_WARN_EVERY = 10.0  # seconds between warnings while accept() keeps failing
 
 
 @dataclass(frozen=True)
@@ -609,6 +611,10 @@ class _Listener:
         self.address = ""  # what the URL says: host:port, or the pty's path
         self._socket: socket.socket | None = None
         self._pty: tuple[int, int] | None = None
+        self._pause = 0.0  # the current pause after a failed accept(); 0 while accepting works
+        self._paused: asyncio.TimerHandle | None = None
+        self._failures = 0  # failed accepts not yet in a warning
+        self._warn_at = 0.0  # loop time before which failures are only counted
 
     def open(self) -> None:
         if self.pty:
@@ -650,9 +656,10 @@ class _Listener:
                 sock, peer = self._socket.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # out of descriptors, say: the next attempt may succeed
-                log.warning("%s: accept failed: %s", self.address, exc)
+            except OSError as exc:  # out of descriptors, say: a later attempt may succeed
+                self._accept_failed(exc)
                 return
+            self._pause = 0.0
             if not self.hooks.accepting(self.info):
                 sock.close()
                 continue
@@ -663,6 +670,39 @@ class _Listener:
             extra = {"peername": peer, "sockname": sock.getsockname(), "socket": sock}
             channel = _Channel(self.loop, sock.fileno(), sock.recv, sock.send, sock.close, extra)
             self._start(channel, client)
+
+    def _accept_failed(self, exc: OSError) -> None:
+        # The connection stays in the backlog, so the socket stays readable and the loop would call
+        # straight back: a busy spin that starves every client and floods the log. Stop watching the
+        # socket for a pause that doubles on each failure, and warn once per interval with a count.
+        sock = self._socket
+        assert sock is not None
+        with contextlib.suppress(ValueError, OSError):
+            self.loop.remove_reader(sock.fileno())
+        first, longest = _ACCEPT_PAUSE
+        self._pause = min(longest, max(first, self._pause * 2))
+        if self._paused is not None:
+            self._paused.cancel()
+        self._paused = self.loop.call_later(self._pause, self._resume_accepting)
+        self._failures += 1
+        now = self.loop.time()
+        if now >= self._warn_at:
+            log.warning(
+                "%s: cannot accept a connection: %s (%d failure(s) since the last warning); accepting again "
+                "after a pause of up to %gs, and warning at most every %gs",
+                self.address,
+                exc.strerror or exc,
+                self._failures,
+                longest,
+                _ACCEPT_WARN_EVERY,
+            )
+            self._failures = 0
+            self._warn_at = now + _ACCEPT_WARN_EVERY
+
+    def _resume_accepting(self) -> None:
+        self._paused = None
+        if self._socket is not None:
+            self.loop.add_reader(self._socket.fileno(), self._accept)
 
     def _open_pty(self) -> None:
         master, slave = os.openpty()
@@ -714,6 +754,9 @@ class _Listener:
 
     def close(self) -> list[asyncio.Task[None]]:
         """Stop listening and drop every connection; the tasks still to be awaited."""
+        if self._paused is not None:
+            self._paused.cancel()
+            self._paused = None
         if self._socket is not None:
             with contextlib.suppress(ValueError, OSError):
                 self.loop.remove_reader(self._socket.fileno())
