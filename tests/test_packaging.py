@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -22,7 +23,15 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.fail("maturin is a dev dependency: pip install -e '.[dev]'")
     out = tmp_path_factory.mktemp("wheel")
     # --release reuses the artifacts of the editable install (also a release build), so this only packs.
-    subprocess.run([maturin, "build", "--release", "--quiet", "--out", str(out)], cwd=ROOT, check=True)
+    # Serialised: under `-n 2` each xdist worker that runs a test of this module builds the wheel, and
+    # maturin copies the extension into target/maturin/ outside cargo's own lock, so two builds at once
+    # (or one beside another cargo build) once failed to open target/maturin/lib_native.so. A target
+    # directory of its own would avoid the lock but rebuild every crate from nothing: minutes, not seconds.
+    lock_path = ROOT / "target" / "bifrost-wheel.lock"
+    lock_path.parent.mkdir(exist_ok=True)
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        subprocess.run([maturin, "build", "--release", "--quiet", "--out", str(out)], cwd=ROOT, check=True)
     (built,) = out.glob("bifrost-*.whl")
     return built
 
