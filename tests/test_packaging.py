@@ -99,3 +99,20 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert len(blocks) == 2, "the README keeps exactly two set-up commands: serve, and test"
     test_command = next(block for block in blocks if "pytest" in block)
     assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_tox_runs_the_suite_on_every_supported_python_and_lint_and_typing() -> None:
+    # tox itself is not a dev dependency (nox is the project's runner; `pip install tox` to use it):
+    # this holds its native-TOML table to the interpreters the project supports and to nox's sessions.
+    tomllib = pytest.importorskip("tomllib")
+    tox = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["tox"]
+    assert tox["requires"] == ["tox>=4.21"] and tox["skip_missing_interpreters"] is True
+    supported = [f"3.{minor}" for minor in range(10, 14)]  # requires-python >=3.10, up to the newest
+    assert tox["env_list"] == [*supported, "lint", "typing"]
+    assert tox["env_run_base"]["extras"] == ["dev"]
+    assert tox["env_run_base"]["commands"][0][:3] == ["pytest", "-n", "2"]
+    lint = [" ".join(command) for command in tox["env"]["lint"]["commands"]]
+    noxfile = (ROOT / "noxfile.py").read_text()
+    for command in lint:  # the same checks as `nox -s lint`
+        assert ", ".join(f'"{part}"' for part in command.split()) in noxfile, command
+    assert "`pip install tox`" in (ROOT / "README.md").read_text()  # the README names it
