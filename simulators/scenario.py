@@ -16,6 +16,7 @@ import contextvars
 import difflib
 import json
 import keyword
+import math
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager

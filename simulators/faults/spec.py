@@ -249,7 +249,7 @@ class _Param:
         """The JSON Schema of the values `parse` accepts (for editors; the parser has the last word)."""
         if self.parse is parse_duration:
             return {
-                "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": _DURATION.pattern}],
+                "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": durations.DURATION.pattern}],
                 "description": self.help,
             }
         if self.parse is _exception_code:
