@@ -17,6 +17,7 @@ from bifrost.errors import (
     ProtocolError,
     TimeoutError,
 )
+from bifrost.modbus.fleet import poll
 from bifrost.tags import ByteOrder, DataPoint, DataType, Quality, Tag, TagMap
 from bifrost.urls import connect, known_schemes
 
@@ -40,4 +41,5 @@ __all__ = [
     "__version__",
     "connect",
     "known_schemes",
+    "poll",
 ]

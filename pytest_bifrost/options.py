@@ -75,6 +75,12 @@ OPTIONS: tuple[Option, ...] = (
         choices=("virtual", "system"),
         default="virtual",
     ),
+    Option(
+        "host",
+        "URL",
+        "drive the `bifrost-sim serve --control` at URL (its control API) instead of starting simulators here; "
+        "it must serve the scenario the tests are marked with (a token comes from BIFROST_CONTROL_TOKEN)",
+    ),
 )
 
 # name(args) -> what it does; registered in pytest_configure so that --strict-markers accepts them.
@@ -100,6 +106,7 @@ class Settings:
     devices: Mapping[str, str] = field(default_factory=dict)
     # Device name -> tag values written before each test that uses the device (real target only).
     before_each: Mapping[str, Mapping[str, Value]] = field(default_factory=dict)
+    host_url: str | None = None  # --bifrost-host: a remote `serve --control`
 
     @property
     def real(self) -> bool:
@@ -184,4 +191,5 @@ def read_settings(config: pytest.Config) -> Settings:
         devices_file=devices_file,
         devices=devices,
         before_each=before_each,
+        host_url=given["host"][1],
     )
