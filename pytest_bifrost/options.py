@@ -19,12 +19,14 @@ if TYPE_CHECKING:
     from bifrost.tags import Value
 
 Target = Literal["sim", "real"]
+RECORD_MODES: tuple[str, ...] = ("none", "once", "new_episodes", "all")
 ClockKind = Literal["virtual", "system"]
 
 
 @dataclass(frozen=True)
 class Option:
-    """One setting: `--bifrost-{key}` on the command line, `bifrost_{key}` in the ini file."""
+    """One setting: `--bifrost-{key}` on the command line, `bifrost_{key}` in the ini file (dashes as
+    underscores)."""
 
     key: str
     metavar: str
@@ -39,7 +41,7 @@ class Option:
 
     @property
     def ini(self) -> str:
-        return "bifrost_" + self.key
+        return "bifrost_" + self.key.replace("-", "_")
 
     @property
     def dest(self) -> str:
@@ -76,6 +78,14 @@ OPTIONS: tuple[Option, ...] = (
         default="virtual",
     ),
     Option(
+        "record-mode",
+        "|".join(RECORD_MODES),
+        "what @pytest.mark.bifrost_cassette does (vcrpy's modes): none replays (default); once records a missing "
+        "cassette; new_episodes appends what the cassette cannot answer; all records again. On the command line "
+        "it wins over the marker's record_mode",
+        choices=RECORD_MODES,
+    ),
+    Option(
         "host",
         "URL",
         "drive the `bifrost-sim serve --control` at URL (its control API) instead of starting simulators here; "
@@ -90,6 +100,11 @@ MARKERS: Mapping[str, str] = {
         "shipped scenarios; or a path to a scenario file (relative to the test file). The closest mark wins."
     ),
     "bifrost_sim_only(reason=None)": "skip this test under --bifrost-target=real: it needs a simulated plant",
+    "bifrost_cassette(path, record_mode=None, target=None, device='plc1', mode='request', timing='fast', speed=1, "
+    "unknown=2)": (
+        "the cassette the bifrost_cassette fixture replays or records (a JSONL file, relative to the test file); "
+        "record_mode is one of none, once, new_episodes, all (see docs/replay.md)"
+    ),
 }
 
 
@@ -106,6 +121,10 @@ class Settings:
     devices: Mapping[str, str] = field(default_factory=dict)
     # Device name -> tag values written before each test that uses the device (real target only).
     before_each: Mapping[str, Mapping[str, Value]] = field(default_factory=dict)
+    record_mode: str | None = None
+    """--bifrost-record-mode or the ini key; None: the marker's record_mode, else "none"."""
+    record_mode_given: str | None = None
+    """The record mode given on the command line (it wins over the marker)."""
     host_url: str | None = None  # --bifrost-host: a remote `serve --control`
 
     @property
@@ -183,7 +202,11 @@ def read_settings(config: pytest.Config) -> Settings:
             raise pytest.UsageError(f"{given['devices'][2]}: {exc}") from None
         devices, before_each = read.urls, read.before_each
 
+    record_mode = given["record-mode"][1]
+    from_command_line = config.getoption(given["record-mode"][0].dest)
     return Settings(
+        record_mode=record_mode,
+        record_mode_given=None if from_command_line is None else str(from_command_line),
         target=target,
         clock=cast(ClockKind, given["clock"][1]),
         seed=seed,
