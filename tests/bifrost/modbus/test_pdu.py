@@ -511,7 +511,7 @@ def test_response_mismatch(request_pdu: RequestPdu, response_pdu: ResponsePdu, r
 
 # ------------------------------------------------------------------------------------------ round trips
 
-IMPLEMENTED = {1, 2, 3, 4, 5, 6, 15, 16, 22, 23, 43}
+IMPLEMENTED = {1, 2, 3, 4, 5, 6, 15, 16, 17, 22, 23, 43}
 
 
 def _span(maximum: int) -> st.SearchStrategy[tuple[int, int]]:
