@@ -12,6 +12,7 @@ import pytest
 
 from bifrost.tags import TagMap, Value
 from pytest_bifrost.adhoc import build_scenario, identity, modbus_scenario_data
+from pytest_bifrost.mqtt import MqttBroker
 from pytest_bifrost.options import Settings
 from pytest_bifrost.plant import REAL, BifrostPlant, PlantDevice
 from pytest_bifrost.registry import HostRegistry
@@ -133,3 +134,15 @@ def _write_all(url: str, tags: TagMap, values: Mapping[str, Value]) -> str:
         except bifrost.BifrostError as exc:
             return str(exc)
     return ""
+
+
+@pytest.fixture
+def bifrost_mqtt_broker(pytestconfig: pytest.Config) -> Iterator[MqttBroker]:
+    """A started MQTT broker on a free port of 127.0.0.1, for this test alone (mosquitto starts in ~12 ms):
+    `bifrost_mqtt_broker.url`, `.host`, `.port`; `.stop()` and `.start()` again (same port) for an outage.
+    --bifrost-mqtt-broker picks mosquitto or amqtt (default: mosquitto when installed)."""
+    broker = MqttBroker(kind=settings_of(pytestconfig).mqtt_broker)
+    try:
+        yield broker.start()
+    finally:
+        broker.close()

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 Target = Literal["sim", "real"]
 RECORD_MODES: tuple[str, ...] = ("none", "once", "new_episodes", "all")
 ClockKind = Literal["virtual", "system"]
+MqttBrokerKind = Literal["auto", "mosquitto", "amqtt"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,14 @@ OPTIONS: tuple[Option, ...] = (
         default="virtual",
     ),
     Option(
+        "mqtt-broker",
+        "auto|mosquitto|amqtt",
+        "the broker bifrost_mqtt_broker runs: mosquitto (a child process), amqtt (in-process), or auto "
+        "(mosquitto when installed, else amqtt; the default)",
+        choices=("auto", "mosquitto", "amqtt"),
+        default="auto",
+    ),
+    Option(
         "record-mode",
         "|".join(RECORD_MODES),
         "what @pytest.mark.bifrost_cassette does (vcrpy's modes): none replays (default); once records a missing "
@@ -121,6 +130,7 @@ class Settings:
     devices: Mapping[str, str] = field(default_factory=dict)
     # Device name -> tag values written before each test that uses the device (real target only).
     before_each: Mapping[str, Mapping[str, Value]] = field(default_factory=dict)
+    mqtt_broker: MqttBrokerKind = "auto"
     record_mode: str | None = None
     """--bifrost-record-mode or the ini key; None: the marker's record_mode, else "none"."""
     record_mode_given: str | None = None
@@ -214,5 +224,6 @@ def read_settings(config: pytest.Config) -> Settings:
         devices_file=devices_file,
         devices=devices,
         before_each=before_each,
+        mqtt_broker=cast(MqttBrokerKind, given["mqtt-broker"][1]),
         host_url=given["host"][1],
     )

@@ -98,14 +98,32 @@ _CODE_NAMES = {code.name.lower(): int(code) for code in ExceptionCode}
 
 
 _CODES = frozenset(_CODE_NAMES.values())
+_STATUS_NAME = re.compile(r"(Good|Uncertain|Bad)[A-Za-z0-9]*")
+
+
+def _status_code(value: object, key: str) -> int:
+    """An OPC UA status name (`BadCommunicationError`) as its 32-bit code (the C library's table)."""
+    from bifrost._native import opcua_status_code
+
+    code = opcua_status_code(value.strip()) if isinstance(value, str) else None
+    if code is None:
+        raise ConfigError(f"{key}: expected an OPC UA status name such as BadCommunicationError, not {value!r}")
+    return code
 
 
 def _exception_code(value: object, key: str) -> int:
-    # Only the codes of the standard: a client under test meets no other from a real device, and a
-    # typo such as 99 would otherwise pass as a fault that tests nothing anyone meant.
+    """A Modbus exception code (number or name) or an OPC UA status name: each protocol's own code.
+
+    Modbus numbers are only the standard's: a client under test meets no other from a real device, and a
+    typo such as 99 would otherwise pass as a fault that tests nothing anyone meant."""
     if isinstance(value, str) and value.strip().lower() in _CODE_NAMES:
         return _CODE_NAMES[value.strip().lower()]
-    what = f"a Modbus exception code ({', '.join(map(str, sorted(_CODES)))}) or one of {', '.join(_CODE_NAMES)}"
+    if isinstance(value, str) and _STATUS_NAME.fullmatch(value.strip()):
+        return _status_code(value, key)
+    what = (
+        f"a Modbus exception code ({', '.join(map(str, sorted(_CODES)))}) or one of {', '.join(_CODE_NAMES)}, "
+        "or an OPC UA status name"
+    )
     code = _integer(value, key, 1, 255, what)
     if code not in _CODES:
         raise ConfigError(f"{key}: expected {what}, not {value!r}")
@@ -281,7 +299,9 @@ _PARAMS: dict[str, dict[str, _Param]] = {
     "wrong_transaction": {},
     "truncate": {"keep": _Param(_non_negative_int, 3, help="bytes of the reply frame that are sent")},
     "freeze": {},
-    "bad_quality": {},
+    "bad_quality": {
+        "code": _Param(_status_code, None, help="OPC UA: the values' status (BadSensorFailure when absent)")
+    },
     "reboot": {},
 }
 assert set(_PARAMS) == set(FAULT_KINDS), "every kind of the vocabulary has its keys"
