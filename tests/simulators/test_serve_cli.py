@@ -149,5 +149,8 @@ def test_serve_problems_exit_1_or_2_without_a_traceback(tmp_path: Path) -> None:
     assert in_use.returncode == 1
     assert f"d1: cannot listen on 127.0.0.1:{port}: the address is already in use" in in_use.stderr
     assert in_use.stdout == ""
-    for result in (missing, invalid, in_use):
+    too_fast = subprocess.run([*SERVE, "--clock-speed", "1e12"], capture_output=True, text=True, timeout=DEADLINE)
+    assert too_fast.returncode == 2
+    assert "--clock-speed: clock speed 1e+12 is too fast" in too_fast.stderr and "at most 100" in too_fast.stderr
+    for result in (missing, invalid, in_use, too_fast):
         assert "Traceback" not in result.stderr
