@@ -1,0 +1,1 @@
+"""OPC UA: registers the opc.tcp:// URL scheme. The client itself is imported only when used."""
