@@ -6,7 +6,8 @@ async with bifrost.connect("modbus://10.0.0.5:502") as plc:
 
 from __future__ import annotations
 
-import bifrost.modbus  # noqa: F401  - registers the modbus:// schemes
+import bifrost.modbus
+import bifrost.opcua  # noqa: F401  - registers opc.tcp://
 from bifrost.connection import Connection
 from bifrost.errors import (
     BifrostError,
