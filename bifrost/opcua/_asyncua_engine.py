@@ -151,7 +151,10 @@ class AsyncuaEngine(Engine):
         return f"opc.tcp://{host}:{self.endpoint.port}{self.endpoint.path}"
 
     async def open(self) -> None:
-        client = asyncua.Client(self._url(), timeout=self.timeout)
+        # asyncua's watchdog would probe the server every second and drop a session whose probe is slow;
+        # the connection detects losses itself (on a call, or by a subscription's keep-alives), the
+        # same for every engine. A closed socket is still seen at once.
+        client = asyncua.Client(self._url(), timeout=self.timeout, watchdog_intervall=3600)
         client.connection_lost_callback = self._on_lost
         options = self.options
         if options.user is not None:

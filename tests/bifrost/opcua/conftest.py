@@ -60,14 +60,26 @@ class LoopThread:
         return future.result(timeout)
 
     def stop(self) -> None:
+        # End what is left (asyncua's session timers, relays) before the loop goes, so none is
+        # destroyed pending.
+        async def cancel_rest() -> None:
+            rest = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in rest:
+                task.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+
+        self.run(cancel_rest())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
+        self.loop.close()
 
 
 class _Users:
     """asyncua's user manager hook: only the known users, with their passwords."""
 
-    def get_user(self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None) -> Any:
+    def get_user(
+        self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
+    ) -> Any:
         from asyncua.crypto.permission_rules import User, UserRole
 
         if username is not None and USERS.get(username) == password:
@@ -83,7 +95,7 @@ class AsyncuaPeer:
     cert_dir: Path | None = None
     port: int = 0
     index: int = 0
-    reads: list[int] = field(default_factory=list)  # nodes per Read request from clients
+    reads: list[list[str]] = field(default_factory=list)  # the NodeIds of each Read request from a client
     _runner: LoopThread | None = None
     _server: Any = None
     nodes: dict[str, Any] = field(default_factory=dict)
@@ -110,7 +122,7 @@ class AsyncuaPeer:
         if self.secure:
             assert self.cert_dir is not None
             cert, key = certs.write_certificate(self.cert_dir, "urn:bifrost:test-server", name="server")
-            server.set_application_uri("urn:bifrost:test-server")
+            await server.set_application_uri("urn:bifrost:test-server")
             await server.load_certificate(str(cert))
             await server.load_private_key(str(key))
             server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
@@ -142,19 +154,30 @@ class AsyncuaPeer:
                 ua.NodeId(f"many.{i}", index), ua.QualifiedName(f"v{i}", index), ua.Variant(i, ua.VariantType.Int32)
             )
             self.nodes[f"many.{i}"] = var
-        sub = await plc.add_variable(ua.NodeId("sub", index), ua.QualifiedName("sub", index), 0.0)
-        await sub.set_writable()
-        self.nodes["sub"] = sub
+        for name in ("sub", "deadband", "quality"):
+            var = await plc.add_variable(ua.NodeId(name, index), ua.QualifiedName(name, index), 0.0)
+            await var.set_writable()
+            self.nodes[name] = var
         limit = server.get_node(ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead))
         await limit.write_value(ua.Variant(MAX_NODES_PER_READ, ua.VariantType.UInt32))
 
         async def count_reads(event: Any, dispatcher: Any) -> None:
             if event.is_external:
-                self.reads.append(len(event.request_params.NodesToRead))
+                self.reads.append([item.NodeId.to_string() for item in event.request_params.NodesToRead])
 
         from asyncua.common.callback import CallbackType
 
+        async def not_writable(event: Any, dispatcher: Any) -> None:
+            # asyncua answers BadUserAccessDenied for every refused write; the standard (Part 4, 5.10.4)
+            # says BadNotWritable when the node's AccessLevel itself forbids writing, as open62541 does.
+            for position, (request, status) in enumerate(zip(event.request_params.NodesToWrite, event.response_params)):
+                if status.value == ua.StatusCodes.BadUserAccessDenied:
+                    level = server.iserver.aspace.read_attribute_value(request.NodeId, ua.AttributeIds.AccessLevel)
+                    if level.Value is not None and not level.Value.Value & ua.AccessLevel.CurrentWrite.mask:
+                        event.response_params[position] = ua.StatusCode(ua.StatusCodes.BadNotWritable)
+
         server.subscribe_server_callback(CallbackType.PreRead, count_reads)
+        server.subscribe_server_callback(CallbackType.PostWrite, not_writable)
         await server.start()
         self._server = server
         return int(server.bserver.port), int(index)
@@ -184,7 +207,9 @@ class AsyncuaPeer:
     def set_status(self, name: str, value: Any, status: str) -> None:
         """Give a node a value with a non-Good status, as a server with a failing sensor does."""
         node = self.nodes[name]
-        data = ua.DataValue(ua.Variant(value, ua.VariantType.Double), StatusCode=ua.StatusCode(getattr(ua.StatusCodes, status)))
+        data = ua.DataValue(
+            ua.Variant(value, ua.VariantType.Double), StatusCode=ua.StatusCode(getattr(ua.StatusCodes, status))
+        )
         assert self._runner is not None
         self._runner.run(node.write_value(data))
 
