@@ -170,7 +170,9 @@ class AsyncuaPeer:
         async def not_writable(event: Any, dispatcher: Any) -> None:
             # asyncua answers BadUserAccessDenied for every refused write; the standard (Part 4, 5.10.4)
             # says BadNotWritable when the node's AccessLevel itself forbids writing, as open62541 does.
-            for position, (request, status) in enumerate(zip(event.request_params.NodesToWrite, event.response_params)):
+            for position, (request, status) in enumerate(
+                zip(event.request_params.NodesToWrite, event.response_params, strict=True)
+            ):
                 if status.value == ua.StatusCodes.BadUserAccessDenied:
                     level = server.iserver.aspace.read_attribute_value(request.NodeId, ua.AttributeIds.AccessLevel)
                     if level.Value is not None and not level.Value.Value & ua.AccessLevel.CurrentWrite.mask:
