@@ -82,10 +82,10 @@ async def test_raw_writes_take_the_node_data_type(opcua_server: AsyncuaPeer, eng
 
 async def test_tag_typed_writes_scale_and_range(opcua_server: AsyncuaPeer, engine: str) -> None:
     tags = TagMap.of(
-        Tag(name="small", address=opcua_server.node_id("types.Int16"), type="int16"),  # type: ignore[arg-type]
-        Tag(name="tenths", address=opcua_server.node_id("types.Int32"), type="int32", scale=0.1),  # type: ignore[arg-type]
-        Tag(name="level", address=f"nsu={NAMESPACE};s=tank.level", type="float64", unit="%"),  # type: ignore[arg-type]
-        Tag(name="fixed", address=opcua_server.node_id("readonly"), type="float64", writable=False),  # type: ignore[arg-type]
+        Tag(name="small", address=opcua_server.node_id("types.Int16"), type="int16"),
+        Tag(name="tenths", address=opcua_server.node_id("types.Int32"), type="int32", scale=0.1),
+        Tag(name="level", address=f"nsu={NAMESPACE};s=tank.level", type="float64", unit="%"),
+        Tag(name="fixed", address=opcua_server.node_id("readonly"), type="float64", writable=False),
     )
     async with bifrost.connect(opcua_server.url, tags=tags, engine=engine) as plc:
         try:
