@@ -156,6 +156,7 @@ class AsyncuaEngine(Engine):
         # same for every engine. A closed socket is still seen at once.
         client = asyncua.Client(self._url(), timeout=self.timeout, watchdog_intervall=3600)
         client.connection_lost_callback = self._on_lost
+        client.session_timeout = 60_000  # ms; what servers commonly grant (asyncua caps at 600 s)
         options = self.options
         if options.user is not None:
             client.set_user(options.user)
