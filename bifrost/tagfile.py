@@ -7,10 +7,11 @@ strict models on top of them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bifrost._yaml import LocatedYaml, load_yaml, validation_problems
 from bifrost.errors import ConfigError
@@ -39,11 +40,15 @@ class TagSpec(BaseModel):
 
 
 class MapEntry(BaseModel):
-    """Where a device serves a tag, and how it may narrow its wire type for that device."""
+    """Where a device serves a tag, and how it may narrow its wire type for that device.
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    `address` is the protocol's address (Modbus `hr:0`, S7 `DB1.DBD0`); an OPC UA map may say `node:`
+    for the same thing (a NodeId such as `ns=1;s=Tank.Level`).
+    """
 
-    address: str
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    address: str = Field(validation_alias=AliasChoices("address", "node"))
     type: str | None = None
     byte_order: ByteOrder | None = None
     scale: float = 1.0
@@ -65,11 +70,59 @@ class DeviceSpec(BaseModel):
     listen: str | None = None
     unit: int | None = Field(default=None, ge=0, le=255)
     byte_order: ByteOrder = ByteOrder.ABCD
-    map: dict[str, str | MapEntry] = Field(default_factory=dict)
+    namespace: str | None = None
+    map: dict[str, str | MapEntry] | Literal["all"] = Field(default_factory=dict)
 
     def entry(self, tag: str) -> MapEntry:
-        raw = self.map[tag]
-        return MapEntry(address=raw) if isinstance(raw, str) else raw
+        return map_entry(self, tag)
+
+
+ALL = "all"
+"""`map: all`: every tag of the plant, at the address its name gives (OPC UA: `nsu=<namespace>;s=<tag>`)."""
+
+
+def default_namespace(scenario: str | None) -> str:
+    """The namespace URI of a scenario's OPC UA nodes unless a device names its own."""
+    return f"urn:bifrost:{scenario or 'plant'}"
+
+
+def mapped_tags(device: Any, tags: Mapping[str, Any]) -> list[str]:
+    """The tags a device (lenient or strict model) serves, in map order; `map: all` is every tag."""
+    return list(tags) if device.map == ALL else list(device.map)
+
+
+def map_entry(device: Any, tag: str, scenario: str | None = None) -> MapEntry:
+    """Where `device` serves `tag`: its map entry, or under `map: all` the address the tag's name gives."""
+    if device.map == ALL:
+        namespace = getattr(device, "namespace", None) or default_namespace(scenario)
+        return MapEntry(address=f"nsu={namespace};s={tag}")
+    raw = device.map[tag]
+    return MapEntry(address=raw) if isinstance(raw, str) else raw
+
+
+def device_tag_map(tags: Mapping[str, Any], device: Any, scenario: str | None = None) -> TagMap:
+    """The client's tag database for one device of a scenario (lenient or strict models alike)."""
+    byte_order = getattr(device, "byte_order", None) or ByteOrder.ABCD
+    built = []
+    for name in mapped_tags(device, tags):
+        plant_tag = tags[name]
+        entry = map_entry(device, name, scenario)
+        dtype, length = parse_type(entry.type or plant_tag.type)
+        built.append(
+            Tag(
+                name=name,
+                address=entry.address,
+                type=dtype,
+                length=length,
+                byte_order=entry.byte_order or byte_order,
+                scale=entry.scale,
+                offset=entry.offset,
+                writable=plant_tag.writable if entry.writable is None else entry.writable,
+                unit=plant_tag.unit,
+                description=plant_tag.description,
+            )
+        )
+    return TagMap.of(*built, unit=getattr(device, "unit", None))
 
 
 class TagFile(BaseModel):
@@ -79,11 +132,12 @@ class TagFile(BaseModel):
 
     tags: dict[str, TagSpec] = Field(default_factory=dict)
     devices: dict[str, DeviceSpec] = Field(default_factory=dict)
+    scenario: str | None = None
 
     @model_validator(mode="after")
     def _maps_name_known_tags(self) -> Any:
         for device_name, device in self.devices.items():
-            for tag in device.map:
+            for tag in mapped_tags(device, self.tags):
                 if tag not in self.tags:
                     raise ValueError(f"device {device_name!r} maps {tag!r}, which is not a tag of this plant")
         return self
@@ -94,26 +148,7 @@ class TagFile(BaseModel):
         if spec is None:
             known = ", ".join(sorted(self.devices)) or "(none)"
             raise ConfigError(f"no device {device!r}; the devices are: {known}")
-        tags = []
-        for name in spec.map:
-            plant_tag = self.tags[name]
-            entry = spec.entry(name)
-            dtype, length = parse_type(entry.type or plant_tag.type)
-            tags.append(
-                Tag(
-                    name=name,
-                    address=entry.address,
-                    type=dtype,
-                    length=length,
-                    byte_order=entry.byte_order or spec.byte_order,
-                    scale=entry.scale,
-                    offset=entry.offset,
-                    writable=plant_tag.writable if entry.writable is None else entry.writable,
-                    unit=plant_tag.unit,
-                    description=plant_tag.description,
-                )
-            )
-        return TagMap.of(*tags, unit=spec.unit)
+        return device_tag_map(self.tags, spec, self.scenario)
 
 
 def validate_located(model: type[BaseModel], located: LocatedYaml) -> Any:

@@ -9,7 +9,9 @@ answers. The points, in the order a request meets them:
 - `wrap(reader, writer, device)`: the connection's byte streams, once per connection, for transport
   faults (latency, bandwidth, slicer, stall, reset, close, corrupt) that wrap them. A listener serving
   several devices (units) calls it once per device, chaining the wrappers: they share one wire.
-- `on_request(device, event)`: each decoded request; an `Action` changes how it is answered.
+- `on_request(device, request)`: each decoded request, described the same way for every protocol
+  (`RequestInfo`: unit, function or service code, the address spans and nodes it touches); an `Action`
+  changes how it is answered.
 - `frozen(device)`: while True, reads serve the values as they were when the freeze began.
 
 `bind(context)` comes first, once, on the host's event-loop thread before any request is served: the
@@ -29,8 +31,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
-
-from bifrost.modbus.framing import Request
 
 if TYPE_CHECKING:
     from simulators.plant import Plant
@@ -60,14 +60,52 @@ class Writer(Protocol):
         ...
 
 
+class RequestInfo(Protocol):
+    """A request as fault matches see it, whatever the protocol. Each front-end describes its own
+    requests this way (cheaply: the server builds one per request, so properties may be lazy)."""
+
+    @property
+    def unit(self) -> int | None:
+        """The unit (slave) id it is addressed to, where the protocol has one."""
+        ...
+
+    @property
+    def function(self) -> int | None:
+        """The protocol's function or service code (Modbus 3, an S7 function, an OPC UA service id)."""
+        ...
+
+    @property
+    def spans(self) -> tuple[tuple[str, int, int], ...]:
+        """The address ranges it touches: (area, start, end exclusive), in the protocol's own areas."""
+        ...
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The node ids it names (OPC UA)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Described:
+    """A plain RequestInfo, for front-ends and tests that build one directly."""
+
+    unit: int | None = None
+    function: int | None = None
+    spans: tuple[tuple[str, int, int], ...] = ()
+    nodes: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class ListenerInfo:
     """One listening endpoint: a TCP address or a pty path, and the devices (units) served there."""
 
-    protocol: str  # "modbus"
-    transport: str  # "tcp", "rtu+tcp" or "rtu"
+    protocol: str  # the front-end's name, e.g. "modbus"
+    transport: str  # "tcp", or a protocol's own (Modbus: "rtu+tcp", "rtu")
     address: str  # "127.0.0.1:40123", or the pty's path "/dev/pts/7"
     devices: tuple[str, ...]
+    framing: str | None = None
+    """How the byte stream splits into frames, for faults that act on whole frames (Modbus "mbap" or
+    "rtu"); None when the front-end applies those faults itself and lanes see plain bytes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +113,8 @@ class Action:
     """How to answer one request instead of the usual way. Fields combine; the defaults change nothing.
 
     - `delay`: wait this many seconds of plant time, then serve the request and answer.
-    - `exception`: do not serve the request; answer this exception code (Modbus: 1..255).
+    - `exception`: do not serve the request; answer this code, in the protocol's own numbers (a Modbus
+      exception 1..255, an OPC UA StatusCode, an S7 return code).
     - `drop`: serve the request (a write takes effect) but send no answer: the response is lost.
     - `truncate`: send only the first `truncate` bytes of the answer's frame.
     - `wrong_transaction`: answer with another transaction id (MBAP); over RTU, which has none, the
@@ -114,7 +153,7 @@ class FaultHooks(Protocol):
 
     def wrap(self, reader: Reader, writer: Writer, device: str) -> tuple[Reader, Writer]: ...
 
-    def on_request(self, device: str, event: Request) -> Action | None: ...
+    def on_request(self, device: str, request: RequestInfo) -> Action | None: ...
 
     def frozen(self, device: str) -> bool: ...
 
@@ -136,7 +175,7 @@ class NoFaults:
     def wrap(self, reader: Reader, writer: Writer, device: str) -> tuple[Reader, Writer]:
         return reader, writer
 
-    def on_request(self, device: str, event: Request) -> Action | None:
+    def on_request(self, device: str, request: RequestInfo) -> Action | None:
         return None
 
     def frozen(self, device: str) -> bool:
@@ -146,4 +185,14 @@ class NoFaults:
         """Nothing to clear."""
 
 
-__all__ = ["Action", "FaultHooks", "HookContext", "ListenerInfo", "NoFaults", "Reader", "Writer"]
+__all__ = [
+    "Action",
+    "Described",
+    "FaultHooks",
+    "HookContext",
+    "ListenerInfo",
+    "NoFaults",
+    "Reader",
+    "RequestInfo",
+    "Writer",
+]

@@ -29,13 +29,13 @@ from typing import Any, Literal, TypeVar, overload
 
 from bifrost.errors import ConfigError
 from bifrost.tags import TagMap
+from simulators import protocols
 from simulators.clock import SystemClock, VirtualClock
 from simulators.faults.faultset import FaultHandle, PlantFaults
 from simulators.faults.watch import FaultWatch, call_on_loop
 from simulators.hooks import FaultHooks, HookContext
-from simulators.modbus import ModbusDevice
-from simulators.modbus_server import Endpoint, ModbusServer
 from simulators.plant import Plant
+from simulators.protocols import DeviceSetup, ListenerGate, ProtocolServer
 from simulators.scenario import Scenario, load_scenario
 from simulators.shipped import shipped_scenario
 from simulators.traffic import DEFAULT_MAXLEN, TrafficLog
@@ -44,13 +44,14 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _START_TIMEOUT = 10.0
-_DEFAULT_LISTEN = "127.0.0.1:0"
 
 
 class SimDevice:
     """One served device: its name, protocol, URL, tag database (for bifrost.connect) and traffic log."""
 
-    def __init__(self, name: str, protocol: str, transport: str, unit: int, tags: TagMap, log: TrafficLog) -> None:
+    def __init__(
+        self, name: str, protocol: str, transport: str, unit: int | None, tags: TagMap, log: TrafficLog
+    ) -> None:
         self.name = name
         self.protocol = protocol
         self.transport = transport
@@ -61,7 +62,7 @@ class SimDevice:
 
     @property
     def url(self) -> str:
-        """`modbus://127.0.0.1:40123?unit=1`, `modbus+rtu+tcp://...`, `modbus+rtu:///dev/pts/7?unit=1&baud=19200`."""
+        """The URL a client connects to: `modbus://127.0.0.1:40123?unit=1`, `opc.tcp://127.0.0.1:40124/bifrost`..."""
         if self._url is None:
             raise RuntimeError(f"{self.name} has no URL until the host is started: call SimHost.start()")
         return self._url
@@ -120,35 +121,44 @@ class SimHost:
         self.devices: dict[str, SimDevice] = {}
         self.skipped: dict[str, str] = {}
         """Devices not served, with the reason (protocols without a simulator yet)."""
-        self._modbus: list[ModbusDevice] = []
-        self._endpoints: dict[str, Endpoint] = {}
+        setups: dict[str, list[DeviceSetup]] = {}
+        frontends: dict[str, protocols.Frontend] = {}
         for name, spec in self.scenario.devices.items():
-            if spec.protocol != "modbus":
+            frontend = protocols.frontend(spec.protocol)
+            if frontend is None:
                 self.skipped[name] = f"no {spec.protocol} simulator yet"
                 log.warning("%s: not served: %s", name, self.skipped[name])
                 continue
-            traffic = TrafficLog(name, log_size)
-            device = ModbusDevice(self.scenario, name, self.plant, self.hooks, traffic)
-            self._modbus.append(device)
-            self._endpoints[name] = self._endpoint(spec.transport, spec.listen)
-            tags = self.scenario.tag_map(name)
-            self.devices[name] = SimDevice(name, "modbus", spec.transport, device.unit, tags, traffic)
-        self._server: ModbusServer | None = None
+            frontends[spec.protocol] = frontend
+            host, port = self._listen(spec.listen or frontend.default_listen())
+            setup = DeviceSetup(self.scenario, name, self.plant, TrafficLog(name, log_size), host, port)
+            setups.setdefault(spec.protocol, []).append(setup)
+        self._servers: list[ProtocolServer] = [
+            frontends[protocol].create(group, hooks=self.hooks, sleep=self._sleep) for protocol, group in setups.items()
+        ]
+        self._server_of: dict[str, ProtocolServer] = {}
+        for server, group in zip(self._servers, setups.values(), strict=False):
+            for setup in group:
+                about = server.about(setup.name)
+                tags = self.scenario.tag_map(setup.name)
+                self.devices[setup.name] = SimDevice(
+                    setup.name, setup.spec.protocol, about.transport, about.unit, tags, setup.log
+                )
+                self._server_of[setup.name] = server
+        self._started: list[ProtocolServer] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._sleepers: set[asyncio.Future[None]] = set()
         self._lock = threading.Lock()
         self._watch: FaultWatch | None = None
-        self._gates: list[_ListenerGate] = []
+        self._gates: list[ListenerGate] = []
 
-    def _endpoint(self, transport: str, listen: str | None) -> Endpoint:
-        if transport == "rtu":
-            return Endpoint("rtu")
-        host, _, port = (listen or _DEFAULT_LISTEN).rpartition(":")
+    def _listen(self, listen: str) -> tuple[str, int]:
+        host, _, port = listen.rpartition(":")
         host = host.strip("[]")
         if self.listen_host is not None:
             host = self.listen_host
-        return Endpoint(transport, host, 0 if self.any_port else int(port))
+        return host, 0 if self.any_port else int(port)
 
     # --- the plant and its clock -----------------------------------------------------------------------
 
@@ -205,25 +215,34 @@ class SimHost:
         clock = self.plant.clock
         if isinstance(clock, SystemClock):
             clock.attach(loop)
-        server = ModbusServer(self._modbus, self._endpoints, hooks=self.hooks, sleep=self._sleep)
-        server.start(loop)
-        self._server = server
-        for device in self._modbus:
-            address = server.address(device.name)
-            self.devices[device.name]._url = _url(device, address)
+        try:
+            for server in self._servers:
+                server.start(loop)
+                self._started.append(server)
+        except BaseException:
+            for server in self._started:
+                server.close()
+            self._started = []
+            raise
+        for name, server in self._server_of.items():
+            self.devices[name]._url = server.url(name)
         self.hooks.bind(
             HookContext(
                 plant=self.plant,
                 loop=loop,
                 sleep=self._sleep,
-                disconnect=server.disconnect,
-                listeners=tuple(listener.info for listener in server.listeners),
+                disconnect=self._disconnect,
+                listeners=tuple(listener for server in self._servers for listener in server.listeners),
             )
         )
         if isinstance(self.hooks, PlantFaults):
-            self._gates = [gate for listener in server.listeners if (gate := _ListenerGate.of(listener, loop))]
-            self._watch = FaultWatch(self.plant, self.hooks, [device.name for device in self._modbus], self._act)
+            self._gates = [gate for server in self._servers for gate in server.gates(loop)]
+            self._watch = FaultWatch(self.plant, self.hooks, list(self._server_of), self._act)
             self._watch.arm()
+
+    def _disconnect(self, device: str) -> int:
+        server = self._server_of.get(device)
+        return 0 if server is None else server.disconnect(device)
 
     def stop(self) -> None:
         """Stop every device and the loop thread; the ports are free when it returns. Idempotent."""
@@ -252,15 +271,15 @@ class SimHost:
         for device in self.devices.values():
             device._url = None
         self._loop = self._thread = None
-        self._server = None
+        self._started = []
 
     async def _stop_devices(self) -> None:
         if self._watch is not None:
             self._watch.disarm()
             self._watch = None
         self._gates = []
-        server = self._server
-        tasks = server.close() if server is not None else []
+        tasks = [task for server in self._started for task in server.close()]
+        self._started = []
         for future in list(self._sleepers):
             future.cancel()
         clock = self.plant.clock
@@ -297,8 +316,9 @@ class SimHost:
         watch = self._watch
         if watch is not None:
             watch.arm()  # the plant's reset cancelled its timers
-        for device in self._modbus:
-            device.thaw()
+        for server in self._servers:
+            server.reset()
+        for device in self.devices.values():
             device.log.clear()
         loop = self._loop
         if loop is not None and self._sleepers:
@@ -379,8 +399,8 @@ class SimHost:
 
     def _act(self) -> None:
         """What the FaultWatch asks for when whole-device faults may have come or gone (any thread)."""
-        for device in self._modbus:
-            device.check_freeze()  # a freeze keeps the values of its start, not of the next change
+        for server in self._servers:
+            server.changed()  # a freeze keeps the values of its start, not of the next change
         self._gate()
 
     def _gate(self) -> None:
@@ -390,7 +410,7 @@ class SimHost:
             return
         hooks = self._plant_faults("a listener gate")
 
-        def wanted(gate: _ListenerGate) -> bool:
+        def wanted(gate: ListenerGate) -> bool:
             return any(hooks.device(name).closes_listener() for name in gate.devices)
 
         if all(gate.closed == wanted(gate) for gate in gates):
@@ -433,71 +453,9 @@ class SimHost:
         return f"SimHost({self.scenario.scenario!r}, {state}, devices={list(self.devices)})"
 
 
-class _ListenerGate:
-    """A TCP listener's listening socket, closed while its devices refuse every connection and reopened
-    on the same port after (as the proxy does). Used on the loop thread only.
-
-    It reaches into the Modbus server's listener; if that ever lacks what it needs, there is no gate,
-    and a refused connection is accepted and closed at once instead (the `accepting` hook).
-    """
-
-    _NEEDS = ("_socket", "_open_socket", "endpoint", "info")
-
-    def __init__(self, listener: Any, loop: asyncio.AbstractEventLoop) -> None:
-        self.listener = listener
-        self.loop = loop
-        self.devices: tuple[str, ...] = tuple(listener.info.devices)
-        self._port: int | None = None  # the port to reopen, while closed
-
-    @classmethod
-    def of(cls, listener: Any, loop: asyncio.AbstractEventLoop) -> _ListenerGate | None:
-        if not all(hasattr(listener, name) for name in cls._NEEDS) or listener.info.transport == "rtu":
-            return None  # a pty is the device's port: it has no listening socket
-        return cls(listener, loop)
-
-    @property
-    def closed(self) -> bool:
-        return self._port is not None
-
-    def want_closed(self, closed: bool) -> None:
-        if closed and self._port is None:
-            self._close()
-        elif not closed and self._port is not None:
-            self._reopen()
-
-    def _close(self) -> None:
-        sock = self.listener._socket
-        if sock is None:
-            return
-        self._port = int(sock.getsockname()[1])
-        with contextlib.suppress(ValueError, OSError):
-            self.loop.remove_reader(sock.fileno())
-        sock.close()
-        self.listener._socket = None
-        log.info("%s: not listening (every connection is refused)", self.listener.info.address)
-
-    def _reopen(self) -> None:
-        endpoint = self.listener.endpoint
-        self.listener.endpoint = Endpoint(endpoint.transport, endpoint.host, self._port or 0)
-        try:
-            self.listener._open_socket()
-        except ConfigError as exc:  # the port was taken meanwhile: tried again at the next change
-            log.error("%s: cannot listen again: %s", self.listener.info.address, exc)
-            return
-        self._port = None
-        log.info("%s: listening again", self.listener.info.address)
-
-
 def _finish(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-def _url(device: ModbusDevice, address: str) -> str:
-    if device.transport == "rtu":
-        return f"modbus+rtu://{address}?unit={device.unit}&baud=19200&parity=N"
-    scheme = "modbus+rtu+tcp" if device.transport == "rtu+tcp" else "modbus"
-    return f"{scheme}://{address}?unit={device.unit}"
 
 
 __all__ = ["SimDevice", "SimHost", "resolve_scenario"]

@@ -198,9 +198,11 @@ class Plant(Generic[ClockT]):
         if spec is None:
             raise self._unknown(name)
         if device is not None:
-            entry = self.scenario.device(device).map.get(name)
-            if entry is not None and not isinstance(entry, str) and entry.writable is not None:
-                return entry.writable
+            model = self.scenario.device(device)
+            if name in model.mapped(self.scenario.tags):
+                writable = model.entry(name).writable
+                if writable is not None:
+                    return writable
         return spec.writable
 
     def snapshot(self) -> dict[str, Value]:

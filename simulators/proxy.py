@@ -50,11 +50,12 @@ from bifrost.modbus.pdu import (
     function_name,
 )
 from simulators.clock import Clock, SystemClock
-from simulators.faults import FaultSet, FaultSpec, Lane, RequestInfo
+from simulators.faults import FaultSet, FaultSpec, Lane
 from simulators.faults.frames import Splitter
 from simulators.faults.protocol import exception_frame, rewrite_reply
 from simulators.faults.streams import abort_with_reset
-from simulators.hooks import Action
+from simulators.hooks import Action, RequestInfo
+from simulators.modbus.requests import ModbusRequestInfo
 
 log = logging.getLogger(__name__)
 
@@ -441,7 +442,7 @@ class Proxy:
             upstream.push(piece, None)
             return
         request, summary = _describe_request(frame)
-        info = None if request is None else RequestInfo.of(frame.unit, request)
+        info = None if request is None else ModbusRequestInfo(frame.unit, request)
         decided = self.faults.decide(info)
         action, kinds = decided if decided is not None else (None, ())
         fields: dict[str, Any] = {

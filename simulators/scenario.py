@@ -33,6 +33,7 @@ from pydantic import (
     Field,
     ModelWrapValidatorHandler,
     PlainValidator,
+    SerializeAsAny,
     Tag,
     ValidationError,
     WithJsonSchema,
@@ -44,10 +45,9 @@ from typing_extensions import Self
 
 from bifrost._yaml import load_yaml
 from bifrost.errors import ConfigError, EncodeError
-from bifrost.modbus.address import check_fits, parse_address
-from bifrost.tagfile import DeviceSpec, MapEntry, TagFile, TagSpec, validate_located
+from bifrost.tagfile import MapEntry, TagFile, TagSpec, map_entry, mapped_tags, validate_located
 from bifrost.tags import DataType, Value, parse_type
-from bifrost.values import WireFormat, words_for
+from bifrost.values import WireFormat
 from simulators.expr import ExprError, compile_expr
 
 FaultKind = Literal[
@@ -156,6 +156,13 @@ def _knowing(data: Any) -> Iterator[None]:
         yield
     finally:
         _known.reset(token)
+
+
+def known_tag_type(tag: str) -> str | None:
+    """While a scenario validates, the type its file gives `tag` (None when unknown, or not validating):
+    for a front-end's address checks, which need the type of the tag an address serves."""
+    known = _known.get()
+    return None if known is None else known.tags.get(tag)
 
 
 # --- field types ---------------------------------------------------------------------------------
@@ -580,129 +587,63 @@ class StrictMapEntry(MapEntry, _Strict):
         return None if name is None else _type_text(name)
 
 
-def _map_kind(value: Any) -> str | None:
-    if isinstance(value, str):
-        return "Address"
-    if isinstance(value, (dict, MapEntry)):
-        return "Entry"
-    return None
-
-
-MapValue = Annotated[
-    Annotated[str, Tag("Address")] | Annotated[StrictMapEntry, Tag("Entry")],
-    Discriminator(
-        _map_kind,
-        custom_error_type="map_entry",
-        custom_error_message="expected an address such as hr:0, or a mapping with address: and optionally "
-        "type, byte_order, scale, offset, writable",
-    ),
-]
-
-
-@dataclass(frozen=True)
-class _Span:
-    """Where one map entry sits: an area, a range of registers or bits, and a bit of a register."""
-
-    tag: str
-    area: str
-    start: int
-    end: int  # exclusive
-    bit: int | None
-
-    def overlaps(self, other: _Span) -> bool:
-        if self.area != other.area or self.end <= other.start or other.end <= self.start:
-            return False
-        return self.bit is None or other.bit is None or self.bit == other.bit
-
-    def __str__(self) -> str:
-        if self.bit is not None:
-            return f"{self.area}:{self.start}.{self.bit}"
-        return f"{self.area}:{self.start}" if self.end - self.start == 1 else f"{self.area}:{self.start}-{self.end - 1}"
-
-
-def _modbus_map_problems(raw_map: dict[Any, Any]) -> list[InitErrorDetails]:
-    """Addresses, area/type agreement and overlapping registers of one Modbus device's map."""
-    known = _known.get()
-    errors: list[InitErrorDetails] = []
-    taken: list[_Span] = []
-    for key, raw in raw_map.items():
-        tag = str(key)
-        entry = raw if isinstance(raw, dict) else {}
-        text = raw if isinstance(raw, str) else entry.get("address")
-        if not isinstance(text, str):
-            continue  # the model reports it
-        loc: tuple[str | int, ...] = ("map", tag) if isinstance(raw, str) else ("map", tag, "address")
-        written = entry.get("type")
-        wire = written if isinstance(written, str) else (known.tags.get(tag) if known else None)
-        try:
-            address = parse_address(text)
-            if address.type is not None or address.byte_order is not None:
-                raise ConfigError(
-                    f"{text!r}: a map address is area:offset[.bit]; give the type with type: and the "
-                    "byte order with byte_order:"
-                )
-            if wire is None:
-                continue  # no type to check against; the missing type is reported where it belongs
-            try:
-                dtype, length = parse_type(wire)
-            except ValueError:
-                continue  # a bad type is reported where it is written
-            check_fits(
-                address, WireFormat(dtype, length=length or 0, bit=address.bit if dtype is DataType.BOOL else None)
-            )
-        except ConfigError as exc:
-            errors.append(_error(loc, str(exc), text))
-            continue
-        if (entry.get("scale", 1) != 1 or entry.get("offset", 0) != 0) and dtype in (DataType.BOOL, DataType.STRING):
-            errors.append(_error(("map", tag), f"scale and offset apply to numbers, not {wire}", text))
-        size = 1 if address.is_bit else words_for(dtype, length or 0)
-        span = _Span(tag, address.area.value, address.offset, address.offset + size, address.bit)
-        clash = next((other for other in taken if other.overlaps(span)), None)
-        if clash is not None:
-            errors.append(_error(loc, f"{span} overlaps {clash.tag!r} at {clash}", text))
-        taken.append(span)
-    return errors
-
-
-class StrictDevice(DeviceSpec, _Strict):
-    """A device of the plant: a protocol server that projects some tags onto its addresses."""
+class DeviceModel(_Strict):
+    """The keys every device has, whatever its protocol. Each protocol's front-end subclasses it (its
+    `protocol` a Literal of its name) with its own keys and address checks, and registers it in
+    simulators.protocols; the loader validates each device with the model its `protocol` names."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    protocol: Literal["modbus", "opcua", "s7"]
+    protocol: str
     listen: Listen | None = Field(default=None, description="host:port to serve on; port 0 picks a free port")
-    transport: Literal["tcp", "rtu+tcp", "rtu"] = Field(
-        default="tcp",
-        description="modbus only: tcp (Modbus TCP), rtu+tcp (RTU frames on TCP) or rtu (RTU on a pseudo-terminal, "
-        "which has no listen address)",
-    )
-    map: dict[KnownTag, MapValue] = Field(default_factory=dict)  # type: ignore[assignment]  # narrower than the lenient model's
+    map: dict[KnownTag, Any] | Literal["all"] = Field(default_factory=dict)
 
-    def _problems(self) -> list[InitErrorDetails]:
-        errors = []
-        if self.transport != "tcp" and self.protocol != "modbus":
-            errors.append(_error(("transport",), f"transport {self.transport} is for modbus devices", self.transport))
-        if self.transport == "rtu" and self.listen is not None:
-            errors.append(
-                _error(
-                    ("listen",),
-                    "an rtu device is served on a pseudo-terminal, so it has no listen address "
-                    "(use transport: rtu+tcp for RTU frames on TCP)",
-                    self.listen,
+    def entry(self, tag: str) -> MapEntry:
+        return map_entry(self, tag)
+
+    def mapped(self, tags: Any) -> list[str]:
+        """The tags this device serves (`map: all`: every tag of `tags`)."""
+        return mapped_tags(self, tags)
+
+
+class UnservedDevice(DeviceModel):
+    """A device of a protocol that has no simulator here: its keys are kept unchecked, and the host
+    does not serve it (it says so)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    _open: ClassVar[bool] = True
+
+
+def _device_problems(devices: dict[Any, Any]) -> tuple[dict[Any, Any], list[InitErrorDetails]]:
+    """Each device validated by its protocol's model; what failed is left out and reported."""
+    from simulators import protocols  # the front-ends import this module
+
+    checked: dict[Any, Any] = {}
+    errors: list[InitErrorDetails] = []
+    for name, raw in devices.items():
+        protocol = raw.get("protocol") if isinstance(raw, dict) else None
+        if not isinstance(protocol, str):
+            checked[name] = raw  # the base model reports the missing or wrong protocol
+            continue
+        if protocol not in protocols.names():
+            loc = (str(name), "protocol")
+            message = f"unknown protocol {protocol!r}; {_suggest(protocol, protocols.names())}"
+            errors.append(_error(("devices", *loc), message, protocol))
+            continue
+        frontend = protocols.frontend(protocol)
+        model: type[DeviceModel] = UnservedDevice if frontend is None else frontend.device_model
+        try:
+            checked[name] = model.model_validate(raw)
+        except ValidationError as exc:
+            errors.extend(
+                InitErrorDetails(
+                    type=PydanticCustomError(item["type"], "{message}", {"message": item["msg"]}),
+                    loc=("devices", str(name), *item["loc"]),
+                    input=item["input"],
                 )
+                for item in exc.errors()
             )
-        return errors
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _addresses(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
-        # Overlaps are between entries, so they are found here, on the raw map, and reported per entry
-        # alongside any other problem of the device.
-        errors = []
-        if isinstance(data, dict) and data.get("protocol") == "modbus" and isinstance(data.get("map"), dict):
-            errors = _modbus_map_problems(data["map"])
-        result: Self = _with_more(cls.__name__, data, handler, errors)
-        return result
+    return checked, errors
 
 
 # --- events --------------------------------------------------------------------------------------------
@@ -847,25 +788,50 @@ class Scenario(TagFile, _Strict):
     seed: int = Field(default=0, description="every random behaviour and fault draws from it")
     clock: ClockSpec = Field(default_factory=lambda: ClockSpec())
     tags: dict[TagName, StrictTag]  # type: ignore[assignment]  # narrower than the lenient model's
-    devices: dict[str, StrictDevice] = Field(default_factory=dict)  # type: ignore[assignment]  # narrower
+    devices: dict[str, SerializeAsAny[DeviceModel]] = Field(default_factory=dict)  # type: ignore[assignment]  # narrower
     events: list[Event] = Field(default_factory=list)
 
     @model_validator(mode="wrap")
     @classmethod
     def _names_in_context(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
         with _knowing(data):
-            return handler(data)
+            errors: list[InitErrorDetails] = []
+            if isinstance(data, dict) and isinstance(data.get("devices"), dict):
+                devices, errors = _device_problems(data["devices"])
+                data = {**data, "devices": devices}
+            result: Self = _with_more(cls.__name__, data, handler, errors)
+            return result
 
-    def device(self, name: str) -> StrictDevice:
+    def device(self, name: str) -> DeviceModel:
         try:
             return self.devices[name]
         except KeyError:
             raise ConfigError(f"no device {name!r}; the devices are: {_listing(self.devices)}") from None
 
 
+# What front-ends build their device models with.
+Strict = _Strict
+scenario_error = _error
+with_problems = _with_more
+
+
 def json_schema() -> str:
-    """The JSON Schema of scenario files, as shipped in scenarios/scenario.schema.json."""
-    return json.dumps(Scenario.model_json_schema(), indent=2) + "\n"
+    """The JSON Schema of scenario files, as shipped in scenarios/scenario.schema.json: a device is one
+    of the device models the protocols' front-ends register, told apart by `protocol`."""
+    from simulators import protocols
+
+    schema = Scenario.model_json_schema()
+    defs = schema.setdefault("$defs", {})
+    choices = []
+    for frontend in protocols.frontends():
+        model = frontend.device_model
+        sub = model.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(sub.pop("$defs", {}))
+        defs[model.__name__] = sub
+        choices.append({"$ref": f"#/$defs/{model.__name__}"})
+    defs.pop("DeviceModel", None)
+    schema["properties"]["devices"]["additionalProperties"] = {"oneOf": choices}
+    return json.dumps(schema, indent=2) + "\n"
 
 
 # pydantic's wording, made to say what is expected

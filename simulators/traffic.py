@@ -17,118 +17,95 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
-from bifrost.modbus import pdu
-from bifrost.modbus.pdu import ExceptionResponse, RequestPdu, ResponsePdu, function_name
 from bifrost.tags import Value
 
 NOTHING_WRITTEN: Mapping[str, Value] = MappingProxyType({})
 DEFAULT_MAXLEN = 10_000
 
 
+class ExchangeCodec(Protocol):
+    """How one protocol's exchanges read: its front-end gives one, shared by all its exchanges."""
+
+    def function(self, request: Any) -> int:
+        """The request's function or service code (what `log.count(function=...)` counts)."""
+        ...
+
+    def refused(self, response: Any) -> bool:
+        """Whether the answer was the protocol's refusal (an exception response, a Bad status)."""
+        ...
+
+    def describe_request(self, request: Any) -> str: ...
+
+    def describe_response(self, response: Any) -> str: ...
+
+
+class PlainCodec:
+    """Exchanges of a front-end that gives no codec: requests and answers shown as they are."""
+
+    def function(self, request: Any) -> int:
+        return int(getattr(request, "function", 0))
+
+    def refused(self, response: Any) -> bool:
+        return False
+
+    def describe_request(self, request: Any) -> str:
+        return request[:16].hex(" ") if isinstance(request, bytes) else str(request)
+
+    def describe_response(self, response: Any) -> str:
+        return "no answer" if response is None else str(response)
+
+
+PLAIN = PlainCodec()
+
+
 class Exchange(NamedTuple):
     """One request and its answer.
 
-    `request` is the decoded request, or the raw PDU bytes of one that did not decode. `response` is
-    what was sent (an ExceptionResponse for a refusal), None when nothing was (a broadcast, a fault
-    that dropped it). `error` says why the request was not served as asked (a decode error, a fault's
-    action, a value that does not fit its wire type), else None. `written` holds the tag values the
-    request set.
+    `request` is the decoded request, or the raw bytes of one that did not decode. `response` is
+    what was sent (for Modbus an ExceptionResponse for a refusal), None when nothing was (a broadcast,
+    a fault that dropped it). `error` says why the request was not served as asked (a decode error, a
+    fault's action, a value that does not fit its wire type), else None. `written` holds the tag values
+    the request set. `codec` is the protocol's reading of them (its front-end's ExchangeCodec).
+    `unit` and `transaction_id` are the protocol's own (None where it has none).
     """
 
     plant_time: float
     wall_time: float
     device: str
     client: str
-    unit: int
+    unit: int | None
     transaction_id: int | None
-    request: RequestPdu | bytes
-    response: ResponsePdu | None
+    request: Any
+    response: Any
     error: str | None = None
     written: Mapping[str, Value] = NOTHING_WRITTEN
+    codec: ExchangeCodec = PLAIN
 
     @property
     def function(self) -> int:
-        request = self.request
-        if isinstance(request, bytes):
-            return request[0] & 0x7F if request else 0
-        return request.function
+        return self.codec.function(self.request)
 
     @property
     def refused(self) -> bool:
-        """Whether the answer was an exception response."""
-        return isinstance(self.response, ExceptionResponse)
+        """Whether the answer was the protocol's refusal (Modbus: an exception response)."""
+        return self.codec.refused(self.response)
 
     def describe(self) -> str:
         """One line: time, client, unit, transaction, request and answer."""
         tid = "-" if self.transaction_id is None else str(self.transaction_id)
+        unit = "-" if self.unit is None else str(self.unit)
+        codec = self.codec
         line = (
-            f"{self.plant_time:10.3f}s  {self.client:<21} unit {self.unit:<3} tid {tid:<5} "
-            f"{describe_request(self.request)} -> {describe_response(self.response)}"
+            f"{self.plant_time:10.3f}s  {self.client:<21} unit {unit:<3} tid {tid:<5} "
+            f"{codec.describe_request(self.request)} -> {codec.describe_response(self.response)}"
         )
         if self.written:
             line += "  [" + ", ".join(f"{name}={value!r}" for name, value in self.written.items()) + "]"
         if self.error:
             line += f"  ({self.error})"
         return line
-
-
-def _span(area: str, address: int, count: int) -> str:
-    return f"{area}:{address}" if count == 1 else f"{area}:{address}-{address + count - 1}"
-
-
-def _values(values: tuple[int, ...] | tuple[bool, ...], limit: int = 8) -> str:
-    shown = " ".join(("1" if value else "0") if isinstance(value, bool) else f"{value:04X}" for value in values[:limit])
-    return shown + (f" ...(+{len(values) - limit})" if len(values) > limit else "")
-
-
-def describe_request(request: RequestPdu | bytes) -> str:
-    """`read hr:0-1`, `write coil:0 = 1`, `mask hr:3 and 00F2 or 0025`, ..."""
-    if isinstance(request, bytes):
-        return f"undecodable PDU {request[:16].hex(' ')}{' ...' if len(request) > 16 else ''}"
-    if isinstance(request, pdu.ReadCoilsRequest):
-        return f"read {_span('coil', request.address, request.count)}"
-    if isinstance(request, pdu.ReadDiscreteInputsRequest):
-        return f"read {_span('di', request.address, request.count)}"
-    if isinstance(request, pdu.ReadHoldingRegistersRequest):
-        return f"read {_span('hr', request.address, request.count)}"
-    if isinstance(request, pdu.ReadInputRegistersRequest):
-        return f"read {_span('ir', request.address, request.count)}"
-    if isinstance(request, pdu.WriteSingleCoilRequest):
-        return f"write coil:{request.address} = {int(request.value)}"
-    if isinstance(request, pdu.WriteSingleRegisterRequest):
-        return f"write hr:{request.address} = {request.value:04X}"
-    if isinstance(request, pdu.WriteMultipleCoilsRequest):
-        return f"write {_span('coil', request.address, len(request.values))} = {_values(request.values)}"
-    if isinstance(request, pdu.WriteMultipleRegistersRequest):
-        return f"write {_span('hr', request.address, len(request.values))} = {_values(request.values)}"
-    if isinstance(request, pdu.MaskWriteRegisterRequest):
-        return f"mask hr:{request.address} and {request.and_mask:04X} or {request.or_mask:04X}"
-    if isinstance(request, pdu.ReadWriteMultipleRegistersRequest):
-        written = _span("hr", request.write_address, len(request.values))
-        read = _span("hr", request.read_address, request.read_count)
-        return f"write {written} = {_values(request.values)}, read {read}"
-    if isinstance(request, pdu.ReadDeviceIdentificationRequest):
-        return f"read device identification (code {request.read_code}, from object {request.object_id})"
-    return f"{function_name(request.function)} {request.data[:16].hex(' ')}"
-
-
-def describe_response(response: ResponsePdu | None) -> str:
-    if response is None:
-        return "no answer"
-    if isinstance(response, ExceptionResponse):
-        return response.message
-    if isinstance(response, (pdu.ReadCoilsResponse, pdu.ReadDiscreteInputsResponse)):
-        return _values(response.values)
-    if isinstance(
-        response,
-        (pdu.ReadHoldingRegistersResponse, pdu.ReadInputRegistersResponse, pdu.ReadWriteMultipleRegistersResponse),
-    ):
-        return _values(response.values)
-    if isinstance(response, pdu.ReadDeviceIdentificationResponse):
-        return ", ".join(f"{object_id}={value.decode('latin-1')!r}" for object_id, value in response.objects)
-    return "ok"
 
 
 class TrafficLog:
@@ -218,4 +195,4 @@ class TrafficLog:
         return f"TrafficLog({self.device!r}, {len(self._entries)} exchange(s), {self.dropped} dropped)"
 
 
-__all__ = ["DEFAULT_MAXLEN", "Exchange", "TrafficLog", "describe_request", "describe_response"]
+__all__ = ["DEFAULT_MAXLEN", "NOTHING_WRITTEN", "PLAIN", "Exchange", "ExchangeCodec", "PlainCodec", "TrafficLog"]

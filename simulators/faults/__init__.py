@@ -23,7 +23,6 @@ from simulators.faults.spec import (
     Direction,
     FaultSpec,
     Match,
-    RequestInfo,
     parse_duration,
     parse_faults,
 )
@@ -42,7 +41,6 @@ __all__ = [
     "Lane",
     "Match",
     "PlantFaults",
-    "RequestInfo",
     "Sleep",
     "Timing",
     "action_for",

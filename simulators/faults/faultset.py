@@ -30,14 +30,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from bifrost.errors import ConfigError
-from bifrost.modbus.framing import Framing, Request
+from bifrost.modbus.framing import Framing
 from simulators.clock import Clock, VirtualClock
 from simulators.faults.frames import RequestRef, request_info
 from simulators.faults.protocol import action_for
-from simulators.faults.spec import DIRECTED_KINDS, FaultSpec, RequestInfo
+from simulators.faults.spec import DIRECTED_KINDS, FaultSpec
 from simulators.faults.timing import Timing
 from simulators.faults.watch import call_on_loop
-from simulators.hooks import Action, HookContext, ListenerInfo, NoFaults, Reader, Writer
+from simulators.hooks import Action, HookContext, ListenerInfo, NoFaults, Reader, RequestInfo, Writer
 
 if TYPE_CHECKING:
     from simulators.plant import FaultRecord, Plant
@@ -474,10 +474,10 @@ class FaultSet:
     def frozen(self, device: str | None = None) -> bool:
         return self.is_frozen()
 
-    def on_request(self, device: str | None, event: Request) -> Action | None:
+    def on_request(self, device: str | None, request: RequestInfo) -> Action | None:
         if self._quiet():
             return None
-        decided = self.decide(RequestInfo.of(event.unit, event.request))
+        decided = self.decide(request)
         return None if decided is None else decided[0]
 
     def wrap(self, reader: Reader, writer: Writer, device: str | None = None) -> tuple[Reader, Writer]:
@@ -534,9 +534,9 @@ class PlantFaults(NoFaults):
         units: frozenset[int] | None = None
         for listener in context.listeners:
             if name in listener.devices:
-                framing = "mbap" if listener.transport == "tcp" else "rtu"
+                framing = "rtu" if listener.framing == "rtu" else "mbap"
                 if len(listener.devices) > 1:
-                    unit = plant.scenario.devices[name].unit
+                    unit = getattr(plant.scenario.devices[name], "unit", None)
                     units = frozenset({1 if unit is None else unit})
         # The host's sleep: a reset of the host wakes its sleepers (the plant's clock reset cancels timers).
         return plant, Timing(plant.clock.now, context.sleep), framing, units
@@ -570,8 +570,8 @@ class PlantFaults(NoFaults):
     def wrap(self, reader: Reader, writer: Writer, device: str) -> tuple[Reader, Writer]:
         return self.device(device).wrap(reader, writer)
 
-    def on_request(self, device: str, event: Request) -> Action | None:
-        return self.device(device).on_request(device, event)
+    def on_request(self, device: str, request: RequestInfo) -> Action | None:
+        return self.device(device).on_request(device, request)
 
     def frozen(self, device: str) -> bool:
         return self.device(device).frozen()

@@ -23,7 +23,8 @@ from bifrost.modbus.framing import (
     encode_rtu,
 )
 from bifrost.modbus.pdu import MAX_PDU, MalformedFrame, decode_request
-from simulators.faults.spec import RequestInfo
+from simulators.hooks import RequestInfo
+from simulators.modbus.requests import ModbusRequestInfo
 
 Piece = tuple[bytes, Frame | None]
 """Bytes to relay, and the frame they are (None: bytes that are no frame)."""
@@ -142,10 +143,10 @@ RequestRef: TypeAlias = "RequestInfo | Frame | None"
 
 def request_info(request: RequestRef) -> RequestInfo | None:
     """What a match sees of a request; None when it does not decode."""
-    if request is None or isinstance(request, RequestInfo):
+    if request is None or not isinstance(request, Frame):
         return request
     try:
-        return RequestInfo.of(request.unit, decode_request(request.pdu))
+        return ModbusRequestInfo(request.unit, decode_request(request.pdu))
     except MalformedFrame:
         return None
 

@@ -18,20 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast, get_args
 
 from bifrost.errors import ConfigError
-from bifrost.modbus.pdu import (
-    ExceptionCode,
-    MaskWriteRegisterRequest,
-    ReadCoilsRequest,
-    ReadDiscreteInputsRequest,
-    ReadHoldingRegistersRequest,
-    ReadInputRegistersRequest,
-    ReadWriteMultipleRegistersRequest,
-    RequestPdu,
-    WriteMultipleCoilsRequest,
-    WriteMultipleRegistersRequest,
-    WriteSingleCoilRequest,
-    WriteSingleRegisterRequest,
-)
+from bifrost.modbus.pdu import ExceptionCode
+from simulators.hooks import RequestInfo
 from simulators.scenario import FAULT_KINDS
 
 if TYPE_CHECKING:
@@ -157,44 +145,6 @@ class AddressRange:
         return f"{self.area}:{self.first}" if self.first == self.last else f"{self.area}:{self.first}-{self.last}"
 
 
-@dataclass(frozen=True)
-class RequestInfo:
-    """What a match looks at in a request: its unit, function code and the addresses it touches."""
-
-    unit: int
-    function: int
-    spans: tuple[tuple[str, int, int], ...] = ()  # (area, start, end exclusive)
-
-    @classmethod
-    def of(cls, unit: int, request: RequestPdu) -> RequestInfo:
-        return cls(unit, request.function, _spans(request))
-
-
-def _spans(request: RequestPdu) -> tuple[tuple[str, int, int], ...]:
-    if isinstance(request, ReadCoilsRequest):
-        return (("coil", request.address, request.address + request.count),)
-    if isinstance(request, ReadDiscreteInputsRequest):
-        return (("di", request.address, request.address + request.count),)
-    if isinstance(request, ReadInputRegistersRequest):
-        return (("ir", request.address, request.address + request.count),)
-    if isinstance(request, ReadHoldingRegistersRequest):
-        return (("hr", request.address, request.address + request.count),)
-    if isinstance(request, WriteSingleCoilRequest):
-        return (("coil", request.address, request.address + 1),)
-    if isinstance(request, WriteMultipleCoilsRequest):
-        return (("coil", request.address, request.address + len(request.values)),)
-    if isinstance(request, (WriteSingleRegisterRequest, MaskWriteRegisterRequest)):
-        return (("hr", request.address, request.address + 1),)
-    if isinstance(request, WriteMultipleRegistersRequest):
-        return (("hr", request.address, request.address + len(request.values)),)
-    if isinstance(request, ReadWriteMultipleRegistersRequest):
-        return (
-            ("hr", request.read_address, request.read_address + request.read_count),
-            ("hr", request.write_address, request.write_address + len(request.values)),
-        )
-    return ()  # device identification and unsupported functions touch no address
-
-
 def _int_set(value: object, key: str, low: int, high: int, what: str) -> frozenset[int]:
     if isinstance(value, str):
         items: Iterable[object] = [part for part in re.split(r"[|\s]+", value.strip()) if part]
@@ -215,7 +165,7 @@ class Match:
     unit: frozenset[int] | None = None
     function: frozenset[int] | None = None
     address: AddressRange | None = None
-    node: str | None = None  # OPC UA; a Modbus request never has one
+    node: str | None = None  # OPC UA; a request of another protocol names no node
 
     KEYS: ClassVar[tuple[str, ...]] = ("unit", "function", "address", "node")
 
@@ -258,7 +208,9 @@ class Match:
         empty match applies: a fault aimed at some requests cannot tell whether these are among them."""
         if self.empty:
             return True
-        if request is None or self.node is not None:
+        if request is None:
+            return False
+        if self.node is not None and self.node not in request.nodes:
             return False
         if self.unit is not None and request.unit not in self.unit:
             return False
@@ -564,7 +516,6 @@ __all__ = [
     "Direction",
     "FaultSpec",
     "Match",
-    "RequestInfo",
     "kind_keys",
     "parse_duration",
     "parse_faults",

@@ -19,14 +19,15 @@ from bifrost.modbus.pdu import (
     WriteSingleRegisterRequest,
 )
 from simulators.clock import VirtualClock
-from simulators.faults import FaultSet, FaultSpec, Match, PlantFaults, RequestInfo, clock_sleep, parse_duration
+from simulators.faults import FaultSet, FaultSpec, Match, PlantFaults, clock_sleep, parse_duration
 from simulators.faults.protocol import exception_frame, rewrite_reply
 from simulators.hooks import Action, HookContext, ListenerInfo
+from simulators.modbus.requests import ModbusRequestInfo
 from simulators.plant import Plant
 from simulators.scenario import FAULT_KINDS, load_scenario
 
-READ_HR = RequestInfo.of(1, ReadHoldingRegistersRequest(0, 10))
-READ_IR = RequestInfo.of(1, ReadInputRegistersRequest(0, 10))
+READ_HR = ModbusRequestInfo(1, ReadHoldingRegistersRequest(0, 10))
+READ_IR = ModbusRequestInfo(1, ReadInputRegistersRequest(0, 10))
 
 
 # --- specs ----------------------------------------------------------------------------------------------
@@ -148,22 +149,22 @@ def test_a_bad_mapping_names_its_place() -> None:
 
 def test_a_match_looks_at_unit_function_and_the_addresses_a_request_touches() -> None:
     match = Match.from_value({"unit": [1, 2], "function": 3, "address": "hr:10-19"})
-    assert match.matches(RequestInfo.of(1, ReadHoldingRegistersRequest(5, 6)))  # 5..10 touches 10
-    assert not match.matches(RequestInfo.of(1, ReadHoldingRegistersRequest(0, 10)))  # 0..9
-    assert match.matches(RequestInfo.of(2, ReadHoldingRegistersRequest(19, 1)))
-    assert not match.matches(RequestInfo.of(3, ReadHoldingRegistersRequest(10, 1)))  # unit
-    assert not match.matches(RequestInfo.of(1, ReadInputRegistersRequest(10, 1)))  # function (and area)
+    assert match.matches(ModbusRequestInfo(1, ReadHoldingRegistersRequest(5, 6)))  # 5..10 touches 10
+    assert not match.matches(ModbusRequestInfo(1, ReadHoldingRegistersRequest(0, 10)))  # 0..9
+    assert match.matches(ModbusRequestInfo(2, ReadHoldingRegistersRequest(19, 1)))
+    assert not match.matches(ModbusRequestInfo(3, ReadHoldingRegistersRequest(10, 1)))  # unit
+    assert not match.matches(ModbusRequestInfo(1, ReadInputRegistersRequest(10, 1)))  # function (and area)
     assert not match.matches(None)  # bytes that did not decode cannot be told apart
     assert Match().matches(None)
 
 
 def test_writes_and_read_write_spans() -> None:
     hr = Match.from_value({"address": "hr:100"})
-    assert hr.matches(RequestInfo.of(1, WriteSingleRegisterRequest(100, 7)))
-    assert hr.matches(RequestInfo.of(1, ReadWriteMultipleRegistersRequest(0, 2, 100, (1,))))
-    assert not hr.matches(RequestInfo.of(1, WriteMultipleCoilsRequest(100, (True,))))
+    assert hr.matches(ModbusRequestInfo(1, WriteSingleRegisterRequest(100, 7)))
+    assert hr.matches(ModbusRequestInfo(1, ReadWriteMultipleRegistersRequest(0, 2, 100, (1,))))
+    assert not hr.matches(ModbusRequestInfo(1, WriteMultipleCoilsRequest(100, (True,))))
     assert Match.from_value({"address": "coil:101"}).matches(
-        RequestInfo.of(1, WriteMultipleCoilsRequest(100, (True, False)))
+        ModbusRequestInfo(1, WriteMultipleCoilsRequest(100, (True, False)))
     )
 
 
@@ -217,7 +218,7 @@ def test_exception_matches_and_answers_its_code() -> None:
     decided = faults.decide(READ_HR)
     assert decided == (Action(exception=6), ("exception",))
     assert faults.decide(READ_IR) is None
-    assert faults.decide(RequestInfo.of(1, ReadHoldingRegistersRequest(5, 1))) is None
+    assert faults.decide(ModbusRequestInfo(1, ReadHoldingRegistersRequest(5, 1))) is None
 
 
 def test_bad_quality_is_exception_4_and_the_other_protocol_kinds_fold_into_one_action() -> None:

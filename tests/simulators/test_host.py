@@ -18,6 +18,7 @@ from bifrost.values import WireFormat
 from simulators import SimHost, TrafficLog, shipped_scenario
 from simulators.clock import SystemClock, VirtualClock
 from simulators.hooks import Action, HookContext, NoFaults
+from simulators.modbus.traffic import MODBUS
 from simulators.traffic import Exchange
 
 from .conftest import RIG, Wire, port_of, rig_scenario
@@ -248,9 +249,11 @@ def test_traffic_log_reading() -> None:
                 pdu.WriteSingleCoilResponse(0, True),
                 None,
                 {"pump.run": True},
+                MODBUS,
             )
         )
-    log.record(Exchange(5.0, 0.0, "plc1", "c", 2, 9, pdu.ReadCoilsRequest(0, 1), pdu.ExceptionResponse(1, 2), "no"))
+    refused = Exchange(5.0, 0.0, "plc1", "c", 2, 9, pdu.ReadCoilsRequest(0, 1), pdu.ExceptionResponse(1, 2), "no")
+    log.record(refused._replace(codec=MODBUS))
     assert len(log) == 3 and log.dropped == 3
     assert log.count(function=5) == 2 and log.count(unit=2) == 1
     assert log.writes("pump.run") == [True, True]

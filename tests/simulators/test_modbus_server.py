@@ -363,14 +363,14 @@ def test_rtu_on_a_pty_is_read_by_both_bifrost_engines(bus: SimHost, engine: str)
 
 def test_transport_is_checked_in_the_scenario() -> None:
     text = PTY.replace("transport: rtu, unit: 1", "transport: rtu, listen: '127.0.0.1:0', unit: 1").replace(
-        "d2: {protocol: modbus, transport: rtu", "d2: {protocol: opcua, transport: rtu+tcp"
+        "d2: {protocol: modbus, transport: rtu", "d2: {protocol: modbus, transport: rtu+udp"
     )
     with pytest.raises(ConfigError) as caught:
         load_scenario(Path("bus.yaml"), text=text)
     problems = "\n".join(caught.value.problems)
     assert "devices.d1.listen: an rtu device is served on a pseudo-terminal" in problems
-    assert "devices.d2.transport: transport rtu+tcp is for modbus devices" in problems
-    assert load_scenario(Path("rig.yaml"), text=RIG).devices["plc1"].transport == "tcp"
+    assert "devices.d2.transport: Input should be 'tcp', 'rtu+tcp' or 'rtu'" in problems
+    assert getattr(load_scenario(Path("rig.yaml"), text=RIG).devices["plc1"], "transport", None) == "tcp"
 
 
 # --- hooks ---------------------------------------------------------------------------------------------

@@ -159,7 +159,7 @@ EXPECTED = [  # (line, field path, what the message says is expected)
     (23, "devices.plc1.map.nosuch", "no tag 'nosuch'"),
     (24, "devices.plc1.map.count.address", "expected 0..65535"),
     (25, "devices.plc1.map.temp.sclae", "did you mean 'scale'?"),
-    (26, "devices.plc2.protocol", "Input should be 'modbus', 'opcua' or 's7'"),
+    (26, "devices.plc2.protocol", "unknown protocol 'modbsu'; did you mean 'modbus'?"),
     (28, "events.0", "an event has exactly one trigger: at, every or when (got at, every)"),
     (30, "events.0.set['pump.run']", "bool takes True/False (or 0/1), not 3"),
     (31, "events.1", "an event needs an action: set, ramp, fault or clear"),

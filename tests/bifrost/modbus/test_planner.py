@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -214,22 +213,6 @@ def test_a_key_given_twice_is_a_config_error() -> None:
 def test_planner_settings_are_checked(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Planner(**kwargs)  # type: ignore[arg-type]
-
-
-def test_planning_10000_items_is_fast() -> None:
-    # A guard against accidental quadratic work, with room for a loaded CI machine; bench/ measures.
-    items = [
-        ReadItem(f"k{i}", 1 + i % 4, (HR, IR, COIL, DI)[i % 7 % 4], (i * 3) % 60000, 1 + i % 2) for i in range(10_000)
-    ]
-    planner = Planner()
-    best = min(_timed(planner, items) for _ in range(3))
-    assert best < 0.5
-
-
-def _timed(planner: Planner, items: list[ReadItem]) -> float:
-    started = time.perf_counter()
-    planner.plan(items)
-    return time.perf_counter() - started
 
 
 # --- the hole map ------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """A simulated Modbus device: requests in, responses out, against the plant. No I/O here.
 
 `ModbusDevice.serve(request)` answers one decoded request (bifrost.modbus.pdu) from the device's
-register map (simulators.modbus_map) and the plant, the way a PLC would:
+register map (simulators.modbus.map) and the plant, the way a PLC would:
 
 | function | served |
 | --- | --- |
@@ -17,7 +17,7 @@ answer 2 (illegal data address), as most PLCs do; a written value the tag cannot
 tag whose current value does not fit the wire type it is served as (a narrowed type or a scale)
 answers 4 (server device failure) and is logged. A refused write sets nothing.
 
-The transports (TCP, RTU over TCP, RTU on a pty) live in simulators.modbus_server.
+The transports (TCP, RTU over TCP, RTU on a pty) live in simulators.modbus.server.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from bifrost.modbus import pdu
 from bifrost.modbus.pdu import ExceptionCode, ExceptionResponse, RequestPdu, ResponsePdu
 from bifrost.tags import Value
 from simulators.hooks import FaultHooks
-from simulators.modbus_map import MapError, RegisterMap, Unmapped, Values
+from simulators.modbus.map import MapError, RegisterMap, Unmapped, Values
+from simulators.modbus.model import ModbusDeviceModel
 from simulators.plant import Plant
 from simulators.scenario import Scenario
 from simulators.traffic import NOTHING_WRITTEN, TrafficLog
@@ -61,6 +62,7 @@ class ModbusDevice:
 
     def __init__(self, scenario: Scenario, name: str, plant: Plant[Any], hooks: FaultHooks, log: TrafficLog) -> None:
         spec = scenario.device(name)
+        assert isinstance(spec, ModbusDeviceModel), f"{name} is a {spec.protocol} device"
         self.name = name
         self.unit = 1 if spec.unit is None else spec.unit
         self.transport = spec.transport

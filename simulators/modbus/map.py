@@ -24,6 +24,7 @@ from bifrost.errors import ConfigError, EncodeError
 from bifrost.modbus.address import Area, check_fits, parse_address
 from bifrost.tags import ByteOrder, DataType, Value, parse_type
 from bifrost.values import WireFormat
+from simulators.modbus.model import ModbusDeviceModel
 from simulators.scenario import Scenario, checked_value
 
 Values = Callable[[str], Value]
@@ -144,8 +145,9 @@ class RegisterMap:
     def of(cls, scenario: Scenario, device: str, writable: Callable[[str], bool]) -> RegisterMap:
         """The map of `device`; `writable(tag)` says whether a client may write a tag through it."""
         spec = scenario.device(device)
+        assert isinstance(spec, ModbusDeviceModel), f"{device} is a {spec.protocol} device"
         out = cls()
-        for name, raw in spec.map.items():
+        for name in spec.map:
             entry = spec.entry(name)
             plant_type = scenario.tags[name].type
             dtype, length = parse_type(entry.type or plant_type)
@@ -155,7 +157,7 @@ class RegisterMap:
             fmt = WireFormat(dtype, order, length or 0, entry.scale, entry.offset, bit)
             check_fits(address, fmt)  # the scenario checked it; a map built by hand gets the same check
             can_write = writable(name)
-            out.tags[name] = str(raw) if isinstance(raw, str) else entry.address
+            out.tags[name] = entry.address
             if address.area in (Area.COIL, Area.DISCRETE_INPUT):
                 area = out.coils if address.area is Area.COIL else out.inputs
                 _claim(area, address.offset, name)

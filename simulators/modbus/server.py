@@ -2,7 +2,7 @@
 
 Devices of a scenario that share a transport and a listen address share one listener, which routes
 requests to them by unit id (all RTU devices share one pty: one serial bus). Framing is
-bifrost.modbus.framing's `ServerConnection`; answering is `simulators.modbus.ModbusDevice`.
+bifrost.modbus.framing's `ServerConnection`; answering is `simulators.modbus.device.ModbusDevice`.
 
 Speed. A request costs one callback: sockets and the pty are plain non-blocking file descriptors
 watched with `loop.add_reader`, read with a small `recv`, answered with `send`, with no transport,
@@ -45,7 +45,9 @@ from bifrost.modbus.framing import (
 from bifrost.modbus.pdu import ExceptionCode, ExceptionResponse, RequestPdu, ResponsePdu, encode_response
 from bifrost.tags import Value
 from simulators.hooks import Action, FaultHooks, ListenerInfo, NoFaults, Reader, Writer
-from simulators.modbus import WRITE_FUNCTIONS, ModbusDevice
+from simulators.modbus.device import WRITE_FUNCTIONS, ModbusDevice
+from simulators.modbus.requests import ModbusRequestInfo
+from simulators.modbus.traffic import MODBUS
 from simulators.traffic import NOTHING_WRITTEN, Exchange
 
 log = logging.getLogger(__name__)
@@ -380,7 +382,7 @@ class _Session:
         """One exchange in the device's traffic log, stamped with plant and wall time."""
         now = device.plant.clock.now()
         exchange = Exchange(
-            now, time.time(), device.name, self.client, unit, transaction_id, request, response, error, written
+            now, time.time(), device.name, self.client, unit, transaction_id, request, response, error, written, MODBUS
         )
         device.log.record(exchange)
 
@@ -415,7 +417,7 @@ class _Session:
             else:
                 self._no_such_unit(event, event.request.function)
             return
-        action = listener.hooks.on_request(device.name, event)
+        action = listener.hooks.on_request(device.name, ModbusRequestInfo(event.unit, event.request))
         if action is not None:
             self._busy = listener.loop.create_task(self._act(device, event, action))
             if self._task is None:
@@ -595,7 +597,9 @@ class _Listener:
             self.units.setdefault(0, devices[0])
             self.units.setdefault(255, devices[0])
         self.sessions: set[_Session] = set()
-        self.info = ListenerInfo("modbus", endpoint.transport, str(endpoint), tuple(d.name for d in devices))
+        self.info = ListenerInfo(
+            "modbus", endpoint.transport, str(endpoint), tuple(d.name for d in devices), self.framing
+        )
         self.address = ""  # what the URL says: host:port, or the pty's path
         self._socket: socket.socket | None = None
         self._pty: tuple[int, int] | None = None
@@ -628,7 +632,7 @@ class _Listener:
         bound = sock.getsockname()
         shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
         self.address = f"[{shown}]:{bound[1]}" if ":" in shown else f"{shown}:{bound[1]}"
-        self.info = ListenerInfo("modbus", self.endpoint.transport, self.address, self.info.devices)
+        self.info = ListenerInfo("modbus", self.endpoint.transport, self.address, self.info.devices, self.framing)
         self.loop.add_reader(sock.fileno(), self._accept)
 
     def _accept(self) -> None:
@@ -666,7 +670,7 @@ class _Listener:
         # path open, and a client may open and close it as often as it likes.
         self._pty = (master, slave)
         self.address = path
-        self.info = ListenerInfo("modbus", "rtu", path, self.info.devices)
+        self.info = ListenerInfo("modbus", "rtu", path, self.info.devices, self.framing)
 
         def release() -> None:
             os.close(master)
