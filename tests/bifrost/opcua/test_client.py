@@ -325,8 +325,9 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def restartable_server() -> Iterator[AsyncuaPeer]:
+    """A server of its own, which the tests stop and start again (each leaves it running)."""
     peer = AsyncuaPeer().start()
     try:
         yield peer
