@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Generator, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
-from bifrost.tags import DataPoint, TagMap, Value
+from bifrost.errors import ConfigError
+from bifrost.tags import DataPoint, Tag, TagMap, Value
 
 
 class Connection(ABC):
@@ -54,6 +55,20 @@ class Connection(ABC):
     @abstractmethod
     async def write(self, tag: str, value: Value) -> None:
         """Write one tag."""
+
+    def describe(self, tag: str) -> Tag:
+        """The Tag a name of the tag map or a raw address stands for: its type, address and whether it
+        may be written. Protocols that take raw addresses override this; a ConfigError names the tag."""
+        found = self.tags.get(tag)
+        if found is None:
+            known = ", ".join(sorted(self.tags)) or "none"
+            raise ConfigError(f"{tag!r} is not a tag of this connection (tags: {known})")
+        return found
+
+    def preview_write(self, tag: str, value: Value) -> list[str]:
+        """The requests `write(tag, value)` would send, described (hex and decoded), without sending them.
+        A value the tag cannot hold is refused here as it would be by `write`."""
+        raise ConfigError(f"{type(self).__name__} cannot show a write without sending it")
 
     async def write_many(self, values: Mapping[str, Value]) -> None:
         """Write several tags, in the order given."""

@@ -16,7 +16,6 @@ import contextvars
 import difflib
 import json
 import keyword
-import math
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,6 +42,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 from typing_extensions import Self
 
+from bifrost import durations
 from bifrost._yaml import load_yaml
 from bifrost.errors import ConfigError, EncodeError
 from bifrost.tagfile import MapEntry, TagFile, TagSpec, map_entry, mapped_tags, validate_located
@@ -167,22 +167,13 @@ def known_tag_type(tag: str) -> str | None:
 
 # --- field types ---------------------------------------------------------------------------------
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|min|h)\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0}
-_DURATION_HELP = "a duration such as 250ms, 2s, 1.5min, 1h, or a number of seconds"
-
 
 def parse_duration(value: object) -> float:
     """`250ms`, `2s`, `1.5min`, `1h` or a bare number of seconds, as float seconds (never negative)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    else:
-        raise PydanticCustomError("duration", f"expected {_DURATION_HELP}")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise PydanticCustomError("duration", f"expected {_DURATION_HELP}, not negative or infinite")
-    return seconds
+    try:
+        return durations.parse_duration(value)
+    except ValueError as exc:
+        raise PydanticCustomError("duration", str(exc)) from None
 
 
 def _positive_duration(value: object) -> float:
@@ -195,9 +186,9 @@ def _positive_duration(value: object) -> float:
 _DURATION_SCHEMA = {
     "anyOf": [
         {"type": "number", "minimum": 0},
-        {"type": "string", "pattern": _DURATION.pattern},
+        {"type": "string", "pattern": durations.DURATION.pattern},
     ],
-    "description": _DURATION_HELP,
+    "description": durations.HELP,
 }
 Duration = Annotated[float, PlainValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
 PositiveDuration = Annotated[float, PlainValidator(_positive_duration), WithJsonSchema(_DURATION_SCHEMA)]

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # Pages whose blocks another test already runs in a richer harness (a pytester project, ...).
-OWN_HARNESS = {"pytest.md", "scenarios.md", "simulator.md", "faults.md"}
+OWN_HARNESS = {"pytest.md", "scenarios.md", "simulator.md", "faults.md", "cli.md"}
 PAGES = sorted(page for page in (ROOT / "docs").glob("*.md") if page.name not in OWN_HARNESS)
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)

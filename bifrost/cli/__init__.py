@@ -1,4 +1,8 @@
-"""The `bifrost` command: talk to a PLC from the shell."""
+"""The `bifrost` command: talk to a PLC from the shell.
+
+Each command lives in its own module and registers itself on `app`: readwrite (read, write), monitor,
+scan, probe, discover. They all go through `bifrost.connect` and the Connection API, as a program would.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 import bifrost
+from bifrost.cli import discover, monitor, probe, readwrite, scan
 
 app = typer.Typer(help="Bifrost: one client for Modbus, OPC UA and S7 PLCs.", no_args_is_help=True)
 
@@ -26,6 +31,10 @@ def schemes() -> None:
     for name, scheme in sorted(bifrost.known_schemes().items()):
         table.add_row(f"{name}://", scheme.example, "\n".join(p.describe() for p in scheme.params))
     Console().print(table)
+
+
+for _module in (readwrite, monitor, scan, probe, discover):
+    _module.register(app)
 
 
 def main() -> None:

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 from bifrost.connection import Connection
 from bifrost.errors import ConfigError
+from bifrost.modbus import pdu
 from bifrost.modbus.address import Address, Area, check_writable, parse_address, resolve_tag
 from bifrost.modbus.engine import TRANSPORT_ERRORS, Decoded, Engine
 from bifrost.modbus.planner import Plan, Planner, ReadItem, ReadRequest
-from bifrost.tags import DataPoint, Quality, TagMap, Value
+from bifrost.tags import DataPoint, Quality, Tag, TagMap, Value
 from bifrost.urls import Endpoint
 from bifrost.values import WireFormat
 
@@ -147,12 +148,53 @@ class ModbusConnection(Connection):
         plan, formats = self._plan(names)
         return await self.engine.execute(self.planner, plan, formats)
 
-    async def write(self, tag: str, value: Value) -> None:
+    def describe(self, tag: str) -> Tag:
         resolved = self.resolve(tag)
-        address = resolved.address
+        found = self.tags.get(tag)
+        if found is not None:
+            return found
+        fmt = resolved.fmt
+        return Tag(
+            name=tag,
+            address=str(resolved.address),
+            type=fmt.type,
+            length=fmt.length or None,
+            byte_order=fmt.byte_order,
+            writable=resolved.address.area.writable,
+        )
+
+    def preview_write(self, tag: str, value: Value) -> list[str]:
+        resolved = self._writable(tag)
+        address, fmt = resolved.address, resolved.fmt
+        request: pdu.RequestPdu
+        if address.area is Area.COIL:
+            request = pdu.WriteSingleCoilRequest(address.offset, bool(fmt.encode(value)[0]))
+        elif fmt.bit is not None:
+            words = fmt.encode(value, current=[0])
+            return [
+                f"read hr:{address.offset} (function 3), then write it back with bit {fmt.bit} "
+                f"{'set' if words[0] >> fmt.bit & 1 else 'cleared'} (function 6)"
+            ]
+        else:
+            words = fmt.encode(value)
+            request = (
+                pdu.WriteSingleRegisterRequest(address.offset, words[0])
+                if len(words) == 1
+                else pdu.WriteMultipleRegistersRequest(address.offset, tuple(words))
+            )
+        frame = pdu.encode_request(request)
+        return [f"unit {self.unit}: {pdu.function_name(request.function)} {address}: PDU {frame.hex(' ')}"]
+
+    def _writable(self, tag: str) -> Resolved:
+        resolved = self.resolve(tag)
         if not resolved.writable:
             raise ConfigError(f"tag {tag!r} is not writable (writable: false in its tag map)")
-        check_writable(address)
+        check_writable(resolved.address)
+        return resolved
+
+    async def write(self, tag: str, value: Value) -> None:
+        resolved = self._writable(tag)
+        address = resolved.address
         if address.area is Area.COIL:
             words = resolved.fmt.encode(value)
             await self.engine.write_coils(self.unit, address.offset, [bool(words[0])])

@@ -11,12 +11,12 @@ A mistake is a ConfigError that names the key and what is accepted.
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast, get_args
 
+from bifrost import durations
 from bifrost.errors import ConfigError
 from bifrost.modbus.pdu import ExceptionCode
 from simulators.hooks import RequestInfo
@@ -35,9 +35,6 @@ DIRECTED_KINDS = TRANSPORT_KINDS - {"refuse"}
 # Kinds that act on a device or a listener as a whole, never on one request: a match means nothing.
 _UNMATCHED_KINDS = frozenset({"refuse", "freeze", "reboot"})
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|min|h)\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0}
-_DURATION_HELP = "a duration such as 250ms, 2s, 1.5min, 1h, or a number of seconds"
 _ADDRESS = re.compile(r"^\s*(coil|di|ir|hr):(\d{1,5})(?:\s*-\s*(\d{1,5}))?\s*$")
 _AREAS = ("coil", "di", "ir", "hr")
 
@@ -46,19 +43,13 @@ _AREAS = ("coil", "di", "ir", "hr")
 
 
 def parse_duration(value: object, key: str = "duration") -> float:
-    """`250ms`, `2s`, `1.5min`, `1h` or a number of seconds, as float seconds (never negative)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and (found := _DURATION.match(value)):
-        seconds = float(found.group(1)) * _DURATION_UNITS[found.group(2)]
-    else:
-        try:
-            seconds = float(value)  # type: ignore[arg-type]  # "0.25" from a command line
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}: expected {_DURATION_HELP}, not {value!r}") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ConfigError(f"{key}: expected {_DURATION_HELP}, not negative or infinite ({value!r})")
-    return seconds
+    """`250ms`, `2s`, `1.5min`, `1h` or a number of seconds (also as text, from a command line)."""
+    try:
+        return durations.parse_duration(value, bare_text=True)
+    except ValueError as exc:
+        detail = "negative or infinite" if "negative" in str(exc) else ""
+        shown = f"{detail} ({value!r})" if detail else repr(value)
+        raise ConfigError(f"{key}: expected {durations.HELP}, not {shown}") from None
 
 
 def _positive_duration(value: object, key: str) -> float:
