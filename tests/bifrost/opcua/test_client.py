@@ -409,3 +409,22 @@ async def test_a_secure_server_refuses_what_it_must(secure_server: AsyncuaPeer, 
         await bifrost.connect(secured + "&mode=Sign", engine=engine, user="operator", password="secret")
     with pytest.raises(ConnectError):
         await bifrost.connect(secure_server.url, engine=engine, user="operator", password="secret")
+
+
+async def test_a_subscription_carries_status_as_quality(opcua_server: AsyncuaPeer, engine: str) -> None:
+    node = opcua_server.node_id("quality")
+    async with bifrost.connect(opcua_server.url, engine=engine) as plc:
+        stream = plc.subscribe([node], interval=0.05)
+        try:
+            assert (await _next(stream))[node].quality is Quality.GOOD
+            opcua_server.set_status("quality", 1.5, "UncertainLastUsableValue")
+            while (point := (await _next(stream))[node]).quality is Quality.GOOD:
+                pass
+            assert (point.value, point.quality) == (1.5, Quality.UNCERTAIN)
+            opcua_server.set_status("quality", 2.5, "BadSensorFailure")
+            while (point := (await _next(stream))[node]).quality is Quality.UNCERTAIN:
+                pass
+            assert point.quality is Quality.BAD
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+            opcua_server.set_status("quality", 0.0, "Good")

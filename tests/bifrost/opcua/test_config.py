@@ -99,3 +99,14 @@ def test_schemes_lists_opc_tcp() -> None:
     scheme = bifrost.known_schemes()["opc.tcp"]
     assert scheme.default_port == 4840
     assert [param.name for param in scheme.params] == ["security", "mode"]
+
+
+@pytest.mark.asyncio
+async def test_subscribe_arguments_are_checked_before_the_wire() -> None:
+    plc = bifrost.connect("opc.tcp://h")  # never opened: nothing may be sent
+    with pytest.raises(ConfigError, match="interval must be positive"):
+        await plc.subscribe(["i=2258"], interval=0).__anext__()  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="deadband must not be negative"):
+        await plc.subscribe(["i=2258"], deadband=-1).__anext__()  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="is neither a NodeId"):
+        await plc.read("tank.level")
