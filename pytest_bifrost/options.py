@@ -72,6 +72,12 @@ OPTIONS: tuple[Option, ...] = (
         choices=("virtual", "system"),
         default="virtual",
     ),
+    Option(
+        "host",
+        "URL",
+        "drive the `bifrost-sim serve --control` at URL (its control API) instead of starting simulators here; "
+        "it must serve the scenario the tests are marked with (a token comes from BIFROST_CONTROL_TOKEN)",
+    ),
 )
 
 # name(args) -> what it does; registered in pytest_configure so that --strict-markers accepts them.
@@ -95,6 +101,7 @@ class Settings:
     devices_file: Path | None = None
     # Device name -> URL; read only for the real target, so a CI run need not have the rig's file.
     devices: Mapping[str, str] = field(default_factory=dict)
+    host_url: str | None = None  # --bifrost-host: a remote `serve --control`
 
     @property
     def real(self) -> bool:
@@ -176,4 +183,5 @@ def read_settings(config: pytest.Config) -> Settings:
         scenarios_dir=scenarios_dir,
         devices_file=devices_file,
         devices=devices,
+        host_url=given["host"][1],
     )

@@ -21,6 +21,7 @@ from pytest_bifrost.scenarios import ScenarioNotFound, resolve_scenario
 
 if TYPE_CHECKING:
     from simulators import SimHost
+    from simulators.remote import RemoteHost
     from simulators.scenario import Scenario
 
 HostKey = tuple[str, "int | None", str]
@@ -88,12 +89,34 @@ class HostRegistry:
         key: HostKey = (identity, self.settings.seed, self.settings.clock)
         host = self._hosts.get(key)
         if host is None:
-            host = self._hosts[key] = self._start(key, scenario)
+            host = self._hosts[key] = self._remote(scenario) if self.settings.host_url else self._start(key, scenario)
         return host
+
+    def _remote(self, scenario: Scenario) -> SimHost:
+        """The remote `serve --control` of --bifrost-host, checked to serve this scenario. A RemoteHost has
+        SimHost's surface where the plugin uses it (devices, plant, clock, faults, logs, reset)."""
+        from simulators.remote import RemoteHost
+
+        url = str(self.settings.host_url)
+        try:
+            remote: RemoteHost = RemoteHost(url)
+        except (ConfigError, OSError) as exc:
+            _fail(f"--bifrost-host {url}: {exc}")
+        if remote.scenario_name != scenario.scenario:
+            remote.stop()
+            _fail(
+                f"--bifrost-host {url} serves scenario {remote.scenario_name!r}; the test needs {scenario.scenario!r}"
+            )
+        return remote  # type: ignore[return-value]  # the same surface, duck-typed
 
     def reset(self, host: SimHost, identity: str) -> None:
         """Back to the scenario's start, then the hook's adjustments on top."""
         baseline = self._baselines.get((identity, self.settings.seed, self.settings.clock))
+        if self.settings.host_url:
+            host.reset()
+            if baseline:
+                host.plant.set_many(baseline)  # type: ignore[attr-defined]  # a RemotePlant
+            return
         if baseline:
             # On the loop thread, so that no tick of a system clock sees the plant between the two.
             host.call(_reset_to, host, baseline)

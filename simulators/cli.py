@@ -75,6 +75,22 @@ def serve(
     ),
     any_port: bool = typer.Option(False, "--any-port", help="Listen on free ports instead of the scenario's."),
     host: str | None = typer.Option(None, "--host", help="Listen on this host instead of the scenario's."),
+    clock: str = typer.Option(
+        "system", "--clock", help="system (plant time runs with real time) or virtual (moves only when told)."
+    ),
+    control: str | None = typer.Option(
+        None, "--control", help="Serve the control API and dashboard on HOST:PORT (127.0.0.1:0: any free port)."
+    ),
+    control_token: str | None = typer.Option(
+        None,
+        "--control-token",
+        help="Require this token on every control request (needed beyond loopback).",
+        envvar="BIFROST_CONTROL_TOKEN",
+        show_envvar=True,
+    ),
+    shard: str | None = typer.Option(
+        None, "--shard", help="K/N: serve the K-th of N shares of the devices (stable by device name)."
+    ),
 ) -> None:
     """Serve a scenario's devices on real sockets until Ctrl-C or SIGTERM.
 
@@ -88,22 +104,57 @@ def serve(
     if not clock_speed > 0:
         _fail(f"--clock-speed must be above 0, not {clock_speed}", 2)
     loaded = _scenario_to_serve(scenario)
+    if clock not in ("system", "virtual"):
+        _fail(f"--clock must be system or virtual, not {clock!r}", 2)
+    devices_served = None
+    if shard is not None:
+        from simulators.shards import shard_devices
+
+        try:
+            devices_served = shard_devices(loaded, shard)
+        except ConfigError as exc:
+            _fail(f"--shard {shard}: {exc}", 2)
     try:
-        sim = SimHost(loaded, speed=clock_speed, any_port=any_port, listen_host=host).start()
+        sim = SimHost(
+            loaded,
+            clock="virtual" if clock == "virtual" else "system",
+            speed=clock_speed,
+            any_port=any_port,
+            listen_host=host,
+            only=devices_served,
+        ).start()
     except ConfigError as exc:
         _fail("\n".join(exc.problems), 1)
+    controller = None
+    if control is not None:
+        from simulators.control import ControlServer
+
+        try:
+            controller = ControlServer(sim, control, token=control_token, shard=shard).start()
+        except (ConfigError, ImportError) as exc:
+            sim.stop()
+            _fail(str(exc), 2)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
         if as_json:
             devices = {name: {"protocol": d.protocol, "url": d.url} for name, d in sim.devices.items()}
-            sys.stdout.write(json.dumps({"devices": devices}) + "\n")
+            line: dict[str, Any] = {"devices": devices}
+            if controller is not None:
+                line["control"] = controller.url
+            if shard is not None:
+                line["shard"] = shard
+            sys.stdout.write(json.dumps(line) + "\n")
             sys.stdout.flush()
             stop.wait()
         else:
+            if controller is not None:
+                typer.echo(f"control API and dashboard: {controller.url}/")
             _show(sim, stop)
     finally:
+        if controller is not None:
+            controller.stop()
         sim.stop()
 
 
@@ -167,3 +218,7 @@ def _show(sim: Any, stop: threading.Event) -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -22,7 +22,7 @@ import contextlib
 import inspect
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
@@ -31,7 +31,7 @@ from bifrost.errors import ConfigError
 from bifrost.tags import TagMap
 from simulators import protocols
 from simulators.clock import SystemClock, VirtualClock
-from simulators.faults.faultset import FaultHandle, PlantFaults
+from simulators.faults.faultset import ActiveFault, FaultHandle, PlantFaults
 from simulators.faults.watch import FaultWatch, call_on_loop
 from simulators.hooks import FaultHooks, HookContext
 from simulators.plant import Plant
@@ -89,7 +89,7 @@ class SimHost:
     scenario's ports. `hooks`: fault hooks (simulators.hooks); by default a `PlantFaults`, so the
     scenario's fault events apply and `inject_fault()` works; `hooks=NoFaults()` serves every
     connection on the bare fast path, with no faults at all. `listen_host` replaces the host of every
-    listen address (`bifrost-sim serve --host`).
+    listen address (`bifrost-sim serve --host`). `only`: serve these devices alone (a shard).
 
     Faults that act on a device as a whole happen at their time (simulators.faults.watch): a reboot
     drops connections and sets tags back when it starts, and while a device refuses every connection
@@ -107,6 +107,7 @@ class SimHost:
         hooks: FaultHooks | None = None,
         listen_host: str | None = None,
         log_size: int = DEFAULT_MAXLEN,
+        only: Collection[str] | None = None,
     ) -> None:
         self.scenario = resolve_scenario(scenario)
         if clock == "virtual":
@@ -124,6 +125,8 @@ class SimHost:
         setups: dict[str, list[DeviceSetup]] = {}
         frontends: dict[str, protocols.Frontend] = {}
         for name, spec in self.scenario.devices.items():
+            if only is not None and name not in only:
+                continue  # another shard's (bifrost-sim serve --shard)
             frontend = protocols.frontend(spec.protocol)
             if frontend is None:
                 self.skipped[name] = f"no {spec.protocol} simulator yet"
@@ -386,6 +389,12 @@ class SimHost:
         """
         hooks = self._plant_faults("inject_fault()")
         return hooks.add(self._served(device), kind=kind, **params)
+
+    def active_faults(self, device: str | None = None) -> dict[str, list[ActiveFault]]:
+        """The faults in force now, injected and scenario ones, by device (of one device, or of all)."""
+        hooks = self._plant_faults("active_faults()")
+        names = list(self.devices) if device is None else [self._served(device)]
+        return {name: hooks.device(name).active() for name in names}
 
     def clear_faults(self, device: str | None = None) -> None:
         """Switch off every fault in force, of one device or of all: those injected and those the

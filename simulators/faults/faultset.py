@@ -100,6 +100,11 @@ class FaultHandle:
         return self._fault.spec
 
     @property
+    def fault(self) -> ActiveFault:
+        """The fault in force, as `FaultSet.active()` lists it."""
+        return self._fault
+
+    @property
     def active(self) -> bool:
         return self._owner.still_live(self._fault)
 
