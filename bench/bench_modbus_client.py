@@ -15,7 +15,13 @@ which counts every thread, tokio's included.
     by tag and pymodbus with hand-grouped reads of 125 registers, each decoding every value.
 (c) 50 devices x 100 tags polled from one process as fast as they answer, in interleaved rounds:
     tag values per client CPU-second, native against pymodbus; the user-facing figures (read_many
-    and subscribe, which hand back DataPoints) beside the engine-level ones (values only).
+    and subscribe, which hand back DataPoints) beside the engine-level ones (values only), and
+    `bifrost.poll` for the whole fleet in one Rust loop (changes as DataPoints, or columnar values).
+(d) pipelining against a device 5 ms away (the responder answers each request 5 ms after it came,
+    requests overlapping): read_many of 64 tags that need 64 requests, `?max_in_flight=8` against
+    `?max_in_flight=1` (one request at a time, as every engine without pipelining), in reads/s.
+(e) mask write, read/write multiple, report server id and device identification through each
+    engine's connection against pymodbus's async client: CPU per call.
 """
 
 from __future__ import annotations
@@ -43,8 +49,9 @@ def _images() -> list[bytes]:
     return [struct.pack(f">{SIZE}H", *((i * 7 + k * 13) & 0xFFFF for i in range(SIZE))) for k in range(VARIANTS)]
 
 
-def run_responder(ports: int) -> None:
-    """Serve Modbus TCP (FC1-4) on `ports` ports of 127.0.0.1; print them; stop at EOF on stdin."""
+def run_responder(ports: int, delay: float = 0.0) -> None:
+    """Serve Modbus TCP (FC1-4) on `ports` ports of 127.0.0.1; print them; stop at EOF on stdin.
+    With `delay`, each reply goes out `delay` seconds after its request came (a device far away)."""
     images = _images()
     bits = bytes(SIZE // 8 + 1)
     state = {"turn": 0}
@@ -58,16 +65,26 @@ def run_responder(ports: int) -> None:
         def data_received(self, data: bytes) -> None:
             buffer = self.buffer + data
             out = []
-            while len(buffer) >= 12:
+            while len(buffer) >= 8:
                 length = int.from_bytes(buffer[4:6], "big")
                 end = 6 + length
                 if len(buffer) < end:
                     break
                 header, function = buffer[:4], buffer[7]
                 unit = buffer[6]
-                start, count = struct.unpack_from(">HH", buffer, 8)
+                pdu = buffer[7:end]
+                start, count = struct.unpack_from(">HH", buffer, 8) if len(pdu) >= 5 else (0, 0)
                 buffer = buffer[end:]
-                if start + count > SIZE:
+                if function == 22:  # mask write: the echo
+                    body = pdu
+                elif function == 23:  # read/write multiple: the read part
+                    body = bytes((23, 2 * count)) + images[0][2 * start : 2 * (start + count)]
+                elif function == 17:  # report server id
+                    body = bytes((17, 4)) + b"lea" + b"\xff"
+                elif function == 43:  # device identification, basic
+                    objects = b"".join(bytes((i, len(v))) + v for i, v in enumerate((b"bench", b"lean", b"1.0")))
+                    body = bytes((43, 14, 1, 1, 0, 0, 3)) + objects
+                elif start + count > SIZE:
                     body = bytes((function | 0x80, 2))
                 elif function in (3, 4):
                     state["turn"] += 1
@@ -80,7 +97,9 @@ def run_responder(ports: int) -> None:
                     body = bytes((function | 0x80, 1))
                 out.append(header + (len(body) + 1).to_bytes(2, "big") + bytes((unit,)) + body)
             self.buffer = buffer
-            if out:
+            if out and delay:
+                asyncio.get_running_loop().call_later(delay, self.transport.write, b"".join(out))
+            elif out:
                 self.transport.write(b"".join(out))
 
     async def serve() -> None:
@@ -127,8 +146,8 @@ def run_simulator() -> None:
 
 
 class ResponderProcess:
-    def __init__(self, ports: int, simulator: bool = False) -> None:
-        mode = ["--simulator"] if simulator else ["--responder", str(ports)]
+    def __init__(self, ports: int, simulator: bool = False, delay: float = 0.0) -> None:
+        mode = ["--simulator"] if simulator else ["--responder", str(ports), str(delay)]
         self.process = subprocess.Popen(
             [sys.executable, __file__, *mode],
             stdin=subprocess.PIPE,
@@ -435,11 +454,31 @@ async def bench_polling(
 
         return poll
 
-    rows: dict[str, Callable[[], list[Poller]]] = {
-        "native read_many (DataPoints)": lambda: [read_many(p) for p in plcs],
-        "native engine execute (values)": lambda: [execute(p) for p in plcs],
-        "native engine read_points (DataPoints)": lambda: [read_points(p) for p in plcs],
-    }
+    # The poll loop for the whole fleet in Rust: one batch per cycle (every tag changes on every
+    # read here, so a batch of changes holds them all).
+    def fleet(columnar: bool) -> Poller:
+        batches = bifrost.poll(plcs, names, interval=0.001, columnar=columnar)
+
+        async def poll() -> int:
+            batch = await batches.__anext__()
+            if columnar:
+                return len(batch.values)  # type: ignore[union-attr]
+            return sum(len(points) for points in batch.values())  # type: ignore[union-attr]
+
+        poll.batches = batches  # type: ignore[attr-defined]
+        return poll
+
+    rows: dict[str, Callable[[], list[Poller]]] = {}
+    if changing:  # a batch of changes holds nothing once values stand still (as the simulator's do)
+        rows["native bifrost.poll (DataPoints)"] = lambda: [fleet(False)]
+    rows.update(
+        {
+            "native bifrost.poll (columnar)": lambda: [fleet(True)],
+            "native read_many (DataPoints)": lambda: [read_many(p) for p in plcs],
+            "native engine execute (values)": lambda: [execute(p) for p in plcs],
+            "native engine read_points (DataPoints)": lambda: [read_points(p) for p in plcs],
+        }
+    )
     # The poll loop in Rust (interval 1 ms): every tag changes on every read, so every poll yields
     # all of them. (Values that never change, as the simulator's here, yield nothing after the first
     # batch, so the simulator has no subscription rows.)
@@ -473,7 +512,12 @@ async def bench_polling(
         reads = values / len(names) / wall
         versus = ratio(per_cpu[name], pymodbus_rate)
         print(f"  {name:40} {values / wall:10.0f} {per_cpu[name]:13.0f} {reads:8.0f}   {versus:>11}")
-    pairs = [("read_many", "native read_many (DataPoints)", "native engine execute (values)")]
+    pairs = [
+        ("bifrost.poll columnar", "native bifrost.poll (columnar)", "native engine execute (values)"),
+        ("read_many", "native read_many (DataPoints)", "native engine execute (values)"),
+    ]
+    if changing:
+        pairs.insert(0, ("bifrost.poll", "native bifrost.poll (DataPoints)", "native engine execute (values)"))
     if changing:
         pairs.append(("subscribe", "native subscribe (DataPoints)", "native engine execute (values)"))
     for label, user, engine in pairs:
@@ -482,6 +526,80 @@ async def bench_polling(
             f"(engine level {ratio(per_cpu[engine], pymodbus_rate).strip()}; "
             f"user-facing / engine {ratio(per_cpu[user], per_cpu[engine]).strip()})"
         )
+
+
+# --- (e) the other function codes ------------------------------------------------------------------
+
+
+async def bench_functions(port: int, count: int, rounds: int) -> None:
+    from pymodbus.client import AsyncModbusTcpClient
+
+    import bifrost
+
+    print(f"\n(e) mask write (22), read/write multiple (23), report server id (17), device id (43/14): {count} each")
+    runs: dict[str, Callable[[int], Awaitable[None]]] = {}
+    plcs = []
+    for name in engines():
+        plc = bifrost.connect(url(port), engine=name)
+        await plc.open()
+        plcs.append(plc)
+
+        async def run(n: int, plc: Any = plc) -> None:
+            for _ in range(n):
+                await plc.mask_write("hr:5", 0xF0F2, 0x0025)
+                await plc.read_write("hr:0", "hr:1", 7)
+                await plc.report_server_id()
+                await plc.device_identification()
+
+        runs[f"{name} engine"] = run
+    client = AsyncModbusTcpClient("127.0.0.1", port=port)
+    await client.connect()
+
+    async def run_pymodbus(n: int) -> None:
+        for _ in range(n):
+            await client.mask_write_register(address=5, and_mask=0xF0F2, or_mask=0x0025, device_id=1)
+            await client.readwrite_registers(read_address=0, read_count=1, write_address=1, values=[7], device_id=1)
+            await client.report_device_id(device_id=1)
+            await client.read_device_information(device_id=1)
+
+    runs["pymodbus async client"] = run_pymodbus
+    results = {name: await best(run, count, rounds) for name, run in runs.items()}
+    client.close()
+    for plc in plcs:
+        await plc.close()
+    peer_cpu = results["pymodbus async client"][1]
+    print(f"  {'client':34} {'calls/s':>8} {'CPU us/call':>12}   {'CPU vs pymodbus':>15}")
+    for name, (rate, cpu) in results.items():
+        print(f"  {name:34} {rate * 4:8.0f} {cpu / 4 * 1e6:12.1f}   {ratio(cpu, peer_cpu):>15}")
+
+
+# --- (d) pipelining against a device 5 ms away -----------------------------------------------------
+
+
+async def bench_pipelining(port: int, rounds: int, delay: float) -> None:
+    import bifrost
+
+    # 64 tags 150 registers apart: no two share a request (the planner merges gaps of 8 at most).
+    names = [f"hr:{150 * i}" for i in range(64)]
+    print(
+        f"\n(d) pipelining: read_many of {len(names)} tags in {len(names)} requests, "
+        f"a device {delay * 1e3:g} ms away, best of {rounds}"
+    )
+    rows: list[tuple[str, float, float]] = []
+    for depth in (1, 8):
+        async with bifrost.connect(f"{url(port)}&max_in_flight={depth}", engine="native") as plc:
+            await plc.read_many(names)
+
+            async def run(n: int, plc: Any = plc) -> None:
+                for _ in range(n):
+                    points = await plc.read_many(names)
+                    assert all(p.quality.value == "good" for p in points.values())
+
+            rate, cpu = await best(run, 2, rounds)
+            rows.append((f"native read_many, max_in_flight={depth}", rate * len(names), cpu / len(names)))
+    print(f"  {'client':40} {'reads/s':>8} {'CPU us/read':>12}   {'vs depth 1':>10}")
+    for name, rate, cpu in rows:
+        print(f"  {name:40} {rate:8.0f} {cpu * 1e6:12.1f}   {ratio(rate, rows[0][1]):>10}")
 
 
 async def bench(quick: bool) -> None:
@@ -495,8 +613,15 @@ async def bench(quick: bool) -> None:
         await bench_polling(
             [(port, 1) for port in responder.ports[1:]], seconds / 3, "responder", changing=True, rounds=rounds
         )
+        await bench_functions(responder.ports[0], count // 10, rounds)
     finally:
         responder.close()
+    delay = 0.005
+    far = ResponderProcess(1, delay=delay)
+    try:
+        await bench_pipelining(far.ports[0], rounds, delay)
+    finally:
+        far.close()
     if importlib.util.find_spec("simulators.host") is None:
         print("\nsimulators.host is not there: the Bifrost simulator is left out")
         return
@@ -513,7 +638,7 @@ async def bench(quick: bool) -> None:
 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--responder":
-        run_responder(int(sys.argv[2]))
+        run_responder(int(sys.argv[2]), float(sys.argv[3]) if len(sys.argv) > 3 else 0.0)
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--simulator":
         run_simulator()

@@ -18,6 +18,7 @@ from bifrost.errors import (
     ProtocolError,
     TimeoutError,
 )
+from bifrost.modbus.fleet import poll
 from bifrost.tags import ByteOrder, DataPoint, DataType, Quality, Tag, TagMap
 from bifrost.urls import connect, known_schemes
 
@@ -41,4 +42,5 @@ __all__ = [
     "__version__",
     "connect",
     "known_schemes",
+    "poll",
 ]

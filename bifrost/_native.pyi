@@ -1,6 +1,6 @@
 """Stubs of the Rust extension module `bifrost._native` (checked by mypy.stubtest)."""
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, final
 
@@ -9,10 +9,12 @@ from bifrost.tags import Quality
 
 __all__ = [
     "DataPoint",
+    "FleetPoll",
     "ModbusClient",
     "NativePlan",
     "NativePointSubscription",
     "NativeSubscription",
+    "TcpSession",
     "__version__",
     "decode",
     "encode",
@@ -132,3 +134,54 @@ class ModbusClient:
     ) -> Awaitable[tuple[dict[str, DataPoint], list[tuple[int, BifrostError]]]]: ...
     def subscribe(self, plan: NativePlan, interval: float, deadband: float = 0.0) -> NativeSubscription: ...
     def subscribe_points(self, plan: NativePlan, interval: float, deadband: float = 0.0) -> NativePointSubscription: ...
+
+@final
+class TcpSession:
+    """Modbus TCP driven by the running asyncio loop: no thread hop; every call is awaitable."""
+
+    def __new__(
+        cls,
+        address: str,
+        *,
+        name: str,
+        timeout: float,
+        max_in_flight: int = 1,
+        warn: Callable[[str], object] | None = None,
+        backoff_base: float = 0.1,
+        backoff_max: float = 10.0,
+        backoff_seed: int | None = None,
+    ) -> TcpSession: ...
+    @property
+    def max_in_flight(self) -> int: ...
+    @property
+    def connected(self) -> bool: ...
+    def stats(self) -> dict[str, int | bool]: ...
+    def connect(self) -> Awaitable[None]: ...
+    def close(self) -> None: ...
+    def read(self, unit: int, area: str, start: int, count: int) -> Awaitable[list[int] | list[bool]]: ...
+    def write_registers(self, unit: int, start: int, words: Sequence[int]) -> Awaitable[None]: ...
+    def write_coils(self, unit: int, start: int, bits: Sequence[bool]) -> Awaitable[None]: ...
+    def transact(self, unit: int, pdu: bytes, write: bool = True) -> Awaitable[bytes]: ...
+    def execute(self, plan: NativePlan) -> Awaitable[tuple[list[_Value | None], list[BifrostError | None]]]: ...
+    def read_points(
+        self, plan: NativePlan
+    ) -> Awaitable[tuple[dict[str, DataPoint], list[tuple[int, BifrostError]]]]: ...
+
+@final
+class FleetPoll:
+    """Many TcpSessions polled in one loop: one batch per cycle (see bifrost.modbus.fleet)."""
+
+    def __new__(
+        cls,
+        sessions: Sequence[TcpSession],
+        plans: Sequence[NativePlan],
+        names: Sequence[str],
+        *,
+        interval: float,
+        deadband: float = 0.0,
+        columnar: bool = False,
+    ) -> FleetPoll: ...
+    @property
+    def names(self) -> list[str]: ...
+    def next(self) -> Awaitable[tuple[Any, ...] | None]: ...
+    def close(self) -> None: ...

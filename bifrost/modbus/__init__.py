@@ -11,6 +11,11 @@ from bifrost.urls import Endpoint, Param, Scheme, register_scheme
 ENGINES = ("native", "python")
 
 _UNIT = Param("unit", int, 1, "unit (slave) id", minimum=0, maximum=255)
+# Opt-in pipelining on Modbus TCP (the native engine): several requests on the wire, matched by
+# transaction id. A device that cannot take it is detected, and served one at a time.
+_IN_FLIGHT = Param(
+    "max_in_flight", int, 1, "requests in flight on the connection (native engine)", minimum=1, maximum=64
+)
 _SERIAL = (
     Param("baud", int, 19200, "bits per second", minimum=300, maximum=4_000_000),
     Param("parity", str, "E", "parity", choices=("N", "E", "O")),
@@ -26,7 +31,9 @@ def _open(endpoint: Endpoint, *, tags: TagMap | None, timeout: float, engine: st
     return open_connection(endpoint, tags=tags, timeout=timeout, engine=engine)
 
 
-register_scheme(Scheme("modbus", "modbus://10.0.0.5:502?unit=1", _open, (_UNIT,), default_port=502, engines=ENGINES))
+register_scheme(
+    Scheme("modbus", "modbus://10.0.0.5:502?unit=1", _open, (_UNIT, _IN_FLIGHT), default_port=502, engines=ENGINES)
+)
 register_scheme(
     Scheme(
         "modbus+rtu",

@@ -1,4 +1,11 @@
-"""The native Modbus engine: `bifrost._native.ModbusClient` (Rust, tokio-modbus) under ModbusConnection.
+"""The native Modbus engine under ModbusConnection: Rust, in two shapes.
+
+* Modbus TCP: `bifrost._native.TcpSession`, driven by the running asyncio loop. Its socket is
+  watched by the loop; the Rust codec and state machine run inline in the loop's callbacks, and
+  timeouts are the loop's timers, so no call crosses a thread (the h11 shape: Rust the engine,
+  asyncio the driver). `?max_in_flight=N` pipelines requests on the connection.
+* RTU on a serial port and RTU over TCP: `bifrost._native.ModbusClient`, a tokio task per
+  connection (tokio-modbus), reached through `bridge.rs`; it also serves Rust without asyncio.
 
 A read plan is compiled once into a `NativePlan` and then runs in Rust in one call: the requests go
 out, every value is decoded in Rust, and the values come back in bulk. A request the device refuses
@@ -13,22 +20,29 @@ Python only looks at the requests that failed.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import cast
 
 from bifrost import _native
-from bifrost.errors import BifrostError, DeviceError
+from bifrost.errors import BifrostError, ConfigError, ConnectError, DeviceError, ProtocolError
+from bifrost.modbus import pdu
 from bifrost.modbus.engine import TRANSPORT_ERRORS, Decoded, Engine
-from bifrost.modbus.pdu import ExceptionCode
 from bifrost.modbus.planner import Plan, Planner, ReadJob, ReadRequest, Slice, hole_error
 from bifrost.tags import DataPoint, Quality, Value
 from bifrost.urls import Endpoint
 from bifrost.values import WireFormat
 
+log = logging.getLogger("bifrost.modbus.native")
+
 # Compiled plans kept per engine (ModbusConnection reuses its Plan objects, so a poll hits the cache).
 _PLAN_CACHE = 256
-_HOLE = ExceptionCode.ILLEGAL_DATA_ADDRESS
+_HOLE = pdu.ExceptionCode.ILLEGAL_DATA_ADDRESS
+# Requests that only read (identity): queued with the reads; every other one goes with the writes.
+_READS_ONLY = (pdu.ReadDeviceIdentificationRequest, pdu.ReportServerIdRequest)
 
 
 def transport_of(endpoint: Endpoint) -> tuple[str, str]:
@@ -55,13 +69,23 @@ class _Compiled:
 
 
 class NativeEngine(Engine):
-    """The Rust engine: one tokio task owns the connection; every call is awaitable."""
+    """The Rust engine: a loop-driven session (TCP) or a tokio task (RTU); every call is awaitable."""
 
     name = "native"
+    client: _native.TcpSession | _native.ModbusClient
+
+    @property
+    def loop_driven(self) -> bool:
+        """Whether the connection is a loop-driven TcpSession (which `bifrost.poll` can run)."""
+        return self._session is not None
 
     def __init__(self, endpoint: Endpoint, *, timeout: float) -> None:
         super().__init__(endpoint, timeout=timeout)
+        self._compiled: dict[int, _Compiled] = {}
         kind, address = transport_of(endpoint)
+        self._session: _native.TcpSession | None = None
+        if kind == "tcp":
+            return  # the session is made by open(), once the host is resolved
         params = endpoint.params
         serial = (
             {
@@ -74,13 +98,37 @@ class NativeEngine(Engine):
             else {}
         )
         self.client = _native.ModbusClient(kind, address, name=self.device, timeout=timeout, **serial)
-        self._compiled: dict[int, _Compiled] = {}
 
     async def open(self) -> None:
-        await self.client.connect()
+        if isinstance(getattr(self, "client", None), _native.ModbusClient):
+            await self.client.connect()
+            return
+        if self._session is None:
+            address = await self._resolve()
+            self._session = self.client = _native.TcpSession(
+                address,
+                name=self.device,
+                timeout=self.timeout,
+                max_in_flight=self.endpoint.params.get("max_in_flight", 1),
+                warn=log.warning,
+            )
+        await self._session.connect()
+
+    async def _resolve(self) -> str:
+        """The host's first address as `ip:port` (the session connects to an address, not a name)."""
+        host, port = self.endpoint.host, self.endpoint.port or 502
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise ConnectError(f"{self.device}: cannot connect: {exc.strerror or exc}") from exc
+        ip = str(infos[0][4][0])
+        return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
     async def close(self) -> None:
-        await self.client.close()
+        if self._session is not None:
+            self._session.close()
+        elif isinstance(self.client, _native.ModbusClient):
+            await self.client.close()
 
     async def read(self, request: ReadRequest) -> Sequence[int] | Sequence[bool]:
         return await self.client.read(request.unit, request.area.value, request.start, request.count)
@@ -90,6 +138,23 @@ class NativeEngine(Engine):
 
     async def write_coils(self, unit: int, start: int, bits: Sequence[bool]) -> None:
         await self.client.write_coils(unit, start, list(bits))
+
+    async def transact(self, unit: int, request: pdu.RequestPdu) -> pdu.ResponsePdu:
+        if self._session is None:
+            raise ConfigError(
+                f"{self.device}: {pdu.function_name(request.function)} is served by the native engine over "
+                "Modbus TCP; over RTU use engine='python'"
+            )
+        raw = await self._session.transact(unit, pdu.encode_request(request), not isinstance(request, _READS_ONLY))
+        # The same checks as the Python engine's, in the same words (framing.ClientConnection).
+        try:
+            response = pdu.decode_response(raw, request)
+        except pdu.MalformedFrame as exc:
+            raise ProtocolError(f"{self.device}: protocol error: {exc}") from None
+        reason = pdu.response_mismatch(request, response)
+        if reason is not None:
+            raise ProtocolError(f"{self.device}: protocol error: {reason}")
+        return response
 
     def compile(self, plan: Plan, formats: Mapping[str, WireFormat], planner: Planner | None = None) -> _Compiled:
         """The native plan of `plan`, built once per Plan object."""
@@ -228,7 +293,9 @@ class NativeEngine(Engine):
 
     def subscribe_points(
         self, planner: Planner, plan: Plan, formats: Mapping[str, WireFormat], interval: float, deadband: float
-    ) -> AsyncIterator[dict[str, DataPoint]]:
+    ) -> AsyncIterator[dict[str, DataPoint]] | None:
+        if self._session is not None:
+            return None  # the connection's poll loop over read_many (Rust does the reads inline)
         return self._poll_points(planner, plan, formats, interval, deadband)
 
     async def _poll_points(
@@ -257,6 +324,7 @@ class NativeEngine(Engine):
                 now = time.time()
                 yield {key: DataPoint(None, Quality.BAD, now) for key in known}
             replanned: Plan | None = None
+            assert isinstance(self.client, _native.ModbusClient)
             subscription = self.client.subscribe_points(compiled.native, interval, deadband)
             try:
                 async for points, failures in subscription:

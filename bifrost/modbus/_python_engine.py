@@ -1,11 +1,13 @@
 """The pure-Python Modbus engine: asyncio over TCP, RTU over TCP, or RTU on a serial port.
 
 Requests on one connection are serialised (one on the wire at a time, behind an asyncio.Lock), so
-several tasks may share a connection safely. Every call has a timeout. After a timeout on Modbus TCP
-the transaction is abandoned and its late reply is recognised by transaction id and dropped; RTU has
-no transaction id, so the connection is closed instead (a serial port is reopened with its input
-flushed) — either way a late reply is never taken as the answer to a later request. A lost connection
-is reopened on the next call, with exponential backoff and jitter between failed attempts.
+several tasks may share a connection safely. Every call has a timeout. After a timeout the
+connection is dropped (a serial port is reopened with its input flushed), so a late reply is never
+taken as the answer to a later request, and no abandoned transaction lives on a connection: a reply
+whose transaction id answers no request is the device's fault, a ProtocolError, as on the native
+engine. A lost connection is reopened on the next call, with exponential backoff and jitter between
+failed attempts; a connection the device closed while idle (a restart) is reopened at once and the
+call goes on. The messages of every error are the native engine's, word for word.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import socket
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -27,6 +31,21 @@ from bifrost.modbus.planner import ReadRequest
 from bifrost.urls import Endpoint
 
 log = logging.getLogger("bifrost.modbus.python")
+
+# An idle TCP connection older than this is peeked at before a request is written to it, so that a
+# device that restarted (and closed it) is noticed before the request goes to a dead socket.
+IDLE_CHECK = 0.010
+
+
+def _why(exc: BaseException) -> str:
+    """An OS error as the native engine says it: the errno's text ("Connection refused"), not
+    asyncio's ("Connect call failed ('127.0.0.1', 502)")."""
+    if isinstance(exc, OSError) and not isinstance(exc, socket.gaierror) and exc.errno and exc.errno > 0:
+        return os.strerror(exc.errno)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
 
 _READS: dict[Area, Any] = {
     Area.COIL: pdu.ReadCoilsRequest,
@@ -63,6 +82,21 @@ class _Line:
 
     def __init__(self, reader: asyncio.StreamReader, writer: _Writer, on_close: Any = None) -> None:
         self.reader, self.writer, self._on_close = reader, writer, on_close
+        self.last_io = time.monotonic()
+
+    def closed_by_peer(self) -> bool:
+        """Whether the device closed this (TCP) connection: EOF seen, or waiting unread (a peek)."""
+        if self.reader.at_eof():
+            return True
+        get_extra_info = getattr(self.writer, "get_extra_info", None)
+        sock = get_extra_info("socket") if get_extra_info is not None else None
+        if sock is None or time.monotonic() - self.last_io < IDLE_CHECK:
+            return False
+        try:
+            with sock.dup() as peer:
+                return bool(peer.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"")
+        except OSError:
+            return False  # nothing to read (EAGAIN): alive
 
     def close(self) -> None:
         # Stop watching the descriptor before closing it: a serial port read after close raises.
@@ -103,6 +137,12 @@ class PythonEngine(Engine):
         self._line = None
         self._conn = None
 
+    def _lose(self, cause: str) -> None:
+        """Drop the connection after a failure; the next attempt waits for the backoff."""
+        self._drop()
+        self._last_failure = cause  # the whole message, naming the device, as the native engine's
+        self._next_attempt = time.monotonic() + self.backoff.next_delay()
+
     async def _connect(self) -> None:
         try:
             if self.endpoint.scheme == "modbus+rtu":
@@ -111,13 +151,19 @@ class PythonEngine(Engine):
                 port = self.endpoint.port or 502
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(self.endpoint.host, port), self.timeout)
                 line = _Line(reader, writer)
-        except (OSError, asyncio.TimeoutError, ImportError) as exc:
-            self._last_failure = str(exc) or type(exc).__name__
-            self._next_attempt = time.monotonic() + self.backoff.next_delay()
-            raise ConnectError(f"{self.device}: cannot connect: {self._last_failure}") from exc
+        except asyncio.TimeoutError as exc:
+            raise ConnectError(self._failed_connect(f"no connection within {self.timeout * 1000:.0f} ms")) from exc
+        except (OSError, ImportError) as exc:
+            raise ConnectError(self._failed_connect(_why(exc))) from exc
         self.backoff.reset()
         self._line = line
         self._conn = framing.ClientConnection(self.framing, unit=self.endpoint.params["unit"])
+
+    def _failed_connect(self, why: str) -> str:
+        """Note a failed attempt and schedule the next; the error's message."""
+        message = self._last_failure = f"{self.device}: cannot connect: {why}"
+        self._next_attempt = time.monotonic() + self.backoff.next_delay()
+        return message
 
     async def _open_serial(self) -> _Line:
         import serial  # pyserial, a core dependency; imported here as only RTU needs it
@@ -150,13 +196,15 @@ class PythonEngine(Engine):
 
     async def _ensure_open(self) -> tuple[_Line, framing.ClientConnection]:
         if self._closed:
-            raise ConnectError(f"{self.device}: the connection is closed")
+            raise ConnectError(f"{self.device}: the client is closed")
+        if self._line is not None and self.framing == "mbap" and self._line.closed_by_peer():
+            # The device closed the idle connection (it restarted): nothing was lost, open anew now.
+            self._drop()
         if self._line is None or self._conn is None:
             wait = self._next_attempt - time.monotonic()
             if wait > self.timeout:
-                raise ConnectError(
-                    f"{self.device}: not connected ({self._last_failure}); next attempt in {wait * 1000:.0f} ms"
-                )
+                cause = self._last_failure or "not connected"
+                raise ConnectError(f"{self.device}: not connected ({cause}); next attempt in {int(wait * 1000)} ms")
             if wait > 0:
                 await asyncio.sleep(wait)  # the backoff itself, not a wait for an event
             await self._connect()
@@ -177,20 +225,22 @@ class PythonEngine(Engine):
                 response = await asyncio.wait_for(self._reply(line, conn, transaction_id), self.timeout)
             except asyncio.TimeoutError:
                 conn.abandon(transaction_id)
-                # RTU cannot tell a late reply from the next one; over TCP, a reply cut short would
-                # leave its head in the buffer, in front of the next reply. Either way: start afresh.
-                if self.framing == "rtu" or conn.unfinished:
-                    self._drop()
-                raise BifrostTimeout(
+                message = (
                     f"{self.device}: no answer from unit {unit} to {pdu.function_name(request.function)} "
                     f"within {self.timeout:g} s"
-                ) from None
-            except (ConnectError, ProtocolError):
-                self._drop()
+                )
+                # Drop the connection, so that its late reply can never be taken for a later one.
+                self._lose(message)
+                raise BifrostTimeout(message) from None
+            except (ConnectError, ProtocolError) as exc:
+                self._lose(str(exc))
                 raise
             except OSError as exc:
-                self._drop()
-                raise ConnectError(f"{self.device}: connection lost: {exc}") from exc
+                message = f"{self.device}: connection lost: {_why(exc)}"
+                self._lose(message)
+                raise ConnectError(message) from exc
+            finally:
+                line.last_io = time.monotonic()
         if isinstance(response, pdu.ExceptionResponse):
             raise DeviceError(f"{self.device}: unit {unit}: {response.message}", code=int(response.code))
         return response
@@ -210,11 +260,21 @@ class PythonEngine(Engine):
                 isinstance(event, (framing.MismatchedReply, framing.MalformedReply))
                 and event.transaction_id == transaction_id
             ):
-                raise ProtocolError(f"{self.device}: {type(event).__name__}: {event.reason}")
+                raise ProtocolError(f"{self.device}: protocol error: {event.reason}")
             if isinstance(event, framing.BrokenStream):
-                raise ProtocolError(f"{self.device}: the reply stream is broken: {event.reason}")
+                raise ProtocolError(f"{self.device}: protocol error: the reply stream is broken: {event.reason}")
+            if isinstance(event, framing.UnexpectedReply) and event.transaction_id is not None:
+                # Timeouts drop the connection, so no abandoned transaction lives on it: a reply that
+                # answers nothing is the device's fault, told at once rather than waited out.
+                raise ProtocolError(
+                    f"{self.device}: protocol error: a reply with transaction id {event.transaction_id} "
+                    f"answers no request ({transaction_id} expected)"
+                )
             # Stale, unexpected or damaged frames are not our answer: note them and keep waiting.
             log.debug("%s: ignored %s", self.device, event)
+
+    async def transact(self, unit: int, request: pdu.RequestPdu) -> pdu.ResponsePdu:
+        return await self.call(unit, request)
 
     async def read(self, request: ReadRequest) -> Sequence[int] | Sequence[bool]:
         response = await self.call(request.unit, _READS[request.area](request.start, request.count))

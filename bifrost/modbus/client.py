@@ -7,10 +7,12 @@ registers. Both engines therefore behave the same above the wire.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from typing import cast
 
 from bifrost.connection import Connection
 from bifrost.errors import ConfigError
@@ -207,11 +209,68 @@ class ModbusConnection(Connection):
             words = resolved.fmt.encode(value)
         await self.engine.write_registers(self.unit, address.offset, words)
 
+    # -- the other function codes -------------------------------------------------------------
+
+    def _register(self, tag: str, what: str, *, write: bool) -> Resolved:
+        """A tag on holding registers (a whole value, not a bit), for FC22 and FC23."""
+        resolved = self.resolve(tag)
+        address = resolved.address
+        if address.area is not Area.HOLDING_REGISTER or resolved.fmt.bit is not None:
+            raise ConfigError(f"{what} works on holding registers (hr:N), not {tag!r} ({address})")
+        if write and not resolved.writable:
+            raise ConfigError(f"tag {tag!r} is not writable (writable: false in its tag map)")
+        return resolved
+
+    async def mask_write(self, tag: str, and_mask: int, or_mask: int) -> None:
+        """FC22: the register becomes (register AND and_mask) OR (or_mask AND NOT and_mask), in one
+        request on the device (no read-modify-write race with other clients)."""
+        resolved = self._register(tag, "mask_write", write=True)
+        request = pdu.MaskWriteRegisterRequest(resolved.address.offset, and_mask, or_mask)
+        await self.engine.transact(self.unit, request)
+
+    async def read_write(self, read: str, write: str, value: Value) -> DataPoint:
+        """FC23: write `value` to the tag `write` and read the tag `read`, in one request (the
+        device writes first)."""
+        source = self._register(read, "read_write", write=False)
+        target = self._register(write, "read_write", write=True)
+        words = tuple(target.fmt.encode(value))
+        request = pdu.ReadWriteMultipleRegistersRequest(
+            source.address.offset, source.fmt.words, target.address.offset, words
+        )
+        response = await self.engine.transact(self.unit, request)
+        assert isinstance(response, pdu.ReadWriteMultipleRegistersResponse)
+        return DataPoint(source.fmt.decode(response.values), Quality.GOOD, time.time())
+
+    async def device_identification(self, code: int = pdu.DeviceIdCode.BASIC) -> dict[int, bytes]:
+        """FC43/14: the identification objects `code` selects (1 basic: vendor, product code,
+        revision), by object id; an answer that says more follows is asked again from there."""
+        objects: dict[int, bytes] = {}
+        object_id = 0
+        for _ in range(256):  # each answer brings at least one object id further, so this ends
+            request = pdu.ReadDeviceIdentificationRequest(code, object_id)
+            response = await self.engine.transact(self.unit, request)
+            assert isinstance(response, pdu.ReadDeviceIdentificationResponse)
+            objects.update(response.as_dict())
+            if not response.more_follows or response.next_object_id <= object_id:
+                break
+            object_id = response.next_object_id
+        return objects
+
+    async def report_server_id(self) -> pdu.ReportServerIdResponse:
+        """FC17: the device's id bytes and whether it says it is running."""
+        response = await self.engine.transact(self.unit, pdu.ReportServerIdRequest())
+        assert isinstance(response, pdu.ReportServerIdResponse)
+        return response
+
     async def subscribe(
         self, tags: Iterable[str], *, interval: float = 1.0, deadband: float = 0.0
     ) -> AsyncIterator[dict[str, DataPoint]]:
         names = tuple(dict.fromkeys(tags))
         plan, formats = self._plan(names)
+        if getattr(self.engine, "loop_driven", False) and not plan.failed:
+            async for batch in self._subscribe_in_rust(names, interval, deadband):
+                yield batch
+            return
         points = self.engine.subscribe_points(self.planner, plan, formats, interval, deadband)
         if points is not None:
             async for batch in points:
@@ -219,3 +278,44 @@ class ModbusConnection(Connection):
             return
         async for batch in super().subscribe(names, interval=interval, deadband=deadband):
             yield batch
+
+    async def _subscribe_in_rust(
+        self, names: tuple[str, ...], interval: float, deadband: float
+    ) -> AsyncIterator[dict[str, DataPoint]]:
+        """The poll loop in Rust (`bifrost.poll` of this one connection), while the device serves every
+        request; once it refuses one (perhaps a hole in its map, which the planner splits), the
+        loop of `read_many` goes on from what was yielded, so that only changes come still."""
+        from bifrost.modbus.fleet import poll
+
+        last: dict[str, DataPoint] = {}
+        async with poll({self.url: self}, names, interval=interval, deadband=deadband) as batches:
+            async for batch in batches:
+                error = batches.errors.get(self.url)
+                if isinstance(error, TRANSPORT_ERRORS):
+                    raise error
+                if error is not None:
+                    break  # this batch is read again below, the refusal split by the planner
+                points = cast("dict[str, dict[str, DataPoint]]", batch).get(self.url)
+                if points:
+                    last.update(points)
+                    yield points
+        values = {name: point.value for name, point in last.items()}
+        while True:
+            points = await self.read_many(names)
+            changed = {
+                name: point
+                for name, point in points.items()
+                if name not in values or _moved(values[name], point.value, deadband)
+            }
+            for name, point in changed.items():
+                values[name] = point.value
+            if changed:
+                yield changed
+            await asyncio.sleep(interval)  # the poll interval itself
+
+
+def _moved(old: Value | None, new: Value | None, deadband: float) -> bool:
+    """The rule of `Connection.subscribe`: numbers by more than the deadband, the rest by equality."""
+    if isinstance(old, (int, float)) and isinstance(new, (int, float)) and not isinstance(old, bool):
+        return abs(new - old) > deadband
+    return old != new

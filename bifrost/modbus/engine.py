@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 import bifrost.errors as bifrost_errors
 from bifrost.errors import BifrostError, ConnectError, ProtocolError
+from bifrost.modbus import pdu
 from bifrost.modbus.planner import Plan, Planner, ReadJob, ReadRequest
 from bifrost.tags import DataPoint, Value
 from bifrost.urls import Endpoint
@@ -57,6 +58,12 @@ class Engine(ABC):
     @abstractmethod
     async def write_coils(self, unit: int, start: int, bits: Sequence[bool]) -> None:
         """Write coils: FC5 for one, FC15 for several."""
+
+    @abstractmethod
+    async def transact(self, unit: int, request: pdu.RequestPdu) -> pdu.ResponsePdu:
+        """One request of any function code (mask write, read/write multiple, device identification,
+        report server id ...) and its answer, checked against the request; an exception answer
+        raises DeviceError, an answer that does not fit the request ProtocolError."""
 
     async def execute(self, planner: Planner, plan: Plan, formats: Mapping[str, WireFormat]) -> Decoded:
         """Run a read plan and decode every value: per key, the value or the error.

@@ -534,6 +534,21 @@ class ReadDeviceIdentificationRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportServerIdRequest:
+    """FC17: the device's id, run status and any more it says about itself (serial line function)."""
+
+    function: ClassVar[int] = FunctionCode.REPORT_SERVER_ID
+
+    def _encode(self) -> bytes:
+        return bytes((self.function,))
+
+    @classmethod
+    def _decode(cls, pdu: bytes) -> ReportServerIdRequest:
+        _expect_length(pdu, 1, cls.__name__)
+        return cls()
+
+
+@dataclass(frozen=True, slots=True)
 class UnsupportedRequest:
     """A request whose function code this module does not implement, kept as raw bytes.
 
@@ -783,6 +798,36 @@ class ReadDeviceIdentificationResponse:
         return cls(pdu[2], pdu[3], pdu[4] != 0, pdu[5], tuple(objects))
 
 
+@dataclass(frozen=True, slots=True)
+class ReportServerIdResponse:
+    """FC17 answer: `server_id` (the device's own bytes) and the run indicator (0xFF on, 0x00 off).
+
+    The spec leaves the id's length and any additional data to the device; as pymodbus does, the
+    last byte is taken as the run indicator and everything before it as the id.
+    """
+
+    server_id: bytes
+    running: bool
+
+    function: ClassVar[int] = FunctionCode.REPORT_SERVER_ID
+
+    def __post_init__(self) -> None:
+        if type(self.server_id) is not bytes:
+            object.__setattr__(self, "server_id", bytes(self.server_id))
+        _check_int(self, "server_id", len(self.server_id), 0, MAX_PDU - 3, "a server id length")
+
+    def _encode(self) -> bytes:
+        body = self.server_id + bytes((0xFF if self.running else 0x00,))
+        return bytes((self.function, len(body))) + body
+
+    @classmethod
+    def _decode(cls, pdu: bytes, request: RequestPdu | None) -> ReportServerIdResponse:
+        count = _byte_count(pdu, 1, cls.__name__)
+        if count < 1:
+            raise MalformedFrame(f"{cls.__name__}: a byte count of 0 leaves out the run indicator")
+        return cls(bytes(pdu[2 : 1 + count]), pdu[1 + count] != 0x00)
+
+
 _STANDARD_CODES = frozenset(int(code) for code in ExceptionCode)
 
 
@@ -843,6 +888,7 @@ RequestPdu: TypeAlias = (
     | MaskWriteRegisterRequest
     | ReadWriteMultipleRegistersRequest
     | ReadDeviceIdentificationRequest
+    | ReportServerIdRequest
     | UnsupportedRequest
 )
 """Any request: the argument of encode_request, the result of decode_request."""
@@ -859,6 +905,7 @@ ResponsePdu: TypeAlias = (
     | MaskWriteRegisterResponse
     | ReadWriteMultipleRegistersResponse
     | ReadDeviceIdentificationResponse
+    | ReportServerIdResponse
     | ExceptionResponse
     | UnsupportedResponse
 )
@@ -876,6 +923,7 @@ RESPONSE_TYPES: dict[type, type] = {
     MaskWriteRegisterRequest: MaskWriteRegisterResponse,
     ReadWriteMultipleRegistersRequest: ReadWriteMultipleRegistersResponse,
     ReadDeviceIdentificationRequest: ReadDeviceIdentificationResponse,
+    ReportServerIdRequest: ReportServerIdResponse,
     UnsupportedRequest: UnsupportedResponse,
 }
 """The successful answer's type for each request type (an ExceptionResponse may answer any)."""
@@ -892,6 +940,7 @@ _REQUEST_DECODERS: dict[int, Callable[[bytes], RequestPdu]] = {
     FunctionCode.MASK_WRITE_REGISTER: MaskWriteRegisterRequest._decode,
     FunctionCode.READ_WRITE_MULTIPLE_REGISTERS: ReadWriteMultipleRegistersRequest._decode,
     FunctionCode.ENCAPSULATED_INTERFACE: ReadDeviceIdentificationRequest._decode,
+    FunctionCode.REPORT_SERVER_ID: ReportServerIdRequest._decode,
 }
 
 _RESPONSE_DECODERS: dict[int, Callable[[bytes, RequestPdu | None], ResponsePdu]] = {
@@ -906,6 +955,7 @@ _RESPONSE_DECODERS: dict[int, Callable[[bytes, RequestPdu | None], ResponsePdu]]
     FunctionCode.MASK_WRITE_REGISTER: MaskWriteRegisterResponse._decode,
     FunctionCode.READ_WRITE_MULTIPLE_REGISTERS: ReadWriteMultipleRegistersResponse._decode,
     FunctionCode.ENCAPSULATED_INTERFACE: ReadDeviceIdentificationResponse._decode,
+    FunctionCode.REPORT_SERVER_ID: ReportServerIdResponse._decode,
 }
 
 
@@ -1002,6 +1052,8 @@ def response_mismatch(request: RequestPdu, response: ResponsePdu) -> str | None:
         assert isinstance(response, ReadWriteMultipleRegistersResponse)
         if len(response.values) != request.read_count:
             return f"asked for {request.read_count} registers, got {len(response.values)}"
+    elif isinstance(request, ReportServerIdRequest):
+        return None
     else:
         assert isinstance(response, ReadDeviceIdentificationResponse)
         if response.read_code != request.read_code:
@@ -1041,6 +1093,8 @@ __all__ = [
     "ReadInputRegistersResponse",
     "ReadWriteMultipleRegistersRequest",
     "ReadWriteMultipleRegistersResponse",
+    "ReportServerIdRequest",
+    "ReportServerIdResponse",
     "RequestPdu",
     "ResponsePdu",
     "UnsupportedRequest",

@@ -85,6 +85,7 @@ class ModbusDevice:
             pdu.MaskWriteRegisterRequest: self._mask_write,
             pdu.ReadWriteMultipleRegistersRequest: self._read_write,
             pdu.ReadDeviceIdentificationRequest: self._identify,
+            pdu.ReportServerIdRequest: self._report_id,
         }
 
     # --- serving ------------------------------------------------------------------------------------
@@ -201,6 +202,11 @@ class ModbusDevice:
             pdu.DeviceObject.MODEL_NAME: text(self.name),
             pdu.DeviceObject.USER_APPLICATION_NAME: text("bifrost-sim"),
         }
+
+    def _report_id(self, request: pdu.ReportServerIdRequest) -> Served:
+        # The device's name as its id, and always running (a device that answers is running).
+        server_id = self.name.encode("latin-1", "replace")[: pdu.MAX_PDU - 3]
+        return pdu.ReportServerIdResponse(server_id, True), NOTHING_WRITTEN, None
 
     def _identify(self, request: pdu.ReadDeviceIdentificationRequest) -> Served:
         objects = self.identity

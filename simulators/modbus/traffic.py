@@ -45,6 +45,8 @@ def describe_request(request: RequestPdu | bytes) -> str:
         return f"write {written} = {_values(request.values)}, read {read}"
     if isinstance(request, pdu.ReadDeviceIdentificationRequest):
         return f"read device identification (code {request.read_code}, from object {request.object_id})"
+    if isinstance(request, pdu.ReportServerIdRequest):
+        return "report server id"
     return f"{function_name(request.function)} {request.data[:16].hex(' ')}"
 
 
@@ -62,6 +64,8 @@ def describe_response(response: ResponsePdu | None) -> str:
         return _values(response.values)
     if isinstance(response, pdu.ReadDeviceIdentificationResponse):
         return ", ".join(f"{object_id}={value.decode('latin-1')!r}" for object_id, value in response.objects)
+    if isinstance(response, pdu.ReportServerIdResponse):
+        return f"id {response.server_id.decode('latin-1')!r}, {'running' if response.running else 'stopped'}"
     return "ok"
 
 

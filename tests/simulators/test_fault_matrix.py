@@ -332,7 +332,7 @@ ROWS = [
         "wrong_transaction,count=1",
         "tcp",
         wrong_transaction,
-        {"python": "TimeoutError; next read ok", "native": "ProtocolError; next read ok"},
+        "ProtocolError; next read ok",
     ),
     Row("truncate,count=1", "tcp", truncate, "TimeoutError; next read ok"),
     Row("freeze", "tcp", freeze, "value 5 while the plant moved to 6; next read ok"),

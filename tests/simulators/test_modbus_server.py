@@ -168,6 +168,11 @@ def test_read_write_registers_writes_first_then_reads(rig: SimHost) -> None:
     assert rig.plant.get("speed") == 77
 
 
+def test_report_server_id(rig: SimHost) -> None:
+    with Wire(rig.url("plc1")) as wire:
+        assert wire.call(pdu.ReportServerIdRequest()) == pdu.ReportServerIdResponse(b"plc1", True)
+
+
 def test_device_identification(rig: SimHost) -> None:
     with Wire(rig.url("plc1")) as wire:
         basic = wire.call(pdu.ReadDeviceIdentificationRequest(1, 0))
@@ -189,11 +194,10 @@ def test_device_identification(rig: SimHost) -> None:
     [
         pdu.UnsupportedRequest(7),  # read exception status
         pdu.UnsupportedRequest(8, b"\x00\x00\x12\x34"),  # diagnostics
-        pdu.UnsupportedRequest(17),  # report server id
         pdu.UnsupportedRequest(43, b"\x0d\x00"),  # MEI 13 (CANopen)
         pdu.UnsupportedRequest(100, b"\x01\x02"),
     ],
-    ids=["fc7", "fc8", "fc17", "mei13", "fc100"],
+    ids=["fc7", "fc8", "mei13", "fc100"],
 )
 def test_unsupported_functions_answer_exception_1(rig: SimHost, request_pdu: pdu.UnsupportedRequest) -> None:
     with Wire(rig.url("plc1")) as wire:

@@ -338,7 +338,7 @@ async fn an_exception_fails_only_the_tags_of_its_request() {
     );
     assert_eq!(
         error.to_string(),
-        "plc1: unit 1 answered function 3 with exception 2 (illegal data address)"
+        "plc1: unit 1: exception 2 (ILLEGAL_DATA_ADDRESS) to read holding registers (3)"
     );
     assert_eq!(readings.get(&plan, 2).unwrap(), &Value::Int(42));
     assert_eq!(
@@ -364,7 +364,7 @@ async fn timeout_then_late_reply(framing: Framing) {
     assert_eq!(started.elapsed(), TIMEOUT, "the timeout is exact");
     assert_eq!(
         late.unwrap_err().to_string(),
-        "plc1: no answer within 1000 ms"
+        "plc1: no answer from unit 1 to read holding registers (3) within 1 s"
     );
 
     // The next request goes out while the late reply is still on its way (it is sent at 1.5 s);

@@ -315,7 +315,10 @@ where
 }
 
 /// How a deferred result is made, on the awaiting task's thread.
-type Convert = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
+pub(crate) type Convert = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
+
+/// Where a deferred result's conversion waits for the awaiting task.
+pub(crate) type Slot = Arc<Mutex<Option<Convert>>>;
 
 /// Run `work` on the runtime; return an awaitable that, once the work is done, makes the result
 /// (with the conversion `work` yields) in the task that awaits it.
@@ -351,6 +354,14 @@ where
 pub(crate) struct Deferred {
     future: Py<PyAny>,
     slot: Arc<Mutex<Option<Convert>>>,
+}
+
+impl Deferred {
+    /// A deferred result for work finished elsewhere (the loop-driven session): fill `slot`, then
+    /// mark `future` done.
+    pub(crate) fn new(future: Py<PyAny>, slot: Slot) -> Self {
+        Self { future, slot }
+    }
 }
 
 #[pymethods]

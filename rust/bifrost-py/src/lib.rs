@@ -4,6 +4,8 @@
 //! * `point.rs`: `DataPoint`, the value a read returns (re-exported by `bifrost.tags`).
 //! * `modbus.rs`: the Modbus client engine (`ModbusClient`, `NativePlan`, `NativeSubscription`,
 //!   `NativePointSubscription`).
+//! * `session.rs`: `TcpSession`, Modbus TCP driven by the asyncio loop (no thread hop).
+//! * `fleet.rs`: `FleetPoll`, many sessions polled in one loop, one batch per cycle.
 //! * `bridge.rs`: how work on the tokio runtime becomes an asyncio awaitable.
 //! * `errors.rs`: the engine's errors as `bifrost.errors` exceptions.
 
@@ -14,8 +16,10 @@
 mod bridge;
 mod codec;
 mod errors;
+mod fleet;
 mod modbus;
 mod point;
+mod session;
 
 use pyo3::prelude::*;
 
@@ -30,5 +34,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<modbus::NativeSubscription>()?;
     m.add_class::<modbus::NativePointSubscription>()?;
     m.add_class::<point::DataPoint>()?;
+    m.add_class::<session::TcpSession>()?;
+    m.add_class::<fleet::FleetPoll>()?;
     Ok(())
 }

@@ -26,8 +26,8 @@ use crate::errors;
 use crate::point::{self, DataPoint};
 
 /// The keys (tag names) of a plan's tags, in plan order: the keys of its dicts of points.
-struct KeyList {
-    names: Box<[Py<PyString>]>,
+pub(crate) struct KeyList {
+    pub(crate) names: Box<[Py<PyString>]>,
     /// `{key: None}` for every key, in order: a dict of every tag starts as a copy of it, which
     /// costs less than growing a new dict key by key.
     template: Py<PyDict>,
@@ -45,7 +45,7 @@ impl KeyList {
         })
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.names.len()
     }
 
@@ -59,18 +59,18 @@ impl KeyList {
     }
 }
 
-type Keys = Arc<KeyList>;
+pub(crate) type Keys = Arc<KeyList>;
 
 /// A read plan, checked and built once: the requests to send, how each tag is decoded, and
 /// (optionally) each tag's key.
 #[pyclass(frozen, module = "bifrost._native")]
 pub(crate) struct NativePlan {
-    plan: Arc<ReadPlan>,
-    keys: Option<Keys>,
+    pub(crate) plan: Arc<ReadPlan>,
+    pub(crate) keys: Option<Keys>,
 }
 
 impl NativePlan {
-    fn keys(&self, py: Python<'_>) -> PyResult<Keys> {
+    pub(crate) fn keys(&self, py: Python<'_>) -> PyResult<Keys> {
         self.keys.clone().ok_or_else(|| {
             errors::config_error(
                 py,
@@ -157,7 +157,7 @@ impl NativePlan {
     }
 }
 
-fn parse_area(py: Python<'_>, area: &str) -> PyResult<Area> {
+pub(crate) fn parse_area(py: Python<'_>, area: &str) -> PyResult<Area> {
     area.parse()
         .map_err(|e: bifrost_modbus::engine::PlanError| errors::config_error(py, e.message))
 }
@@ -279,7 +279,7 @@ impl Drop for ModbusClient {
     }
 }
 
-fn seconds(py: Python<'_>, what: &str, value: f64) -> PyResult<Duration> {
+pub(crate) fn seconds(py: Python<'_>, what: &str, value: f64) -> PyResult<Duration> {
     match Duration::try_from_secs_f64(value) {
         Ok(duration) if value > 0.0 => Ok(duration),
         _ => Err(errors::config_error(
@@ -289,7 +289,7 @@ fn seconds(py: Python<'_>, what: &str, value: f64) -> PyResult<Duration> {
     }
 }
 
-fn words_to_py(py: Python<'_>, words: Words) -> PyResult<Py<PyAny>> {
+pub(crate) fn words_to_py(py: Python<'_>, words: Words) -> PyResult<Py<PyAny>> {
     Ok(match words {
         Words::Registers(registers) => PyList::new(py, registers)?.into_any().unbind(),
         Words::Bits(bits) => PyList::new(py, bits.into_iter().map(|b| PyBool::new(py, b)))?
@@ -306,7 +306,7 @@ fn done(py: Python<'_>, result: Result<(), Error>) -> PyResult<Py<PyAny>> {
 
 /// `(values, errors)`: a value per tag (None where its request failed), an exception or None per
 /// request.
-fn readings_to_py(py: Python<'_>, readings: &Readings) -> PyResult<Py<PyAny>> {
+pub(crate) fn readings_to_py(py: Python<'_>, readings: &Readings) -> PyResult<Py<PyAny>> {
     let values = readings
         .values
         .iter()
@@ -379,7 +379,11 @@ fn batch_to_py(py: Python<'_>, batch: &Batch) -> PyResult<Py<PyAny>> {
 /// `(points, failures)`: a dict of a `DataPoint` per key, in plan order (`DataPoint(None, BAD)`
 /// where the tag's request failed), all of one timestamp; and `(request, exception)` per failed
 /// request.
-fn readings_to_points(py: Python<'_>, keys: &Keys, readings: &Readings) -> PyResult<Py<PyAny>> {
+pub(crate) fn readings_to_points(
+    py: Python<'_>,
+    keys: &Keys,
+    readings: &Readings,
+) -> PyResult<Py<PyAny>> {
     let qualities = point::qualities(py)?;
     let timestamp = point::seconds(readings.timestamp);
     let points = keys.dict(py, readings.values.len())?;
@@ -408,7 +412,7 @@ fn readings_to_points(py: Python<'_>, keys: &Keys, readings: &Readings) -> PyRes
 /// `(points, failures)`: a `DataPoint` per changed key (`DataPoint(None, BAD)` where its read
 /// failed), all of the poll's timestamp; and `(key, exception)` per failed tag. `record` keeps,
 /// per tag, what was handed out: the point, or the exception of a failed read.
-fn batch_to_points(
+pub(crate) fn batch_to_points(
     py: Python<'_>,
     keys: &Keys,
     batch: &Batch,

@@ -195,3 +195,23 @@ fn same(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<bool> {
     }
     a.eq(b)
 }
+
+/// Run `make` with the cycle collector paused. A batch is thousands of fresh objects in a tree
+/// (dicts of `DataPoint`s of numbers and strings) with no cycle among them: collections run while
+/// it is built would only walk it again and again (every pyo3 object is tracked) and find nothing.
+/// The collector runs as usual once it is built.
+pub(crate) fn without_collector<T>(
+    py: Python<'_>,
+    make: impl FnOnce() -> PyResult<T>,
+) -> PyResult<T> {
+    let gc = py.import(intern!(py, "gc"))?;
+    let enabled = gc.call_method0(intern!(py, "isenabled"))?.is_truthy()?;
+    if enabled {
+        gc.call_method0(intern!(py, "disable"))?;
+    }
+    let result = make();
+    if enabled {
+        gc.call_method0(intern!(py, "enable"))?;
+    }
+    result
+}

@@ -40,6 +40,8 @@ from bifrost.modbus.pdu import (
     ReadInputRegistersResponse,
     ReadWriteMultipleRegistersRequest,
     ReadWriteMultipleRegistersResponse,
+    ReportServerIdRequest,
+    ReportServerIdResponse,
     RequestPdu,
     ResponsePdu,
     UnsupportedRequest,
@@ -430,15 +432,25 @@ def test_unknown_function_codes_decode_to_something_a_server_can_refuse() -> Non
     assert request == UnsupportedRequest(0x41, h("0102"))
     answer = ExceptionResponse(request.function, ExceptionCode.ILLEGAL_FUNCTION)
     assert encode_response(answer) == h("C1 01")
-    # Public function codes without a dataclass here are unsupported too: diagnostics, report server id.
+    # Public function codes without a dataclass here are unsupported too: diagnostics.
     assert decode_request(h("08 0000 A537")) == UnsupportedRequest(8, h("0000 A537"))
-    assert decode_request(h("11")) == UnsupportedRequest(17)
     # MEI types other than 14 (13 is CANopen) are other services.
     assert decode_request(h("2B 0D 00")) == UnsupportedRequest(43, h("0D 00"))
     assert decode_response(h("2B 0D 00")) == UnsupportedResponse(43, h("0D 00"))
-    assert decode_response(h("11 02 AB FF")) == UnsupportedResponse(17, h("02 AB FF"))
-    assert encode_request(UnsupportedRequest(17)) == h("11")
-    assert encode_response(UnsupportedResponse(17, h("02 AB FF"))) == h("11 02 AB FF")
+    assert encode_request(UnsupportedRequest(8, h("0000"))) == h("08 0000")
+
+
+def test_report_server_id() -> None:
+    assert decode_request(h("11")) == ReportServerIdRequest()
+    assert encode_request(ReportServerIdRequest()) == h("11")
+    response = ReportServerIdResponse(b"\xab", True)
+    assert encode_response(response) == h("11 02 AB FF")
+    assert decode_response(h("11 02 AB FF")) == response
+    assert decode_response(h("11 01 00")) == ReportServerIdResponse(b"", False)
+    with pytest.raises(MalformedFrame, match="run indicator"):
+        decode_response(h("11 00"))
+    with pytest.raises(MalformedFrame, match="byte count"):
+        decode_response(h("11 05 AB"))
 
 
 def test_device_identification_more_follows() -> None:

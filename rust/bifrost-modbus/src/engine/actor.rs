@@ -395,6 +395,8 @@ impl Actor {
                 self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
                 let error = Error::Timeout {
                     device: Arc::clone(&self.device),
+                    unit,
+                    function,
                     after: self.timeout,
                 };
                 self.lose(&error);

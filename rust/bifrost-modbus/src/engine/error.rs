@@ -13,7 +13,12 @@ use crate::values::CodecError;
 pub enum Error {
     /// No answer within the request timeout. The connection was dropped, so a late answer can
     /// never be taken as the reply to a later request.
-    Timeout { device: Arc<str>, after: Duration },
+    Timeout {
+        device: Arc<str>,
+        unit: u8,
+        function: u8,
+        after: Duration,
+    },
     /// The device could not be reached, or the connection was lost (reset, closed mid-frame).
     Connect {
         device: Arc<str>,
@@ -102,6 +107,52 @@ impl Error {
     }
 }
 
+/// `read holding registers (3)` for a known function code, `function 99` otherwise: the words
+/// of the Python engine (`bifrost.modbus.pdu.function_name`), so both engines say the same.
+#[must_use]
+pub fn function_name(function: u8) -> String {
+    let name = match function {
+        1 => "read coils",
+        2 => "read discrete inputs",
+        3 => "read holding registers",
+        4 => "read input registers",
+        5 => "write single coil",
+        6 => "write single register",
+        7 => "read exception status",
+        8 => "diagnostics",
+        11 => "get comm event counter",
+        12 => "get comm event log",
+        15 => "write multiple coils",
+        16 => "write multiple registers",
+        17 => "report server id",
+        20 => "read file record",
+        21 => "write file record",
+        22 => "mask write register",
+        23 => "read write multiple registers",
+        24 => "read fifo queue",
+        43 => "encapsulated interface",
+        _ => return format!("function {function}"),
+    };
+    format!("{name} ({function})")
+}
+
+/// The constant name of a standard exception code (as `bifrost.modbus.pdu.ExceptionCode`).
+#[must_use]
+pub fn exception_constant(code: u8) -> &'static str {
+    match code {
+        1 => "ILLEGAL_FUNCTION",
+        2 => "ILLEGAL_DATA_ADDRESS",
+        3 => "ILLEGAL_DATA_VALUE",
+        4 => "SERVER_DEVICE_FAILURE",
+        5 => "ACKNOWLEDGE",
+        6 => "SERVER_DEVICE_BUSY",
+        8 => "MEMORY_PARITY_ERROR",
+        10 => "GATEWAY_PATH_UNAVAILABLE",
+        11 => "GATEWAY_TARGET_DEVICE_FAILED_TO_RESPOND",
+        _ => "non-standard",
+    }
+}
+
 /// The standard name of a Modbus exception code.
 #[must_use]
 pub fn exception_name(code: u8) -> &'static str {
@@ -122,9 +173,18 @@ pub fn exception_name(code: u8) -> &'static str {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Timeout { device, after } => {
-                write!(f, "{device}: no answer within {} ms", after.as_millis())
-            }
+            // The Python engine's words, so both engines say the same.
+            Self::Timeout {
+                device,
+                unit,
+                function,
+                after,
+            } => write!(
+                f,
+                "{device}: no answer from unit {unit} to {} within {} s",
+                function_name(*function),
+                after.as_secs_f64()
+            ),
             // The message says which: "cannot connect: ...", "connection lost: ...", "not connected ...".
             Self::Connect { device, source } => write!(f, "{device}: {source}"),
             Self::Exception {
@@ -134,8 +194,9 @@ impl fmt::Display for Error {
                 code,
             } => write!(
                 f,
-                "{device}: unit {unit} answered function {function} with exception {code} ({})",
-                exception_name(*code)
+                "{device}: unit {unit}: exception {code} ({}) to {}",
+                exception_constant(*code),
+                function_name(*function)
             ),
             Self::Protocol { device, message } => write!(f, "{device}: protocol error: {message}"),
             Self::Encode { device, source } => write!(f, "{device}: cannot encode: {source}"),
@@ -165,6 +226,8 @@ mod tests {
         let errors = [
             Error::Timeout {
                 device: Arc::clone(&device),
+                unit: 1,
+                function: 3,
                 after: Duration::from_millis(250),
             },
             Error::connect(&device, io::Error::from(io::ErrorKind::ConnectionRefused)),
@@ -184,10 +247,13 @@ mod tests {
             assert!(error.to_string().starts_with("plc1: "), "{error}");
             assert_eq!(error.device(), "plc1");
         }
-        assert_eq!(errors[0].to_string(), "plc1: no answer within 250 ms");
+        assert_eq!(
+            errors[0].to_string(),
+            "plc1: no answer from unit 1 to read holding registers (3) within 0.25 s"
+        );
         assert_eq!(
             errors[2].to_string(),
-            "plc1: unit 1 answered function 3 with exception 2 (illegal data address)"
+            "plc1: unit 1: exception 2 (ILLEGAL_DATA_ADDRESS) to read holding registers (3)"
         );
         assert_eq!(errors[2].exception_code(), Some(2));
     }

@@ -27,6 +27,7 @@
 mod actor;
 mod backoff;
 mod error;
+pub mod mbap;
 mod plan;
 mod poll;
 mod transport;
@@ -44,7 +45,7 @@ use crate::values::{DataType, Value, WireFormat};
 use actor::{Actor, Counters, ReadCommand, Settings, WriteCommand};
 
 pub use backoff::{Backoff, BackoffConfig};
-pub use error::{exception_name, Error};
+pub use error::{exception_constant, exception_name, function_name, Error};
 pub use plan::{
     Area, PlanError, ReadPlan, ReadRequest, Readings, TagDecoder, Words, ADDRESS_SPACE,
     MAX_READ_BITS, MAX_READ_REGISTERS, MAX_WRITE_BITS, MAX_WRITE_REGISTERS,

@@ -289,6 +289,8 @@ mod tests {
         let device: Arc<str> = Arc::from("dev");
         let timeout = Error::Timeout {
             device: Arc::clone(&device),
+            unit: 1,
+            function: 3,
             after: Duration::from_secs(1),
         };
         let closed = Error::Closed { device };

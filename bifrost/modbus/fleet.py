@@ -1,0 +1,122 @@
+"""`bifrost.poll(connections, tags, ...)`: a fleet of Modbus TCP devices polled in one loop, in Rust.
+
+Each cycle sends every device's read plan at once, each on its own connection; Rust decodes the
+replies as they come (inline, on the loop's thread: `bifrost._native.FleetPoll` over the devices'
+`TcpSession`s) and hands Python one batch when the last device has answered: only what changed by
+more than the deadband, or, with `columnar=True`, every value in flat buffers (no object per value;
+`numpy.asarray(batch.values)` wraps them without a copy, and numpy stays optional).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import cast
+
+from bifrost import _native
+from bifrost.connection import Connection
+from bifrost.errors import BifrostError, ConfigError
+from bifrost.tags import DataPoint
+
+Changes = dict[str, dict[str, DataPoint]]
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """A columnar batch: every tag of every device, at the cycle's end.
+
+    `values` holds float64s (a bool as 0/1, a string as NaN, NaN where the read failed) and `good`
+    a bool per column, both `memoryview`s in the order of `columns` (device, key).
+    """
+
+    timestamp: float
+    values: memoryview[float]
+    good: memoryview[bool]
+    columns: tuple[tuple[str, str], ...]
+    errors: dict[str, BifrostError]
+
+
+class Poll:
+    """The batches of `bifrost.poll`: `async for batch in poll` (or `async with`, to close it)."""
+
+    def __init__(self, native: _native.FleetPoll, columns: tuple[tuple[str, str], ...], columnar: bool) -> None:
+        self._native = native
+        self.columns = columns
+        self._columnar = columnar
+        #: The devices whose reads failed in the last cycle, with the error (theirs tags are BAD).
+        self.errors: dict[str, BifrostError] = {}
+
+    def __aiter__(self) -> AsyncIterator[Changes | Columns]:
+        return self
+
+    async def __anext__(self) -> Changes | Columns:
+        batch = await self._native.next()
+        if batch is None:
+            raise StopAsyncIteration
+        if self._columnar:
+            timestamp, values, good, errors = cast("tuple[float, bytes, bytes, dict[str, BifrostError]]", batch)
+            self.errors = errors
+            return Columns(timestamp, memoryview(values).cast("d"), memoryview(good).cast("?"), self.columns, errors)
+        changes, errors = cast("tuple[Changes, dict[str, BifrostError]]", batch)
+        self.errors = errors
+        return changes
+
+    def close(self) -> None:
+        """Stop polling (the connections stay open). Safe to call twice."""
+        self._native.close()
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Poll:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def poll(
+    connections: Sequence[Connection] | Mapping[str, Connection],
+    tags: Iterable[str] | Mapping[str, Iterable[str]],
+    *,
+    interval: float = 1.0,
+    deadband: float = 0.0,
+    columnar: bool = False,
+) -> Poll:
+    """Poll `tags` on every connection every `interval` seconds; call it in the running loop.
+
+    `connections`: open native-engine Modbus TCP connections, named by their URL, or a mapping of
+    name to connection. `tags`: the tag names (or raw addresses) read on every device, or a mapping
+    of device name to its own. A batch is `{device: {tag: DataPoint}}` of what changed by more than
+    `deadband` (the first holds every tag; a failed read is a BAD point, its error in `Poll.errors`),
+    or with `columnar=True` a `Columns` of every value.
+    """
+    from bifrost.modbus._native_engine import NativeEngine
+    from bifrost.modbus.client import ModbusConnection
+
+    named = dict(connections) if isinstance(connections, Mapping) else {c.url: c for c in connections}
+    sessions: list[_native.TcpSession] = []
+    plans: list[_native.NativePlan] = []
+    columns: list[tuple[str, str]] = []
+    for name, connection in named.items():
+        engine = connection.engine if isinstance(connection, ModbusConnection) else None
+        session = getattr(engine, "_session", None) if isinstance(engine, NativeEngine) else None
+        if not isinstance(connection, ModbusConnection) or session is None:
+            raise ConfigError(
+                f"bifrost.poll runs on open native-engine Modbus TCP connections (modbus://, engine='native'); "
+                f"{name!r} is not one (open it first, with engine='native')"
+            )
+        names = tags[name] if isinstance(tags, Mapping) else tags
+        plan, formats = connection._plan(tuple(names))
+        compiled = connection.engine.compile(plan, formats, connection.planner)  # type: ignore[attr-defined]
+        sessions.append(session)
+        plans.append(compiled.native)
+        columns += [(name, key) for key in compiled.keys]
+    native = _native.FleetPoll(sessions, plans, list(named), interval=interval, deadband=deadband, columnar=columnar)
+    return Poll(native, tuple(columns), columnar)
+
+
+__all__ = ["Columns", "Poll", "poll"]
