@@ -10,9 +10,9 @@ nox.options.sessions = ["tests", "lint", "typing", "rust"]
 PACKAGES = ["bifrost", "simulators", "pytest_bifrost"]
 
 
-def _install(session: nox.Session) -> None:
+def _install(session: nox.Session, extras: str = "dev") -> None:
     if not isinstance(session.virtualenv, nox.virtualenv.PassthroughEnv):
-        session.install("-e", ".[dev]")
+        session.install("-e", f".[{extras}]")
 
 
 @nox.session
@@ -51,7 +51,7 @@ def rust(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Every benchmark in bench/, each printing a ratio against a peer measured in the same run."""
-    _install(session)
+    _install(session, "dev,bench")
     scripts = sorted(Path("bench").glob("bench_*.py"))
     for script in scripts:
         session.run("python", str(script), *session.posargs)

@@ -6,9 +6,12 @@ the hooks a conftest may implement are in `hookspecs.py`. See docs/pytest.md.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import bifrost
+from pytest_bifrost.cassettes import CassetteDevice, bifrost_cassette, bifrost_record_target, miss_report
 from pytest_bifrost.fixtures import SETTINGS, bifrost_host, bifrost_modbus_server, bifrost_plant, settings_of
 from pytest_bifrost.options import MARKERS, add_options, read_settings
 from pytest_bifrost.plant import REAL, BifrostPlant, PlantClock, PlantDevice, PlantFault
@@ -16,13 +19,16 @@ from pytest_bifrost.registry import HostRegistry
 
 __all__ = [
     "BifrostPlant",
+    "CassetteDevice",
     "HostRegistry",
     "PlantClock",
     "PlantDevice",
     "PlantFault",
+    "bifrost_cassette",
     "bifrost_host",
     "bifrost_modbus_server",
     "bifrost_plant",
+    "bifrost_record_target",
 ]
 
 
@@ -57,3 +63,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if marker is not None:
             why = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "it needs a simulated plant")
             item.add_marker(pytest.mark.skip(reason=f"sim-only ({why}); {REAL}"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if call.when == "call":
+        # A request the cassette cannot answer fails the test, even when the test let the exception pass.
+        why = miss_report(item)
+        if why is not None and report.passed:
+            report.outcome = "failed"
+            report.longrepr = why
+        elif why is not None:
+            report.sections.append(("bifrost cassette", why))
+    return report

@@ -16,12 +16,14 @@ from typing import Literal, cast
 import pytest
 
 Target = Literal["sim", "real"]
+RECORD_MODES: tuple[str, ...] = ("none", "once", "new_episodes", "all")
 ClockKind = Literal["virtual", "system"]
 
 
 @dataclass(frozen=True)
 class Option:
-    """One setting: `--bifrost-{key}` on the command line, `bifrost_{key}` in the ini file."""
+    """One setting: `--bifrost-{key}` on the command line, `bifrost_{key}` in the ini file (dashes as
+    underscores)."""
 
     key: str
     metavar: str
@@ -36,7 +38,7 @@ class Option:
 
     @property
     def ini(self) -> str:
-        return "bifrost_" + self.key
+        return "bifrost_" + self.key.replace("-", "_")
 
     @property
     def dest(self) -> str:
@@ -73,6 +75,14 @@ OPTIONS: tuple[Option, ...] = (
         default="virtual",
     ),
     Option(
+        "record-mode",
+        "|".join(RECORD_MODES),
+        "what @pytest.mark.bifrost_cassette does (vcrpy's modes): none replays (default); once records a missing "
+        "cassette; new_episodes appends what the cassette cannot answer; all records again. On the command line "
+        "it wins over the marker's record_mode",
+        choices=RECORD_MODES,
+    ),
+    Option(
         "host",
         "URL",
         "drive the `bifrost-sim serve --control` at URL (its control API) instead of starting simulators here; "
@@ -87,6 +97,11 @@ MARKERS: Mapping[str, str] = {
         "shipped scenarios; or a path to a scenario file (relative to the test file). The closest mark wins."
     ),
     "bifrost_sim_only(reason=None)": "skip this test under --bifrost-target=real: it needs a simulated plant",
+    "bifrost_cassette(path, record_mode=None, target=None, device='plc1', mode='request', timing='fast', speed=1, "
+    "unknown=2)": (
+        "the cassette the bifrost_cassette fixture replays or records (a JSONL file, relative to the test file); "
+        "record_mode is one of none, once, new_episodes, all (see docs/replay.md)"
+    ),
 }
 
 
@@ -101,6 +116,10 @@ class Settings:
     devices_file: Path | None = None
     # Device name -> URL; read only for the real target, so a CI run need not have the rig's file.
     devices: Mapping[str, str] = field(default_factory=dict)
+    record_mode: str | None = None
+    """--bifrost-record-mode or the ini key; None: the marker's record_mode, else "none"."""
+    record_mode_given: str | None = None
+    """The record mode given on the command line (it wins over the marker)."""
     host_url: str | None = None  # --bifrost-host: a remote `serve --control`
 
     @property
@@ -176,7 +195,11 @@ def read_settings(config: pytest.Config) -> Settings:
         except DevicesFileError as exc:
             raise pytest.UsageError(f"{given['devices'][2]}: {exc}") from None
 
+    record_mode = given["record-mode"][1]
+    from_command_line = config.getoption(given["record-mode"][0].dest)
     return Settings(
+        record_mode=record_mode,
+        record_mode_given=None if from_command_line is None else str(from_command_line),
         target=target,
         clock=cast(ClockKind, given["clock"][1]),
         seed=seed,

@@ -14,6 +14,7 @@ import typer
 
 from bifrost.errors import ConfigError
 from simulators.proxy import command as proxy_command
+from simulators.recording.commands import diff_command, import_command, record_command, replay_command
 from simulators.scenario import Scenario, json_schema, load_scenario
 from simulators.shipped import DEFAULT_SCENARIO, shipped_scenarios
 
@@ -60,6 +61,10 @@ def schema() -> None:
 
 
 app.command("proxy")(proxy_command)  # the implementation lives in simulators/proxy.py
+app.command("import")(import_command)  # record and replay: simulators/recording/commands.py
+app.command("diff")(diff_command)
+app.command("replay")(replay_command)
+app.command("record")(record_command)
 
 
 @app.command("serve")

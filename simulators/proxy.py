@@ -588,6 +588,9 @@ async def run(
     log_file: Path | None,
     rtu: bool,
     out: IO[str],
+    record: Path | None = None,
+    record_device: str | None = None,
+    append: bool = False,
 ) -> None:
     """The `proxy` command: start, print `listening on HOST:PORT`, relay until SIGINT or SIGTERM."""
     framing: Framing = "rtu" if rtu else "mbap"
@@ -600,12 +603,20 @@ async def run(
         fault_set.add(FaultSpec.parse(text))
     sink: IO[str] | None = log_file.open("a", encoding="utf-8") if log_file is not None else None
 
-    def write(record: TrafficRecord) -> None:
+    recorder = None
+    if record is not None:
+        from simulators.recording.record import ProxyRecorder  # record and replay: docs/replay.md
+
+        recorder = ProxyRecorder(record, device=record_device or target, framing=framing, append=append)
+
+    def write(line: TrafficRecord) -> None:
+        if recorder is not None:
+            recorder(line)
         if sink is not None:
-            sink.write(json.dumps(record.as_json()) + "\n")
+            sink.write(json.dumps(line.as_json()) + "\n")
             sink.flush()
         else:
-            print(record, file=out, flush=True)
+            print(line, file=out, flush=True)
 
     proxy = Proxy(target, listen=listen, faults=fault_set, framing=framing, log=write)
     loop = asyncio.get_running_loop()
@@ -624,6 +635,8 @@ async def run(
         await proxy.stop()
         if sink is not None:
             sink.close()
+        if recorder is not None:
+            recorder.close()
 
 
 def command(
@@ -636,6 +649,13 @@ def command(
     seed: int | None = typer.Option(None, help="Seed of the faults' random draws (default: the scenario's, or 0)."),
     log_file: Path | None = typer.Option(None, "--log", help="Write the traffic as JSON lines to this file."),  # noqa: B008
     rtu: bool = typer.Option(False, "--rtu", help="The traffic is RTU frames over TCP, not Modbus TCP."),
+    record: Path | None = typer.Option(  # noqa: B008
+        None, "--record", help="Record every exchange to this cassette (docs/replay.md)."
+    ),
+    record_device: str | None = typer.Option(
+        None, "--record-device", help="The device name in the cassette (default: the target's HOST:PORT)."
+    ),
+    append: bool = typer.Option(False, "--append", help="Add to the cassette instead of replacing it."),
 ) -> None:
     """Relay Modbus TCP to a device through injected faults, logging each request and reply.
 
@@ -652,6 +672,9 @@ def command(
                 log_file=log_file,
                 rtu=rtu,
                 out=sys.stdout,
+                record=record,
+                record_device=record_device,
+                append=append,
             )
         )
     except ConfigError as exc:

@@ -29,11 +29,26 @@ class ModbusFrontend:
         return "127.0.0.1:0"
 
 
+def _device(setup: DeviceSetup, hooks: FaultHooks) -> Any:
+    spec = setup.spec
+    if spec.replay is None:
+        return ModbusDevice(setup.scenario, setup.name, setup.plant, hooks, setup.log)
+    from simulators.recording.device import ReplayDevice  # record and replay: docs/replay.md
+
+    unit = 1 if spec.unit is None else spec.unit
+    return ReplayDevice(setup.name, unit, spec.transport, spec.replay, setup.plant, setup.log)
+
+
 class ModbusProtocolServer:
     """A host's Modbus devices on their listeners (simulators.modbus.server)."""
 
     def __init__(self, setups: Sequence[DeviceSetup], hooks: FaultHooks, sleep: Sleep) -> None:
-        self.devices = [ModbusDevice(setup.scenario, setup.name, setup.plant, hooks, setup.log) for setup in setups]
+        self.devices: list[Any] = [_device(setup, hooks) for setup in setups]
+        replayed = {device.name: device for device in self.devices if not isinstance(device, ModbusDevice)}
+        if replayed:
+            from simulators.recording.device import ReplayHooks
+
+            hooks = ReplayHooks(hooks, replayed)  # recorded delays and silences, on top of the faults
         endpoints = {
             setup.name: Endpoint("rtu")
             if device.transport == "rtu"

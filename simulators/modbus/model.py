@@ -14,6 +14,7 @@ from bifrost.modbus.address import check_fits, parse_address
 from bifrost.tagfile import MapEntry
 from bifrost.tags import ByteOrder, DataType, parse_type
 from bifrost.values import WireFormat, words_for
+from simulators.recording.spec import ReplaySpec
 from simulators.scenario import (
     DeviceModel,
     KnownTag,
@@ -119,6 +120,9 @@ class ModbusDeviceModel(DeviceModel):
     unit: int | None = Field(default=None, ge=0, le=255)
     byte_order: ByteOrder = ByteOrder.ABCD
     map: dict[KnownTag, MapValue] = Field(default_factory=dict)
+    replay: ReplaySpec | None = Field(
+        default=None, description="serve this device from a cassette (docs/replay.md) instead of from the plant"
+    )
 
     def _problems(self) -> list[InitErrorDetails]:
         if self.transport == "rtu" and self.listen is not None:

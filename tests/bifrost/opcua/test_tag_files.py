@@ -82,5 +82,5 @@ async def test_tags_by_name_against_a_server(scenario: Path, opcua_server: Async
     panel = TagMap.from_scenario(scenario, device="panel")
     async with bifrost.connect(opcua_server.url, tags=panel, engine=engine) as plc:
         assert (await plc.read("types.Int16")).value == TYPES["Int16"][1]
-        with pytest.raises(ConfigError, match="'types.Int16' is not writable"):
+        with pytest.raises(ConfigError, match=r"'types\.Int16' is not writable"):
             await plc.write("types.Int16", 1)

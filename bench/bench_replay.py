@@ -1,0 +1,147 @@
+"""Record and replay, against peers measured in the same run. Prints, never asserts:
+
+1. Import: Modbus frames per second from a pcap into a cassette (`import_capture`: read, reassemble,
+   frame, pair), against scapy reading the same file and decoding each packet with its Modbus layer
+   (scapy.contrib.modbus, on port 502 — the only port it knows). Target: >= 100k frames/s.
+2. Serving: requests per second a replayed device answers, against the simulated device it was
+   recorded from, each on a SimHost, with the same lean raw-socket client (one request on the wire
+   at a time). Target: a ratio of about 1.
+
+    python3 bench/bench_replay.py [--exchanges N] [--requests N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _packet(src: tuple[bytes, int], dst: tuple[bytes, int], seq: int, payload: bytes) -> bytes:
+    tcp = struct.pack(">HHIIBBHHH", src[1], dst[1], seq, 0, 5 << 4, 0x18, 65535, 0, 0) + payload
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0, src[0], dst[0])
+    return b"\x00" * 12 + b"\x08\x00" + ip + tcp
+
+
+def make_capture(path: Path, exchanges: int) -> int:
+    """A pcap of one Modbus/TCP connection polling hr:0-9 `exchanges` times; returns the frame count."""
+    from bifrost.modbus import pdu
+    from bifrost.modbus.framing import encode_mbap
+
+    client, server = (bytes((10, 0, 0, 9)), 40000), (bytes((10, 0, 0, 5)), 502)
+    request = pdu.encode_request(pdu.ReadHoldingRegistersRequest(0, 10))
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    seq = {"c": 1, "s": 1}
+    when = 1_700_000_000.0
+    for index in range(exchanges):
+        tid = index & 0xFFFF
+        answer = pdu.encode_response(pdu.ReadHoldingRegistersResponse(tuple(range(index % 100, index % 100 + 10))))
+        for side, frame in (("c", encode_mbap(tid, 1, request)), ("s", encode_mbap(tid, 1, answer))):
+            src, dst = (client, server) if side == "c" else (server, client)
+            packet = _packet(src, dst, seq[side], frame)
+            seq[side] += len(frame)
+            when += 0.0001
+            out.append(struct.pack("<IIII", int(when), int(when % 1 * 1e6), len(packet), len(packet)) + packet)
+    path.write_bytes(b"".join(out))
+    return 2 * exchanges
+
+
+def bench_import(exchanges: int) -> None:
+    from simulators.recording.importer import import_capture
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "poll.pcap"
+        frames = make_capture(path, exchanges)
+        start = time.perf_counter()
+        cassette, _ = import_capture(path)
+        ours = frames / (time.perf_counter() - start)
+        assert len(cassette) == exchanges
+        start = time.perf_counter()
+        cassette.save(Path(folder) / "poll.jsonl")
+        written = frames / (time.perf_counter() - start)
+        try:
+            from scapy.contrib import modbus  # noqa: F401 - binds its layers to port 502
+            from scapy.utils import rdpcap
+        except ImportError:
+            print(f"import: bifrost {ours:,.0f} frames/s (scapy not installed: pip install 'bifrost[bench]')")
+            return
+        sample = min(frames, 20_000)  # scapy is slow: a sample of the same file
+        start = time.perf_counter()
+        packets = rdpcap(str(path), count=sample)
+        decoded = 0
+        for packet in packets:
+            layer = packet.getlayer("ModbusADURequest") or packet.getlayer("ModbusADUResponse")
+            if layer is not None:
+                layer.payload.fields  # noqa: B018 - decode the PDU as a user of scapy would
+                decoded += 1
+        theirs = decoded / (time.perf_counter() - start)
+    print(
+        f"import {frames:,} frames: bifrost {ours:,.0f} frames/s (writing the cassette: {written:,.0f} frames/s); "
+        f"scapy {theirs:,.0f} frames/s on {sample:,}; ratio {ours / theirs:.1f}x"
+    )
+
+
+def _poll(url: str, requests: int) -> float:
+    from bifrost.modbus import pdu
+    from bifrost.modbus.framing import encode_mbap
+
+    host, port = url.split("//")[1].split("?")[0].rsplit(":", 1)
+    frame = encode_mbap(1, 1, pdu.encode_request(pdu.ReadHoldingRegistersRequest(0, 3)))
+    with socket.create_connection((host, int(port))) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(200):  # warm up
+            sock.sendall(frame)
+            sock.recv(4096)
+        start = time.perf_counter()
+        for _ in range(requests):
+            sock.sendall(frame)
+            sock.recv(4096)
+        return requests / (time.perf_counter() - start)
+
+
+def bench_serving(requests: int) -> None:
+    from simulators import SimHost
+    from simulators.hooks import NoFaults
+    from simulators.recording.record import save_traffic
+    from simulators.recording.serve import replay_scenario
+
+    plant = ROOT / "tests" / "data" / "pump_station.yaml"
+    with tempfile.TemporaryDirectory() as folder:
+        cassette = Path(folder) / "pump.jsonl"
+        with SimHost(plant, any_port=True, hooks=NoFaults()) as simulated:
+            _poll(simulated.url("plc1"), 10)
+            save_traffic(simulated.devices["plc1"], cassette)
+            with SimHost(replay_scenario(cassette), any_port=True, hooks=NoFaults()) as replayed:
+                # Rounds in turn, the median of each: a shared machine's noise falls on both alike.
+                simulated_rates, replayed_rates = [], []
+                for _ in range(5):
+                    simulated_rates.append(_poll(simulated.url("plc1"), requests))
+                    replayed_rates.append(_poll(replayed.url("plc1"), requests))
+                simulated_rate = statistics.median(simulated_rates)
+                replayed_rate = statistics.median(replayed_rates)
+    print(
+        f"serve {requests:,} reads: replayed {replayed_rate:,.0f} requests/s, simulated {simulated_rate:,.0f} "
+        f"requests/s; ratio {replayed_rate / simulated_rate:.2f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--exchanges", type=int, default=100_000, help="exchanges in the capture (2 frames each)")
+    parser.add_argument("--requests", type=int, default=2_000, help="requests per server and round")
+    args = parser.parse_args()
+    bench_import(args.exchanges)
+    bench_serving(args.requests)
+
+
+if __name__ == "__main__":
+    main()

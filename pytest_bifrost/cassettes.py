@@ -1,0 +1,262 @@
+"""`@pytest.mark.bifrost_cassette(path, record_mode=...)` and the `bifrost_cassette` fixture: a test
+talks to a device that is a cassette, recorded from the real one when the mode says so (vcrpy's modes).
+
+| mode | cassette there | cassette missing |
+| --- | --- | --- |
+| `none` (default) | replay it | the test fails: record it first |
+| `once` | replay it | record it, through the recording proxy in front of the target |
+| `new_episodes` | replay it; what it cannot answer is asked of the target and appended | record it |
+| `all` | record it again (replacing it) | record it |
+
+While replaying, a request the cassette cannot answer is answered with exception 2 and fails the test,
+naming the request. The target to record from is the marker's `target=` URL, else the `--bifrost-devices`
+file's URL for the marker's `device=` (default `plc1`), or whatever the `bifrost_record_target` fixture
+returns (override it in a conftest, e.g. to start a device for recording). `--bifrost-record-mode` on
+the command line wins over the marker (so CI can force `none`, or a rig re-record with `all`); the
+marker wins over the ini key `bifrost_record_mode`. Replay `mode=` (strict, request, image),
+`timing=` (fast, recorded), `speed=` and `unknown=` (the exception code of a miss) are marker keywords too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from pytest_bifrost.options import RECORD_MODES, Settings
+
+CASSETTE_DEVICE = pytest.StashKey["CassetteDevice"]()
+_TIMEOUT = 10.0
+
+
+@dataclass
+class CassetteDevice:
+    """What the `bifrost_cassette` fixture gives: where to connect, and what the cassette did."""
+
+    path: Path
+    record_mode: str
+    recording: bool
+    """Whether this test records (its requests reach the target) rather than only replaying."""
+    url: str = ""
+    device: str = "plc1"
+    unit: int = 1
+    _replayer: Any = None
+    _host: Any = None
+    _stoppers: list[Any] = field(default_factory=list)
+
+    @property
+    def misses(self) -> list[Any]:
+        """The requests the cassette could not answer (replay only)."""
+        return list(self._replayer.misses) if self._replayer is not None else []
+
+    def close(self) -> None:
+        for stop in reversed(self._stoppers):
+            stop()
+        self._stoppers.clear()
+
+
+def _settings(config: pytest.Config) -> Settings:
+    from pytest_bifrost.fixtures import settings_of
+
+    return settings_of(config)
+
+
+def _mode(request: pytest.FixtureRequest, marker: pytest.Mark) -> str:
+    settings = _settings(request.config)
+    given = settings.record_mode_given
+    mode = given or marker.kwargs.get("record_mode") or settings.record_mode or "none"
+    if mode not in RECORD_MODES:
+        pytest.fail(f"bifrost_cassette: record_mode={mode!r}: expected one of {', '.join(RECORD_MODES)}", pytrace=False)
+    return str(mode)
+
+
+@pytest.fixture
+def bifrost_record_target(request: pytest.FixtureRequest) -> str | None:
+    """The URL of the device a cassette is recorded from (override it in a conftest to provide one)."""
+    marker = request.node.get_closest_marker("bifrost_cassette")
+    if marker is None:
+        return None
+    target = marker.kwargs.get("target")
+    if target:
+        return str(target)
+    devices = _settings(request.config).devices
+    return devices.get(str(marker.kwargs.get("device", "plc1")))
+
+
+class _Thread:
+    """An event loop on a thread of its own, for the recording proxy (sync and async tests alike)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="bifrost cassette proxy", daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(_TIMEOUT)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(_TIMEOUT)
+        self.loop.close()
+
+
+def _address(url: str) -> tuple[str, int, int, str]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("modbus", "modbus+rtu+tcp") or parts.hostname is None or parts.port is None:
+        pytest.fail(
+            f"bifrost_cassette: cannot record from {url!r}: expected modbus://HOST:PORT?unit=N "
+            "(or modbus+rtu+tcp://...)",
+            pytrace=False,
+        )
+    unit = int(parse_qs(parts.query).get("unit", ["1"])[0])
+    return parts.hostname, parts.port, unit, parts.scheme
+
+
+def _record(device: CassetteDevice, target: str, *, append: bool) -> None:
+    """Serve `device.url` as the recording proxy in front of `target`, writing the cassette."""
+    from simulators.proxy import Proxy
+    from simulators.recording.record import ProxyRecorder
+
+    host, port, unit, scheme = _address(target)
+    framing = "rtu" if scheme == "modbus+rtu+tcp" else "mbap"
+    recorder = ProxyRecorder(device.path, device=device.device, framing=framing, append=append, source=target)
+    runner = _Thread()
+    proxy = Proxy((host, port), log=recorder, framing=framing)  # type: ignore[arg-type]
+    runner.run(proxy.start())
+    listen_host, listen_port = proxy.address
+
+    def stop() -> None:
+        runner.run(proxy.stop())
+        runner.stop()
+        recorder.close()
+
+    device._stoppers.append(stop)
+    device.url = f"{scheme}://{listen_host}:{listen_port}?unit={unit}"
+    device.unit = unit
+
+
+class _Forward:
+    """What `new_episodes` asks the target for: one blocking Modbus/TCP exchange at a time, through the
+    recording proxy (so the new exchange lands in the cassette)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.address = (host, port)
+        self.sock: socket.socket | None = None
+        self.lock = threading.Lock()
+
+    def __call__(self, unit: int, request: bytes) -> bytes | None:
+        from bifrost.modbus.framing import ClientConnection, Response
+        from bifrost.modbus.pdu import decode_request, encode_response
+
+        with self.lock:
+            if self.sock is None:
+                self.sock = socket.create_connection(self.address, timeout=_TIMEOUT)
+            connection = ClientConnection("mbap", unit=unit)
+            self.sock.sendall(connection.send(decode_request(request)))
+            while True:
+                data = self.sock.recv(4096)
+                if not data:
+                    self.sock = None
+                    return None
+                connection.receive_data(data)
+                event = connection.next_event()
+                if isinstance(event, Response):
+                    return encode_response(event.response)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+
+
+def _replay(device: CassetteDevice, marker: pytest.Mark, fallback: Any = None) -> None:
+    from simulators.host import SimHost
+    from simulators.recording.serve import replay_scenario, replayers
+
+    scenario = replay_scenario(
+        device.path,
+        device=marker.kwargs.get("device"),
+        mode=marker.kwargs.get("mode", "request"),
+        timing=marker.kwargs.get("timing", "fast"),
+        speed=float(marker.kwargs.get("speed", 1.0)),
+        unknown=marker.kwargs.get("unknown", 2),
+    )
+    host = SimHost(scenario, clock="system").start()
+    device._stoppers.append(host.stop)
+    name = next(iter(host.devices))
+    device.device = name
+    device.url = host.url(name)
+    device.unit = host.devices[name].unit or 1
+    device._host = host
+    device._replayer = replayers(host)[name]
+    device._replayer.fallback = fallback
+
+
+@pytest.fixture
+def bifrost_cassette(request: pytest.FixtureRequest, bifrost_record_target: str | None) -> Iterator[CassetteDevice]:
+    """The device of the test's `@pytest.mark.bifrost_cassette(path, ...)`: `.url` to connect to."""
+    marker = request.node.get_closest_marker("bifrost_cassette")
+    if marker is None or len(marker.args) != 1:
+        pytest.fail(
+            "bifrost_cassette needs @pytest.mark.bifrost_cassette('cassettes/NAME.jsonl', record_mode=...) "
+            "(one path, relative to the test file)",
+            pytrace=False,
+        )
+    path = Path(marker.args[0])
+    if not path.is_absolute():
+        path = Path(request.node.path).parent / path
+    mode = _mode(request, marker)
+    exists = path.exists() and path.stat().st_size > 0
+    records = mode == "all" or (mode in ("once", "new_episodes") and not exists)
+    device = CassetteDevice(path, mode, recording=records or mode == "new_episodes")
+    device.device = str(marker.kwargs.get("device", "plc1"))
+    if not exists and mode == "none":
+        pytest.fail(
+            f"{path}: no cassette, and record_mode is 'none'; record it with --bifrost-record-mode=once "
+            "(or record_mode='once' on the marker) against the real device",
+            pytrace=False,
+        )
+    if device.recording and bifrost_record_target is None:
+        pytest.fail(
+            f"{path}: record_mode {mode!r} records, but there is no device to record from: give the marker "
+            "target='modbus://HOST:PORT?unit=N', a --bifrost-devices file naming "
+            f"{device.device!r}, or a bifrost_record_target fixture",
+            pytrace=False,
+        )
+    try:
+        if records:
+            _record(device, str(bifrost_record_target), append=False)
+        elif mode == "new_episodes":
+            # What the cassette has is replayed; the rest goes to the target through the recording proxy.
+            assert bifrost_record_target is not None
+            _record(device, bifrost_record_target, append=True)
+            host, port, _, _ = _address(device.url)
+            forward = _Forward(host, port)
+            device._stoppers.append(forward.close)
+            _replay(device, marker, fallback=forward)
+        else:
+            _replay(device, marker)
+        request.node.stash[CASSETTE_DEVICE] = device
+        yield device
+    finally:
+        device.close()
+
+
+def miss_report(item: pytest.Item) -> str | None:
+    """Why a replaying test fails: the requests its cassette could not answer."""
+    device = item.stash.get(CASSETTE_DEVICE, None)
+    if device is None or not device.misses:
+        return None
+    lines = [f"{device.path}: the cassette cannot answer {len(device.misses)} request(s):"]
+    lines += [f"  {miss.describe()}" for miss in device.misses[:20]]
+    lines.append("record them with --bifrost-record-mode=new_episodes (or all) against the real device")
+    return "\n".join(lines)
+
+
+__all__ = ["CassetteDevice", "bifrost_cassette", "bifrost_record_target", "miss_report"]
