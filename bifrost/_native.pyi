@@ -1,8 +1,11 @@
 """Stubs of the Rust extension module `bifrost._native` (checked by mypy.stubtest)."""
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, final
+
+import numpy as np
+from numpy.typing import NDArray
 
 from bifrost.errors import BifrostError
 from bifrost.tags import Quality
@@ -11,13 +14,19 @@ __all__ = [
     "DataPoint",
     "FleetPoll",
     "ModbusClient",
+    "NativeChain",
+    "NativePipeline",
     "NativePlan",
     "NativePointSubscription",
     "NativeSubscription",
     "TcpSession",
     "__version__",
+    "counter_delta",
     "decode",
     "encode",
+    "lttb",
+    "minmax_lttb",
+    "rolling",
 ]
 
 __version__: str
@@ -185,3 +194,40 @@ class FleetPoll:
     def names(self) -> list[str]: ...
     def next(self) -> Awaitable[tuple[Any, ...] | None]: ...
     def close(self) -> None: ...
+
+# Analytics (rust/bifrost-py/src/analytics.rs): a stage is (kind, params), as bifrost.analytics builds them.
+_Stage = tuple[str, dict[str, float | int | str | None]]
+_Floats = NDArray[np.float64]
+
+@final
+class NativeChain:
+    """Operators in series over one series of points, its state kept between calls."""
+
+    def __new__(cls, stages: Iterable[_Stage]) -> NativeChain: ...
+    def push(self, t: float, v: float, good: bool = True) -> list[tuple[float, float]]: ...
+    def process(self, t: _Floats, v: _Floats, good: NDArray[np.bool_] | None = None) -> tuple[_Floats, _Floats]: ...
+    def flush(self) -> list[tuple[float, float]]: ...
+    @property
+    def rejected(self) -> int: ...
+    @property
+    def skipped(self) -> int: ...
+
+@final
+class NativePipeline:
+    """The same operators for every tag, each tag with its own state."""
+
+    def __new__(cls, stages: Iterable[_Stage]) -> NativePipeline: ...
+    def apply(self, batch: dict[str, DataPoint]) -> dict[str, list[DataPoint]]: ...
+    def push(self, tag: str, point: DataPoint) -> list[DataPoint]: ...
+    def process(
+        self, tag: str, t: _Floats, v: _Floats, good: NDArray[np.bool_] | None = None
+    ) -> tuple[_Floats, _Floats]: ...
+    def flush(self) -> dict[str, list[DataPoint]]: ...
+    def stats(self) -> dict[str, tuple[int, int]]: ...
+
+def lttb(x: _Floats | None, y: _Floats, n_out: int) -> NDArray[np.uint64]: ...
+def minmax_lttb(x: _Floats | None, y: _Floats, n_out: int, ratio: int = 4) -> NDArray[np.uint64]: ...
+def rolling(values: _Floats, window: int, stat: str = "mean") -> _Floats: ...
+def counter_delta(
+    values: NDArray[np.uint64], bits: int = 64, max_delta: int | None = None
+) -> tuple[NDArray[np.uint64], NDArray[np.uint64]]: ...

@@ -8,11 +8,13 @@
 //! * `fleet.rs`: `FleetPoll`, many sessions polled in one loop, one batch per cycle.
 //! * `bridge.rs`: how work on the tokio runtime becomes an asyncio awaitable.
 //! * `errors.rs`: the engine's errors as `bifrost.errors` exceptions.
+//! * `analytics.rs`: `bifrost-analytics` operators (`NativeChain`, `NativePipeline`) and batch functions.
 
 // pyo3 extracts arguments into owned values, and Python-facing functions mirror the keyword
 // arguments of their Python twins, so these two lints fight the binding layer's shape.
 #![allow(clippy::needless_pass_by_value, clippy::too_many_arguments)]
 
+mod analytics;
 mod bridge;
 mod codec;
 mod errors;
@@ -36,5 +38,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<point::DataPoint>()?;
     m.add_class::<session::TcpSession>()?;
     m.add_class::<fleet::FleetPoll>()?;
+    m.add_class::<analytics::NativeChain>()?;
+    m.add_class::<analytics::NativePipeline>()?;
+    m.add_function(wrap_pyfunction!(analytics::lttb, m)?)?;
+    m.add_function(wrap_pyfunction!(analytics::minmax_lttb, m)?)?;
+    m.add_function(wrap_pyfunction!(analytics::rolling, m)?)?;
+    m.add_function(wrap_pyfunction!(analytics::counter_delta, m)?)?;
     Ok(())
 }

@@ -67,6 +67,11 @@ impl DataPoint {
             timestamp,
         }
     }
+
+    /// The value, the quality and the timestamp, for operators that read points.
+    pub(crate) fn parts(&self) -> (&Py<PyAny>, &Py<PyAny>, f64) {
+        (&self.value, &self.quality, self.timestamp)
+    }
 }
 
 #[pymethods]

@@ -1,0 +1,8 @@
+"""The plain-Python references (analytics_reference.py) are imported by name by the tests and the bench."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
