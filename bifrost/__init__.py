@@ -7,6 +7,7 @@ async with bifrost.connect("modbus://10.0.0.5:502") as plc:
 from __future__ import annotations
 
 import bifrost.modbus  # registers the modbus:// schemes
+import bifrost.opcua  # registers opc.tcp://
 import bifrost.s7  # noqa: F401  - registers the s7:// scheme
 from bifrost.connection import Connection
 from bifrost.errors import (
