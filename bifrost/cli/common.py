@@ -77,6 +77,7 @@ _SCHEME_PROTOCOL = {"modbus": "modbus", "opc.tcp": "opcua", "s7": "s7"}
 
 
 def _protocol_of(url: str | None) -> str | None:
+    """The scenario protocol a URL speaks: modbus+rtu://... is modbus, opc.tcp://... is opcua."""
     scheme = url.split("://", 1)[0].lower() if url and "://" in url else ""
     return _SCHEME_PROTOCOL.get(scheme.split("+", 1)[0])
 
@@ -101,12 +102,6 @@ def tag_map(tags: Path | None, device: str | None, url: str | None = None) -> Ta
             fail(f"{tags}: --device is needed to choose one of: {', '.join(map(str, names)) or '(no devices)'}")
         device = str(names[0])
     return TagMap.from_scenario(tags, device=device)
-
-
-def _protocol_of(url: str) -> str:
-    """The scenario protocol a URL speaks: modbus+rtu://... is modbus, opc.tcp://... is opcua."""
-    scheme = url.split("://", 1)[0].lower()
-    return "opcua" if scheme.startswith("opc.") else scheme.split("+", 1)[0]
 
 
 def connect(url: str, tags: TagMap | None, engine: str | None, timeout: float) -> bifrost.Connection:
