@@ -48,6 +48,11 @@ DeviceOption = Annotated[
 ]
 EngineOption = Annotated[str | None, typer.Option("--engine", help="The engine, where a protocol has several.")]
 TimeoutOption = Annotated[str, typer.Option("--timeout", help="Per call: 3s, 500ms, or seconds.")]
+UserOption = Annotated[str | None, typer.Option("--user", help="OPC UA: log in as this user.")]
+PasswordOption = Annotated[
+    str | None,
+    typer.Option("--password", help="OPC UA: the user's password.", envvar="BIFROST_PASSWORD", show_envvar=True),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object per line (for scripts).")]
 CsvOption = Annotated[bool, typer.Option("--csv", help="CSV with a header line.")]
 
@@ -104,9 +109,19 @@ def tag_map(tags: Path | None, device: str | None, url: str | None = None) -> Ta
     return TagMap.from_scenario(tags, device=device)
 
 
-def connect(url: str, tags: TagMap | None, engine: str | None, timeout: float) -> bifrost.Connection:
-    """`bifrost.connect` as the library offers it: the command line has no other way in."""
-    return bifrost.connect(url, tags=tags, timeout=timeout, engine=engine)
+def connect(
+    url: str,
+    tags: TagMap | None,
+    engine: str | None,
+    timeout: float,
+    *,
+    user: str | None = None,
+    password: str | None = None,
+) -> bifrost.Connection:
+    """`bifrost.connect` as the library offers it: the command line has no other way in. Credentials go as
+    `connect()` arguments (never in URLs), and only when given: a scheme without logins takes none."""
+    logins = {key: value for key, value in (("user", user), ("password", password)) if value is not None}
+    return bifrost.connect(url, tags=tags, timeout=timeout, engine=engine, **logins)
 
 
 def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:

@@ -21,11 +21,16 @@ from bifrost.errors import BifrostError, ConfigError, DeviceError
 
 HELP = """Find PLCs on hosts given explicitly: an address, a CIDR range or a URL.
 
+An opc.tcp:// URL is asked FindServers and GetEndpoints: the servers, and each endpoint's security
+policy, mode and logins.
+
 Examples:
 
   bifrost discover 127.0.0.1 --ports 5020,502
 
   bifrost discover 192.0.2.0/28 --json
+
+  bifrost discover opc.tcp://127.0.0.1:4840/bifrost
 """
 
 WELL_KNOWN = {502: "modbus", 102: "s7", 4840: "opcua"}
@@ -86,7 +91,36 @@ async def _identify(host: str, port: int, modbus_ports: set[int], timeout: float
             found.update(protocol="modbus", confirmed=True, url=url, note=str(exc))
         except BifrostError as exc:
             found["note"] = str(exc)
+    elif WELL_KNOWN.get(port) == "opcua":
+        from bifrost.opcua.discovery import get_endpoints
+
+        shown = f"[{host}]" if ":" in host else host
+        try:
+            endpoints = await get_endpoints(f"opc.tcp://{shown}:{port}", timeout)
+            found.update(confirmed=True, url=endpoints[0].url if endpoints else f"opc.tcp://{shown}:{port}")
+        except (BifrostError, ImportError) as exc:
+            found["note"] = str(exc)
     return found
+
+
+def _opcua(url: str, timeout: float, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    from bifrost.opcua.discovery import find_servers, get_endpoints
+
+    async def main() -> tuple[list[Any], list[Any]]:
+        return await find_servers(url, timeout), await get_endpoints(url, timeout)
+
+    servers, endpoints = common.run(main)
+    if as_json:
+        typer.echo(json.dumps({"servers": [asdict(s) for s in servers], "endpoints": [asdict(e) for e in endpoints]}))
+        return
+    for server in servers:
+        typer.echo(f"{server.name} ({server.kind}) {server.application_uri}: {', '.join(server.discovery_urls)}")
+    for endpoint in endpoints:
+        typer.echo(
+            f"  {endpoint.url}  security={endpoint.security} mode={endpoint.mode}  logins: {', '.join(endpoint.logins)}"
+        )
 
 
 def discover(
@@ -94,9 +128,12 @@ def discover(
     ports: Annotated[str, typer.Option("--ports", help="Ports to try, comma-separated.")] = "502,102,4840",
     modbus_ports: Annotated[str, typer.Option("--modbus-ports", help="Which of them to ask in Modbus.")] = "502",
     max_hosts: Annotated[int, typer.Option("--max-hosts", help="Refuse a range with more hosts than this.")] = 256,
-    timeout: TimeoutOption = "500ms",
+    timeout: TimeoutOption = "1s",
     as_json: JsonOption = False,
 ) -> None:
+    if target.lower().startswith("opc.tcp://"):
+        _opcua(target, common.seconds(timeout, "--timeout"), as_json)
+        return
     hosts = _hosts(target, max_hosts)
     port_list = _ports(ports)
     asked = set(_ports(modbus_ports)) | (

@@ -15,7 +15,15 @@ from rich.live import Live
 from rich.table import Table
 
 from bifrost.cli import common
-from bifrost.cli.common import DeviceOption, EngineOption, JsonOption, TagsOption, TimeoutOption
+from bifrost.cli.common import (
+    DeviceOption,
+    EngineOption,
+    JsonOption,
+    PasswordOption,
+    TagsOption,
+    TimeoutOption,
+    UserOption,
+)
 from bifrost.errors import BifrostError
 from bifrost.tags import DataPoint, Quality
 
@@ -123,6 +131,8 @@ def monitor(
     tag_file: TagsOption = None,
     device: DeviceOption = None,
     engine: EngineOption = None,
+    user: UserOption = None,
+    password: PasswordOption = None,
     timeout: TimeoutOption = "3s",
     as_json: JsonOption = False,
 ) -> None:
@@ -142,7 +152,7 @@ def monitor(
                 if live_view
                 else None
             )
-            async with common.connect(url, tag_map, engine, limit) as plc:
+            async with common.connect(url, tag_map, engine, limit, user=user, password=password) as plc:
                 while True:
                     try:
                         async for batch in plc.subscribe(state.tags, interval=period, deadband=deadband):

@@ -14,8 +14,10 @@ from bifrost.cli.common import (
     EngineOption,
     JsonOption,
     Output,
+    PasswordOption,
     TagsOption,
     TimeoutOption,
+    UserOption,
 )
 from bifrost.errors import ConfigError
 from bifrost.tags import Quality, Value
@@ -45,6 +47,8 @@ def read(
     tag_file: TagsOption = None,
     device: DeviceOption = None,
     engine: EngineOption = None,
+    user: UserOption = None,
+    password: PasswordOption = None,
     timeout: TimeoutOption = "3s",
     as_json: JsonOption = False,
     as_csv: CsvOption = False,
@@ -54,7 +58,7 @@ def read(
     limit = common.seconds(timeout, "--timeout")
 
     async def main() -> bool:
-        async with common.connect(url, tag_map, engine, limit) as plc:
+        async with common.connect(url, tag_map, engine, limit, user=user, password=password) as plc:
             units = {name: tag.unit if (tag := plc.tags.get(name)) else None for name in tags}
             points = await plc.read_many(tags)
         common.print_points(points, output, units)
@@ -70,6 +74,8 @@ def write(
     tag_file: TagsOption = None,
     device: DeviceOption = None,
     engine: EngineOption = None,
+    user: UserOption = None,
+    password: PasswordOption = None,
     timeout: TimeoutOption = "3s",
     verify: Annotated[bool, typer.Option("--verify", help="Read each tag back and check it holds the value.")] = False,
     dry_run: Annotated[
@@ -84,7 +90,7 @@ def write(
         common.fail("give at least one TAG=VALUE")
 
     async def main() -> list[str]:
-        plc = common.connect(url, tag_map, engine, limit)
+        plc = common.connect(url, tag_map, engine, limit, user=user, password=password)
         values: dict[str, Value] = {tag: common.value_for(plc, tag, text) for tag, text in pairs}
         if dry_run:
             for tag, value in values.items():

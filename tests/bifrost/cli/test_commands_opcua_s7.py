@@ -77,3 +77,13 @@ def test_scan_of_an_s7_cpu_names_it_and_its_data_blocks(plant: SimHost) -> None:
     found = json.loads(out)
     assert found["state"] == "RUN" and found["dbs"] == [1, 2]
     assert found["identity"]
+
+
+def test_discover_an_opcua_server_lists_its_endpoints_and_their_security(plant: SimHost) -> None:
+    code, out, err = bifrost_cli("discover", plant.url("hmi"), "--json", "--timeout", "5s")
+    assert code == 0, err
+    found = json.loads(out)
+    assert [server["name"] for server in found["servers"]] == ["Bifrost simulator"]
+    assert [(e["url"], e["security"], e["mode"], e["logins"]) for e in found["endpoints"]] == [
+        (plant.url("hmi"), "None", "None", ["anonymous"])
+    ]
