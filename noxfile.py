@@ -31,7 +31,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("cargo", "fmt", "--all", "--check", external=True)
-    session.run("cargo", "clippy", "--workspace", "--all-targets", "--", "-D", "warnings", external=True)
+    session.run("cargo", "clippy", "--workspace", "--all-targets", "--release", "--", "-D", "warnings", external=True)
 
 
 @nox.session
@@ -45,7 +45,7 @@ def typing(session: nox.Session) -> None:
 @nox.session
 def rust(session: nox.Session) -> None:
     """cargo test of the pure crates."""
-    session.run("cargo", "test", "--workspace", "--exclude", "bifrost-py", external=True)
+    session.run("cargo", "test", "--release", "--workspace", "--exclude", "bifrost-py", external=True)
 
 
 @nox.session

@@ -19,6 +19,7 @@ __all__ = [
     "NativePlan",
     "NativePointSubscription",
     "NativeSubscription",
+    "OpcuaServer",
     "TcpSession",
     "__version__",
     "counter_delta",
@@ -27,6 +28,9 @@ __all__ = [
     "lttb",
     "minmax_lttb",
     "rolling",
+    "opcua_certificate",
+    "opcua_status_code",
+    "opcua_status_name",
 ]
 
 __version__: str
@@ -143,6 +147,62 @@ class ModbusClient:
     ) -> Awaitable[tuple[dict[str, DataPoint], list[tuple[int, BifrostError]]]]: ...
     def subscribe(self, plan: NativePlan, interval: float, deadband: float = 0.0) -> NativeSubscription: ...
     def subscribe_points(self, plan: NativePlan, interval: float, deadband: float = 0.0) -> NativePointSubscription: ...
+
+_OpcuaValue = bool | int | float | str
+
+@final
+class OpcuaServer:
+    """The simulator's OPC UA server (C open62541 on its own thread), values pushed in from Python."""
+
+    def __new__(
+        cls,
+        *,
+        host: str,
+        port: int,
+        path: str,
+        device: str,
+        variables: Sequence[tuple[str, Sequence[str], str, bool, str | None, _OpcuaValue]],
+        namespaces: Sequence[str],
+        application_uri: str,
+        application_name: str = ...,
+        security: Sequence[str] = ...,
+        certificate: bytes | None = None,
+        private_key: bytes | None = None,
+        users: Sequence[tuple[str, str, bool]] = ...,
+        advertised_url: str | None = None,
+    ) -> OpcuaServer: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def namespaces(self) -> list[str]: ...
+    @property
+    def node_ids(self) -> list[str]: ...
+    @property
+    def running(self) -> bool: ...
+    def set_values(self, batch: Sequence[tuple[int, _OpcuaValue, int, float]]) -> list[int]: ...
+    def value(self, index: int) -> tuple[_OpcuaValue, int] | None: ...
+    def drain_writes(self) -> list[tuple[int, _OpcuaValue, str | None]]: ...
+    def drain_events(self) -> list[tuple[float, str, int, int, str | None, list[tuple[int, int]]]]: ...
+    def set_log_services(self, on: bool) -> None: ...
+    def set_status_fault(
+        self,
+        nodes: Sequence[int] | None,
+        status: int,
+        probability: float = 1.0,
+        count: int | None = None,
+        seed: int = 0,
+    ) -> None: ...
+    def clear_status_fault(self) -> None: ...
+    def drop_sessions(self) -> None: ...
+    def wake_fd(self) -> int: ...
+    def clear_wake(self) -> None: ...
+    def stop(self) -> None: ...
+
+def opcua_status_code(name: str) -> int | None: ...
+def opcua_status_name(code: int) -> str: ...
+def opcua_certificate(application_uri: str, hosts: Sequence[str]) -> tuple[bytes, bytes]: ...
 
 @final
 class TcpSession:

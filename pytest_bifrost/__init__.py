@@ -12,21 +12,32 @@ import pytest
 
 import bifrost
 from pytest_bifrost.cassettes import CassetteDevice, bifrost_cassette, bifrost_record_target, miss_report
-from pytest_bifrost.fixtures import SETTINGS, bifrost_host, bifrost_modbus_server, bifrost_plant, settings_of
+from pytest_bifrost.fixtures import (
+    SETTINGS,
+    bifrost_host,
+    bifrost_modbus_server,
+    bifrost_mqtt_broker,
+    bifrost_plant,
+    settings_of,
+)
+from pytest_bifrost.mqtt import BrokerTls, MqttBroker
 from pytest_bifrost.options import MARKERS, add_options, read_settings
 from pytest_bifrost.plant import REAL, BifrostPlant, PlantClock, PlantDevice, PlantFault
 from pytest_bifrost.registry import HostRegistry
 
 __all__ = [
     "BifrostPlant",
+    "BrokerTls",
     "CassetteDevice",
     "HostRegistry",
+    "MqttBroker",
     "PlantClock",
     "PlantDevice",
     "PlantFault",
     "bifrost_cassette",
     "bifrost_host",
     "bifrost_modbus_server",
+    "bifrost_mqtt_broker",
     "bifrost_plant",
     "bifrost_record_target",
 ]

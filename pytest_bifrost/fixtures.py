@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import pytest
 
 from pytest_bifrost.adhoc import build_scenario, identity, modbus_scenario_data
+from pytest_bifrost.mqtt import MqttBroker
 from pytest_bifrost.options import Settings
 from pytest_bifrost.plant import REAL, BifrostPlant, PlantDevice
 from pytest_bifrost.registry import HostRegistry
@@ -91,3 +92,15 @@ def bifrost_modbus_server(bifrost_host: HostRegistry) -> ModbusServerFactory:
         return BifrostPlant(scenario, path=None, host=host).device(name)
 
     return start
+
+
+@pytest.fixture
+def bifrost_mqtt_broker(pytestconfig: pytest.Config) -> Iterator[MqttBroker]:
+    """A started MQTT broker on a free port of 127.0.0.1, for this test alone (mosquitto starts in ~12 ms):
+    `bifrost_mqtt_broker.url`, `.host`, `.port`; `.stop()` and `.start()` again (same port) for an outage.
+    --bifrost-mqtt-broker picks mosquitto or amqtt (default: mosquitto when installed)."""
+    broker = MqttBroker(kind=settings_of(pytestconfig).mqtt_broker)
+    try:
+        yield broker.start()
+    finally:
+        broker.close()

@@ -18,6 +18,7 @@ import pytest
 Target = Literal["sim", "real"]
 RECORD_MODES: tuple[str, ...] = ("none", "once", "new_episodes", "all")
 ClockKind = Literal["virtual", "system"]
+MqttBrokerKind = Literal["auto", "mosquitto", "amqtt"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,14 @@ OPTIONS: tuple[Option, ...] = (
         default="virtual",
     ),
     Option(
+        "mqtt-broker",
+        "auto|mosquitto|amqtt",
+        "the broker bifrost_mqtt_broker runs: mosquitto (a child process), amqtt (in-process), or auto "
+        "(mosquitto when installed, else amqtt; the default)",
+        choices=("auto", "mosquitto", "amqtt"),
+        default="auto",
+    ),
+    Option(
         "record-mode",
         "|".join(RECORD_MODES),
         "what @pytest.mark.bifrost_cassette does (vcrpy's modes): none replays (default); once records a missing "
@@ -116,6 +125,7 @@ class Settings:
     devices_file: Path | None = None
     # Device name -> URL; read only for the real target, so a CI run need not have the rig's file.
     devices: Mapping[str, str] = field(default_factory=dict)
+    mqtt_broker: MqttBrokerKind = "auto"
     record_mode: str | None = None
     """--bifrost-record-mode or the ini key; None: the marker's record_mode, else "none"."""
     record_mode_given: str | None = None
@@ -206,5 +216,6 @@ def read_settings(config: pytest.Config) -> Settings:
         scenarios_dir=scenarios_dir,
         devices_file=devices_file,
         devices=devices,
+        mqtt_broker=cast(MqttBrokerKind, given["mqtt-broker"][1]),
         host_url=given["host"][1],
     )

@@ -1,7 +1,7 @@
 """The `bifrost` command: talk to a PLC from the shell.
 
 Each command lives in its own module and registers itself on `app`: readwrite (read, write), monitor,
-scan, probe, discover. They all go through `bifrost.connect` and the Connection API, as a program would.
+scan, probe, discover, bridge. They all go through `bifrost.connect` and the Connection API, as a program would.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 import bifrost
-from bifrost.cli import discover, monitor, probe, readwrite, scan
+from bifrost.cli import bridge, discover, monitor, probe, readwrite, scan
 
 app = typer.Typer(help="Bifrost: one client for Modbus, OPC UA and S7 PLCs.", no_args_is_help=True)
 
@@ -33,7 +33,7 @@ def schemes() -> None:
     Console().print(table)
 
 
-for _module in (readwrite, monitor, scan, probe, discover):
+for _module in (readwrite, monitor, scan, probe, discover, bridge):
     _module.register(app)
 
 

@@ -73,8 +73,17 @@ def output_of(as_json: bool, as_csv: bool) -> Output:
     return Output.JSON if as_json else Output.CSV if as_csv else Output.TABLE
 
 
-def tag_map(tags: Path | None, device: str | None) -> TagMap | None:
-    """The tag database of `--tags FILE --device NAME` (a file with one device needs no --device)."""
+_SCHEME_PROTOCOL = {"modbus": "modbus", "opc.tcp": "opcua", "s7": "s7"}
+
+
+def _protocol_of(url: str | None) -> str | None:
+    scheme = url.split("://", 1)[0].lower() if url and "://" in url else ""
+    return _SCHEME_PROTOCOL.get(scheme.split("+", 1)[0])
+
+
+def tag_map(tags: Path | None, device: str | None, url: str | None = None) -> TagMap | None:
+    """The tag database of `--tags FILE --device NAME` (a file with one device needs no --device, nor
+    one with a single device of the URL's protocol: water_tank's plc1 for a modbus:// URL)."""
     if tags is None:
         if device is not None:
             fail("--device needs --tags FILE")
@@ -84,6 +93,10 @@ def tag_map(tags: Path | None, device: str | None) -> TagMap | None:
 
         devices = load_yaml(tags).data.get("devices") if tags.is_file() else None
         names = list(devices) if isinstance(devices, dict) else []
+        protocol = _protocol_of(url)
+        if len(names) > 1 and protocol is not None and isinstance(devices, dict):
+            of_url = [n for n in names if isinstance(devices[n], dict) and devices[n].get("protocol") == protocol]
+            names = of_url if len(of_url) == 1 else names
         if len(names) != 1:
             fail(f"{tags}: --device is needed to choose one of: {', '.join(map(str, names)) or '(no devices)'}")
         device = str(names[0])

@@ -126,7 +126,7 @@ def monitor(
     timeout: TimeoutOption = "3s",
     as_json: JsonOption = False,
 ) -> None:
-    tag_map = common.tag_map(tag_file, device)
+    tag_map = common.tag_map(tag_file, device, url)
     period = common.seconds(interval, "--interval")
     limit = common.seconds(timeout, "--timeout")
     if deadband < 0:

@@ -50,7 +50,7 @@ def read(
     as_csv: CsvOption = False,
 ) -> None:
     output = common.output_of(as_json, as_csv)
-    tag_map = common.tag_map(tag_file, device)
+    tag_map = common.tag_map(tag_file, device, url)
     limit = common.seconds(timeout, "--timeout")
 
     async def main() -> bool:
@@ -77,7 +77,7 @@ def write(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    tag_map = common.tag_map(tag_file, device)
+    tag_map = common.tag_map(tag_file, device, url)
     limit = common.seconds(timeout, "--timeout")
     pairs = [common.split_assignment(text) for text in assignments] if assignments else []
     if not pairs:

@@ -620,7 +620,7 @@ def reset_device_tags(plant: Plant[Any], device: str) -> None:
     spec = scenario.devices.get(device)
     if spec is None:
         return
-    for name in spec.map:
+    for name in spec.mapped(scenario.tags):  # `map: all` maps every tag
         tag = scenario.tags[name]
         value: Any = tag.init
         if value is None:

@@ -35,6 +35,8 @@ def action_for(hits: Sequence[FaultSpec]) -> tuple[Action, tuple[str, ...]] | No
     for spec in hits:
         if spec.kind == "exception" and exception is None:
             exception = spec.integer("code", BAD_QUALITY_CODE)
+            if exception > 0xFF:  # an OPC UA status: to a Modbus client, the device failed
+                exception = BAD_QUALITY_CODE
         elif spec.kind == "bad_quality" and exception is None:
             exception = BAD_QUALITY_CODE
         elif spec.kind == "truncate":

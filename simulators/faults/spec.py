@@ -97,11 +97,27 @@ def _probability(value: object, key: str) -> float:
 _CODE_NAMES = {code.name.lower(): int(code) for code in ExceptionCode}
 
 
+_STATUS_NAME = re.compile(r"(Good|Uncertain|Bad)[A-Za-z0-9]*")
+
+
+def _status_code(value: object, key: str) -> int:
+    """An OPC UA status name (`BadCommunicationError`) as its 32-bit code (the C library's table)."""
+    from bifrost._native import opcua_status_code
+
+    code = opcua_status_code(value.strip()) if isinstance(value, str) else None
+    if code is None:
+        raise ConfigError(f"{key}: expected an OPC UA status name such as BadCommunicationError, not {value!r}")
+    return code
+
+
 def _exception_code(value: object, key: str) -> int:
+    """A Modbus exception code (number or name) or an OPC UA status name: each protocol's own code."""
     if isinstance(value, str) and value.strip().lower() in _CODE_NAMES:
         return _CODE_NAMES[value.strip().lower()]
+    if isinstance(value, str) and _STATUS_NAME.fullmatch(value.strip()):
+        return _status_code(value, key)
     names = ", ".join(_CODE_NAMES)
-    return _integer(value, key, 1, 255, f"a Modbus exception code 1..255 or one of {names}")
+    return _integer(value, key, 1, 255, f"a Modbus exception code 1..255 or one of {names}, or an OPC UA status name")
 
 
 # --- match ------------------------------------------------------------------------------------------
@@ -257,7 +273,9 @@ _PARAMS: dict[str, dict[str, _Param]] = {
     "wrong_transaction": {},
     "truncate": {"keep": _Param(_non_negative_int, 3, help="bytes of the reply frame that are sent")},
     "freeze": {},
-    "bad_quality": {},
+    "bad_quality": {
+        "code": _Param(_status_code, None, help="OPC UA: the values' status (BadSensorFailure when absent)")
+    },
     "reboot": {},
 }
 assert set(_PARAMS) == set(FAULT_KINDS), "every kind of the vocabulary has its keys"

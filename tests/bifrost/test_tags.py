@@ -96,5 +96,5 @@ def test_tag_file_problems_in_yaml_itself(tmp_path: Path) -> None:
 
 
 def test_unknown_device_lists_the_devices() -> None:
-    with pytest.raises(ConfigError, match="no device 'plc9'; the devices are: plc1"):
+    with pytest.raises(ConfigError, match="no device 'plc9'; the devices are: hmi, plc1"):
         TagMap.from_scenario(shipped_scenario("water_tank"), device="plc9")

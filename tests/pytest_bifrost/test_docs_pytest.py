@@ -42,7 +42,7 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
 
 @pytest.mark.parametrize("mode", ["strict", "auto"])
 def test_the_project_passes_on_the_simulated_plant(project: pytest.Pytester, run, mode: str) -> None:
-    run(f"--asyncio-mode={mode}", "--strict-markers").assert_outcomes(passed=11)
+    run(f"--asyncio-mode={mode}", "--strict-markers").assert_outcomes(passed=12)
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def rig(project: pytest.Pytester) -> Iterator[SimHost]:
 
 def test_the_same_project_passes_on_the_real_target(project: pytest.Pytester, run, rig: SimHost) -> None:
     result = run("--bifrost-target=real", f"--bifrost-devices={DEVICES}", "-rs")
-    result.assert_outcomes(passed=5, skipped=6)
+    result.assert_outcomes(passed=6, skipped=6)
     result.stdout.fnmatch_lines_random(
         [
             "SKIPPED * sim-only (runs the pump for a minute of plant time); --bifrost-target=real talks to hardware",

@@ -122,10 +122,10 @@ def test_listen_host_overrides_the_scenarios() -> None:
 
 
 def test_devices_of_other_protocols_are_skipped_with_a_reason() -> None:
-    text = RIG + "  ua:\n    protocol: opcua\n    listen: 127.0.0.1:0\n"
+    text = RIG + "  cpu:\n    protocol: s7\n    listen: 127.0.0.1:0\n"
     with SimHost(rig_scenario(text), clock="virtual") as host:
-        assert "ua" not in host.devices
-        assert "no opcua simulator yet" in host.skipped["ua"]
+        assert "cpu" not in host.devices
+        assert "no s7 simulator yet" in host.skipped["cpu"]
 
 
 def test_clock_kinds() -> None:

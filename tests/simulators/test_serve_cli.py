@@ -66,8 +66,8 @@ def test_serve_json_a_pymodbus_client_sees_the_plant_react(served: list[Served])
     server = Served("--json", "--any-port", "--clock-speed", "100")
     served.append(server)
     announced = json.loads(server.line())
-    (device,) = announced["devices"].values()
-    assert set(announced["devices"]) == {"plc1"}
+    assert set(announced["devices"]) == {"plc1", "hmi"}
+    device = announced["devices"]["plc1"]
     assert device["protocol"] == "modbus"
     url = device["url"]
     assert url.startswith("modbus://127.0.0.1:") and url.endswith("?unit=1")

@@ -4,6 +4,7 @@
 //! * `point.rs`: `DataPoint`, the value a read returns (re-exported by `bifrost.tags`).
 //! * `modbus.rs`: the Modbus client engine (`ModbusClient`, `NativePlan`, `NativeSubscription`,
 //!   `NativePointSubscription`).
+//! * `opcua_server.rs`: the simulator's OPC UA server (`OpcuaServer`) over `bifrost-opcua`.
 //! * `session.rs`: `TcpSession`, Modbus TCP driven by the asyncio loop (no thread hop).
 //! * `fleet.rs`: `FleetPoll`, many sessions polled in one loop, one batch per cycle.
 //! * `bridge.rs`: how work on the tokio runtime becomes an asyncio awaitable.
@@ -20,6 +21,7 @@ mod codec;
 mod errors;
 mod fleet;
 mod modbus;
+mod opcua_server;
 mod point;
 mod session;
 
@@ -36,6 +38,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<modbus::NativeSubscription>()?;
     m.add_class::<modbus::NativePointSubscription>()?;
     m.add_class::<point::DataPoint>()?;
+    m.add_class::<opcua_server::OpcuaServer>()?;
+    m.add_function(wrap_pyfunction!(opcua_server::opcua_status_code, m)?)?;
+    m.add_function(wrap_pyfunction!(opcua_server::opcua_status_name, m)?)?;
+    m.add_function(wrap_pyfunction!(opcua_server::opcua_certificate, m)?)?;
     m.add_class::<session::TcpSession>()?;
     m.add_class::<fleet::FleetPoll>()?;
     m.add_class::<analytics::NativeChain>()?;
