@@ -6,7 +6,9 @@ async with bifrost.connect("modbus://10.0.0.5:502") as plc:
 
 from __future__ import annotations
 
-import bifrost.modbus  # noqa: F401  - registers the modbus:// schemes
+import bifrost.modbus  # registers the modbus:// schemes
+import bifrost.opcua  # registers opc.tcp://
+import bifrost.s7  # noqa: F401  - registers the s7:// scheme
 from bifrost.connection import Connection
 from bifrost.errors import (
     BifrostError,

@@ -27,10 +27,10 @@ __all__ = [
     "encode",
     "lttb",
     "minmax_lttb",
-    "rolling",
     "opcua_certificate",
     "opcua_status_code",
     "opcua_status_name",
+    "rolling",
 ]
 
 __version__: str

@@ -6,6 +6,7 @@ Configuration (Tag, TagMap) is pydantic, validated once when loaded. DataPoint i
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterator, Mapping
 from enum import Enum
@@ -104,6 +105,11 @@ class Quality(str, Enum):
 # Quality.GOOD and Quality.BAD on first use.
 
 _STRING_TYPE = re.compile(r"^string\[(\d+)\]$")
+
+
+def with_article(type_name: str) -> str:
+    """`an int16`, `a uint16`, `a float32`: a type name as a message reads it aloud."""
+    return f"an {type_name}" if type_name.startswith("int") else f"a {type_name}"
 
 
 def parse_type(name: str) -> tuple[DataType, int | None]:
@@ -209,7 +215,16 @@ class TagMap(BaseModel):
         try:
             return self.tags[name]
         except KeyError:
-            raise KeyError(f"no tag {name!r}; known tags: {', '.join(sorted(self.tags)) or '(none)'}") from None
+            raise KeyError(self.unknown(name)) from None
+
+    def unknown(self, name: str) -> str:
+        """What to tell a user who asked for `name`, which is not a tag: the closest name, and the tags."""
+        return f"no tag {name!r}; {self.suggest(name)}known tags: {', '.join(sorted(self.tags)) or '(none)'}"
+
+    def suggest(self, name: str) -> str:
+        """`did you mean 'tank.level'? ` for a name close to a tag's, else nothing."""
+        close = difflib.get_close_matches(str(name), list(self.tags), n=1)
+        return f"did you mean {close[0]!r}? " if close else ""
 
     def __contains__(self, name: object) -> bool:
         return name in self.tags

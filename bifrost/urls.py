@@ -63,7 +63,7 @@ class Endpoint:
 
 class ConnectionFactory(Protocol):
     def __call__(
-        self, endpoint: Endpoint, *, tags: TagMap | None, timeout: float, engine: str | None
+        self, endpoint: Endpoint, *, tags: TagMap | None, timeout: float, engine: str | None, **options: Any
     ) -> Connection: ...
 
 
@@ -78,6 +78,9 @@ class Scheme:
     default_port: int | None = None
     target: str = "host"  # "host": //host[:port]; "path": a local device path such as /dev/ttyUSB0
     engines: tuple[str, ...] = ()
+    # Keyword arguments of connect() beyond the common ones (OPC UA: user, password, certificate...):
+    # what must never sit in a URL.
+    options: tuple[str, ...] = ()
     params_by_name: dict[str, Param] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -140,10 +143,13 @@ def connect(
     tags: TagMap | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     engine: str | None = None,
+    **options: Any,
 ) -> Connection:
     """A connection to the device at `url`; use it with `async with`, or `await` it.
 
     `engine` picks an implementation where a protocol has several (Modbus: "native" or "python").
+    `options` are the scheme's own keyword arguments (opc.tcp://: security, mode, user, password,
+    certificate, private_key).
     """
     scheme, endpoint = parse_url(url)
     if engine is not None and engine not in scheme.engines:
@@ -151,4 +157,8 @@ def connect(
         raise ConfigError(f"engine {engine!r} is not available for {scheme.name}://; engines: {accepted}")
     if timeout <= 0:
         raise ConfigError(f"timeout must be positive seconds, got {timeout!r}")
-    return scheme.factory(endpoint, tags=tags, timeout=timeout, engine=engine)
+    unknown = sorted(set(options) - set(scheme.options))
+    if unknown:
+        accepted = ", ".join(scheme.options) or "none"
+        raise ConfigError(f"{scheme.name}:// takes no argument {unknown[0]!r}; its own arguments: {accepted}")
+    return scheme.factory(endpoint, tags=tags, timeout=timeout, engine=engine, **options)

@@ -7,25 +7,53 @@ plc2: modbus://10.0.0.6:502?unit=3
 
 Device names are the ones under `devices:` in the scenario files; the scenario still describes the
 plant (its tag maps become the connections' tag databases), the file only says where it is.
+
+Nothing resets real hardware between tests, so a device may also give the values its tags are written
+to before each test that uses it:
+
+```yaml
+plc1:
+  url: modbus://10.0.0.5:502?unit=1
+  before_each: {setpoint: 50, running: false}   # tags of the scenario's tag map for plc1
+```
 """
 
 from __future__ import annotations
 
+import difflib
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bifrost._yaml import load_yaml
 from bifrost.errors import ConfigError
+from bifrost.tags import Value
 from bifrost.urls import parse_url
 
 EXAMPLE = "plc1: modbus://10.0.0.5:502?unit=1"
+_KEYS = ("url", "before_each")
 
 
 class DevicesFileError(Exception):
     """The devices file is missing or malformed; the message lists every problem, file:line:col each."""
 
 
+@dataclass(frozen=True)
+class DevicesFile:
+    """What a devices file says: each device's URL, and the tag values to write before each test."""
+
+    urls: dict[str, str] = field(default_factory=dict)
+    before_each: dict[str, dict[str, Value]] = field(default_factory=dict)
+
+
 def load_devices(path: Path) -> dict[str, str]:
     """Device name -> URL, every URL checked against the known schemes."""
+    return read_devices_file(path).urls
+
+
+def read_devices_file(path: Path) -> DevicesFile:
+    """The whole devices file, checked: URLs against the known schemes, `before_each` values as scalars
+    (their tag names are checked against the scenario when a test uses the device)."""
     if not path.exists():
         raise DevicesFileError(f"{path}: no such devices file (a YAML mapping of device names to URLs: {EXAMPLE})")
     try:
@@ -38,20 +66,43 @@ def load_devices(path: Path) -> dict[str, str]:
         raise DevicesFileError(
             f"{path}:1:1: expected a mapping of device names to URLs, one a line, as in `{EXAMPLE}` ({got})"
         )
-    devices: dict[str, str] = {}
+    found = DevicesFile()
     problems: list[str] = []
-    for name, url in data.items():
-        line, column = located.positions.get((str(name),), (1, 1))
-        where = f"{path}:{line}:{column}: {name}"
+
+    def where(*keys: str) -> str:
+        line, column = located.positions.get(tuple(keys), (1, 1))
+        return f"{path}:{line}:{column}: {'.'.join(keys)}"
+
+    for key, entry in data.items():
+        name = str(key)
+        url: Any = entry
+        if isinstance(entry, dict):
+            for unknown in [str(k) for k in entry if k not in _KEYS]:
+                close = difflib.get_close_matches(unknown, _KEYS, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                problems.append(f"{where(name, unknown)}: unknown key; {hint}a device takes url and before_each")
+            url = entry.get("url")
+            values = entry.get("before_each", {})
+            if not isinstance(values, dict):
+                problems.append(f"{where(name, 'before_each')}: expected a mapping of tag names to values")
+            else:
+                for tag, value in values.items():
+                    if not isinstance(value, (bool, int, float, str)):
+                        problems.append(f"{where(name, 'before_each', str(tag))}: expected a value (got {value!r})")
+                if values:
+                    found.before_each[name] = {str(tag): value for tag, value in values.items()}
+            if url is None:
+                problems.append(f"{where(name)}: a device needs its url: (e.g. url: modbus://10.0.0.5:502?unit=1)")
+                continue
         if not isinstance(url, str):
-            problems.append(f"{where}: expected a URL string, as in `{EXAMPLE}` (got {url!r})")
+            problems.append(f"{where(name)}: expected a URL string, as in `{EXAMPLE}` (got {url!r})")
             continue
         try:
             parse_url(url)
         except ConfigError as exc:
-            problems.append(f"{where}: {exc}")
+            problems.append(f"{where(name)}: {exc}")
             continue
-        devices[str(name)] = url
+        found.urls[name] = url
     if problems:
         raise DevicesFileError("\n".join(problems))
-    return devices
+    return found

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 import pytest
 
+from bifrost.tags import TagMap, Value
 from pytest_bifrost.adhoc import build_scenario, identity, modbus_scenario_data
 from pytest_bifrost.mqtt import MqttBroker
 from pytest_bifrost.options import Settings
@@ -53,7 +56,9 @@ def bifrost_plant(request: pytest.FixtureRequest, bifrost_host: HostRegistry) ->
     scenario = bifrost_host.scenario(path)
     settings = bifrost_host.settings
     if settings.real:
-        return BifrostPlant(scenario, path=path, real_urls=settings.devices, devices_file=settings.devices_file)
+        plant = BifrostPlant(scenario, path=path, real_urls=settings.devices, devices_file=settings.devices_file)
+        put_back(plant, settings.before_each, settings.devices_file)
+        return plant
     host = bifrost_host.host_for(scenario, str(path))
     bifrost_host.reset(host, str(path))
     return BifrostPlant(scenario, path=path, host=host)
@@ -92,6 +97,43 @@ def bifrost_modbus_server(bifrost_host: HostRegistry) -> ModbusServerFactory:
         return BifrostPlant(scenario, path=None, host=host).device(name)
 
     return start
+
+
+def put_back(plant: BifrostPlant, before_each: Mapping[str, Mapping[str, Value]], devices_file: object) -> None:
+    """Write the devices file's `before_each` values to the real devices of this plant's scenario.
+
+    Hardware keeps what the last test wrote; this is the only reset the real target has. A tag the
+    scenario's tag map for that device does not have fails the test, naming the devices file; when the
+    map has none of them, the device of that name in this scenario is another plant's, left alone.
+    """
+    for name, values in before_each.items():
+        if name not in plant.scenario.devices or not values:
+            continue  # a device of another scenario: its tests put it back
+        device = plant.device(name)
+        unknown = [tag for tag in values if tag not in device.tags]
+        if len(unknown) == len(values):
+            continue  # another plant's device of the same name (a project may mix scenarios)
+        if unknown:
+            pytest.fail(f"{devices_file}: {name}.before_each: {device.tags.unknown(unknown[0])}", pytrace=False)
+        problem = _write_all(device.url, device.tags, values)
+        if problem:
+            pytest.fail(f"{devices_file}: {name}.before_each: writing {name} failed: {problem}", pytrace=False)
+
+
+def _write_all(url: str, tags: TagMap, values: Mapping[str, Value]) -> str:
+    import bifrost
+
+    async def write() -> None:
+        async with bifrost.connect(url, tags=tags) as plc:
+            await plc.write_many(dict(values))
+
+    # On a thread of its own: the test's event loop (pytest-asyncio) may already be running here.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            pool.submit(asyncio.run, write()).result()
+        except bifrost.BifrostError as exc:
+            return str(exc)
+    return ""
 
 
 @pytest.fixture

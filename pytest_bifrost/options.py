@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import pytest
+
+if TYPE_CHECKING:
+    from bifrost.tags import Value
 
 Target = Literal["sim", "real"]
 RECORD_MODES: tuple[str, ...] = ("none", "once", "new_episodes", "all")
@@ -125,6 +128,8 @@ class Settings:
     devices_file: Path | None = None
     # Device name -> URL; read only for the real target, so a CI run need not have the rig's file.
     devices: Mapping[str, str] = field(default_factory=dict)
+    # Device name -> tag values written before each test that uses the device (real target only).
+    before_each: Mapping[str, Mapping[str, Value]] = field(default_factory=dict)
     mqtt_broker: MqttBrokerKind = "auto"
     record_mode: str | None = None
     """--bifrost-record-mode or the ini key; None: the marker's record_mode, else "none"."""
@@ -191,6 +196,7 @@ def read_settings(config: pytest.Config) -> Settings:
     target = cast(Target, given["target"][1])
     devices_file = path("devices")
     devices: Mapping[str, str] = {}
+    before_each: Mapping[str, Mapping[str, Value]] = {}
     if target == "real":
         if devices_file is None:
             raise pytest.UsageError(
@@ -198,12 +204,13 @@ def read_settings(config: pytest.Config) -> Settings:
                 "--bifrost-devices FILE (or bifrost_devices in the ini file), e.g. a YAML file with "
                 "`plc1: modbus://10.0.0.5:502?unit=1`"
             )
-        from pytest_bifrost.devices import DevicesFileError, load_devices
+        from pytest_bifrost.devices import DevicesFileError, read_devices_file
 
         try:
-            devices = load_devices(devices_file)
+            read = read_devices_file(devices_file)
         except DevicesFileError as exc:
             raise pytest.UsageError(f"{given['devices'][2]}: {exc}") from None
+        devices, before_each = read.urls, read.before_each
 
     record_mode = given["record-mode"][1]
     from_command_line = config.getoption(given["record-mode"][0].dest)
@@ -216,6 +223,7 @@ def read_settings(config: pytest.Config) -> Settings:
         scenarios_dir=scenarios_dir,
         devices_file=devices_file,
         devices=devices,
+        before_each=before_each,
         mqtt_broker=cast(MqttBrokerKind, given["mqtt-broker"][1]),
         host_url=given["host"][1],
     )

@@ -29,6 +29,8 @@ HostKey = tuple[str, "int | None", str]
 
 def _fail(message: str) -> NoReturn:
     # pytrace=False: the message already says what is wrong and where; a plugin traceback would not.
+    # Callers fail outside their `except` block: raised inside one, pytest shows the caught error too,
+    # chained ("During handling of the above exception..."), so the user reads the message twice.
     pytest.fail(message, pytrace=False)
 
 
@@ -55,7 +57,8 @@ class HostRegistry:
                 ref, scenarios_dir=self.settings.scenarios_dir, base=base or self.config.invocation_params.dir
             )
         except ScenarioNotFound as exc:
-            _fail(str(exc))
+            problem = str(exc)
+        _fail(problem)
 
     def seeded(self, scenario: Scenario) -> Scenario:
         """The scenario under --bifrost-seed, if given."""
@@ -69,11 +72,14 @@ class HostRegistry:
         if found is None:
             from simulators import load_scenario
 
+            problems: list[str] = []
             try:
-                found = load_scenario(path)
+                loaded = load_scenario(path)
             except ConfigError as exc:
-                _fail(f"scenario {path} has problems:\n" + "\n".join(exc.problems))
-            found = self._scenarios[path] = self.seeded(found)
+                problems = exc.problems
+            if problems:
+                _fail(f"scenario {path} has problems:\n" + "\n".join(problems))
+            found = self._scenarios[path] = self.seeded(loaded)
         return found
 
     def host(self, ref: str | os.PathLike[str], base: Path | None = None) -> SimHost:
@@ -129,7 +135,11 @@ class HostRegistry:
         try:
             host = SimHost(scenario, clock=self.settings.clock, any_port=True).start()
         except (ConfigError, OSError) as exc:
-            _fail(f"cannot start scenario {scenario.scenario!r}: {exc}")
+            problem = f"cannot start scenario {scenario.scenario!r}: {exc}"
+        else:
+            problem = ""
+        if problem:
+            _fail(problem)
         try:
             self._baselines[key] = self._run_hook(host, scenario)
         except BaseException:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
 import sys
 import threading
@@ -106,8 +107,8 @@ def serve(
     from simulators.host import SimHost  # the server stack, only for the command that serves
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if not clock_speed > 0:
-        _fail(f"--clock-speed must be above 0, not {clock_speed}", 2)
+    if not (clock_speed > 0 and math.isfinite(clock_speed)):
+        _fail(f"--clock-speed must be a number above 0, not {clock_speed}", 2)
     loaded = _scenario_to_serve(scenario)
     if clock not in ("system", "virtual"):
         _fail(f"--clock must be system or virtual, not {clock!r}", 2)
@@ -119,6 +120,11 @@ def serve(
             devices_served = shard_devices(loaded, shard)
         except ConfigError as exc:
             _fail(f"--shard {shard}: {exc}", 2)
+    try:
+        if clock == "system":  # a virtual clock moves only when told: no real-time limit
+            loaded.check_speed(clock_speed)
+    except ConfigError as exc:
+        _fail(f"--clock-speed: {exc}", 2)
     try:
         sim = SimHost(
             loaded,
@@ -199,6 +205,13 @@ def _show(sim: Any, stop: threading.Event) -> None:
         devices.add_row(name, device.protocol, device.transport, str(device.unit), device.url)
     for name, why in sim.skipped.items():
         devices.add_row(name, sim.scenario.devices[name].protocol, "-", "-", f"not served: {why}")
+    if sim.everywhere:
+        from simulators.host import reachable_note
+
+        devices.caption = (
+            f"{', '.join(sim.everywhere)}: every interface; reachable {reachable_note(sim.listen_host or '0.0.0.0')}"
+        )
+        devices.caption_justify = "left"
     if not console.is_terminal:
         console.print(devices)
         console.print("Ctrl-C or SIGTERM stops.")

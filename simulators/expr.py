@@ -45,6 +45,9 @@ def _numbers(a: Any, b: Any, symbol: str) -> None:
 
 def _mul(a: Any, b: Any) -> Any:
     _numbers(a, b, "*")
+    # Integers have no size limit: products of products would grow without end, so bound them as `**`.
+    if isinstance(a, int) and isinstance(b, int) and a.bit_length() + b.bit_length() > MAX_INT_BITS + 1:
+        raise ExprError(f"the product is too large (results are limited to {MAX_INT_BITS} bits)")
     return a * b
 
 

@@ -20,7 +20,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import inspect
+import ipaddress
 import logging
+import socket
 import threading
 from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
@@ -71,6 +73,28 @@ class SimDevice:
         return f"SimDevice({self.name!r}, {self._url or 'not started'})"
 
 
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+"""Listen hosts that mean every interface of this machine."""
+
+
+def reachable_note(host: str = "0.0.0.0") -> str:
+    """Where clients reach a device that listens on every interface (`host`): here, and from elsewhere."""
+    ipv6 = host == "::"
+    name = socket.gethostname()
+    try:
+        found = {str(info[4][0]) for info in socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)}
+    except OSError:
+        found = set()
+    outside = sorted(
+        address
+        for address in found
+        if not ipaddress.ip_address(address.split("%")[0]).is_loopback and (ipv6 or ":" not in address)
+    )
+    elsewhere = ", ".join(outside) if outside else f"this machine's address ({name})"
+    here = "[::1] (or 127.0.0.1)" if ipv6 else "127.0.0.1"
+    return f"on this machine at {here}, from other machines at {elsewhere}"
+
+
 def resolve_scenario(scenario: Scenario | str | Path) -> Scenario:
     """A Scenario as given, or loaded from a path, or a shipped scenario's stem (`water_tank`)."""
     if isinstance(scenario, Scenario):
@@ -113,6 +137,7 @@ class SimHost:
         if clock == "virtual":
             self.plant: Plant[Any] = Plant(self.scenario, VirtualClock())
         elif clock == "system":
+            self.scenario.check_speed(speed)
             self.plant = Plant(self.scenario, SystemClock(speed))
         else:
             raise ConfigError(f"clock must be 'system' or 'virtual', not {clock!r}")
@@ -122,6 +147,9 @@ class SimHost:
         self.devices: dict[str, SimDevice] = {}
         self.skipped: dict[str, str] = {}
         """Devices not served, with the reason (protocols without a simulator yet)."""
+        self.everywhere: list[str] = []
+        """Devices that listen on every interface (0.0.0.0, ::): reachable from other machines."""
+        self._everywhere_host = "0.0.0.0"
         setups: dict[str, list[DeviceSetup]] = {}
         frontends: dict[str, protocols.Frontend] = {}
         for name, spec in self.scenario.devices.items():
@@ -134,6 +162,9 @@ class SimHost:
                 continue
             frontends[spec.protocol] = frontend
             host, port = self._listen(spec.listen or frontend.default_listen())
+            if host in WILDCARD_HOSTS:
+                self.everywhere.append(name)
+                self._everywhere_host = host
             setup = DeviceSetup(self.scenario, name, self.plant, TrafficLog(name, log_size), host, port)
             setups.setdefault(spec.protocol, []).append(setup)
         self._servers: list[ProtocolServer] = [
@@ -155,6 +186,7 @@ class SimHost:
         self._lock = threading.Lock()
         self._watch: FaultWatch | None = None
         self._gates: list[ListenerGate] = []
+        self._warned = False
 
     def _listen(self, listen: str) -> tuple[str, int]:
         host, _, port = listen.rpartition(":")
@@ -203,6 +235,15 @@ class SimHost:
             except BaseException:
                 self._halt()
                 raise
+        if self.everywhere and not self._warned:
+            # Once per host: a test rig or a demo on 0.0.0.0 is a PLC anyone on the network can write to.
+            self._warned = True
+            log.warning(
+                "%s listening on every interface: reachable from beyond this machine (%s); "
+                "listen on 127.0.0.1 to keep it local",
+                ", ".join(f"{name} ({self.devices[name].url})" for name in self.everywhere),
+                reachable_note(self._everywhere_host),
+            )
         return self
 
     @staticmethod
@@ -467,4 +508,4 @@ def _finish(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-__all__ = ["SimDevice", "SimHost", "resolve_scenario"]
+__all__ = ["WILDCARD_HOSTS", "SimDevice", "SimHost", "reachable_note", "resolve_scenario"]

@@ -23,6 +23,7 @@ from theirs; one re-entrant lock serialises them. Listeners run with that lock h
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 import random
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
 from bifrost.errors import ConfigError
-from bifrost.tags import DataType, Value, integer_range, parse_type
+from bifrost.tags import DataType, Value, integer_range, parse_type, with_article
 from simulators.behaviours import Behaviour, build
 from simulators.clock import Clock, Timer, VirtualClock
 from simulators.expr import ExprError, compile_expr
@@ -431,10 +432,60 @@ class Plant(Generic[ClockT]):
                 listener(dict(changes))
 
     def _unknown(self, name: str) -> ConfigError:
-        return ConfigError(f"no tag {name!r} in scenario {self.scenario.scenario!r}")
+        close = difflib.get_close_matches(name, list(self._values), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return ConfigError(f"no tag {name!r} in scenario {self.scenario.scenario!r}{hint}")
 
     def __repr__(self) -> str:
         return f"Plant({self.scenario.scenario!r}, t={self.clock.now()})"
+
+
+_EXPRESSION_KINDS = ("expr", "integrate", "lag")
+
+
+def expression_problems(scenario: Scenario) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every expression of `scenario` evaluated once, against the values the plant starts from.
+
+    Driven tags are computed at time 0 in the plant's order, as `Plant` does; an integrator's or a lag's
+    input (which time 0 does not read) is evaluated too, as are `when` conditions and `set` expressions.
+    What fails here fails when served, so `load_scenario` reports it as a mistake of the file, at its
+    place (the field path), instead of a WARNING once the plant runs.
+    """
+    values: dict[str, Value] = {name: _initial(spec) for name, spec in scenario.tags.items()}
+    specs = {name: spec.behaviour for name, spec in scenario.tags.items() if spec.behaviour is not None}
+    behaviours = {name: build(spec) for name, spec in specs.items()}
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for name in _evaluation_order(behaviours):
+        spec = specs[name]
+        coerce = _coercer(scenario.tags[name].type)
+        try:
+            if spec.kind in _EXPRESSION_KINDS:
+                result = compile_expr(getattr(spec, spec.kind))(values)
+                if spec.kind != "expr" and (isinstance(result, (bool, str)) or not isinstance(result, (int, float))):
+                    raise ExprError(f"{getattr(spec, spec.kind)!r}: expected a number, got {result!r}")
+            behaviour = behaviours[name]
+            behaviour.reset(values[name], random.Random(scenario.seed))
+            values[name] = coerce(behaviour.update(0.0, 0.0, values))
+        except _RUNTIME_ERRORS as exc:
+            problems.append((("tags", name, "behaviour", spec.kind), _cannot(exc, scenario.tags[name].type)))
+    for index, event in enumerate(scenario.events):
+        if event.when is not None:
+            try:
+                compile_expr(event.when)(values)
+            except _RUNTIME_ERRORS as exc:
+                problems.append((("events", index, "when"), _cannot(exc, None)))
+        for tag, value in (event.assign or {}).items():
+            if isinstance(value, SetExpr):
+                try:
+                    _coercer(scenario.tags[tag].type)(compile_expr(value.expr)(values))
+                except _RUNTIME_ERRORS as exc:
+                    problems.append((("events", index, "set", tag, "expr"), _cannot(exc, scenario.tags[tag].type)))
+    return problems
+
+
+def _cannot(exc: Exception, type_name: str | None) -> str:
+    into = f" (as {with_article(type_name)})" if type_name is not None and not isinstance(exc, ExprError) else ""
+    return f"cannot be evaluated with the values the plant starts from{into}: {exc}"
 
 
 def _evaluation_order(behaviours: dict[str, Behaviour]) -> list[str]:

@@ -418,9 +418,12 @@ class Proxy:
         await self._pump(
             session, session.client_reader, splitter, lambda piece, frame: self._request(session, piece, frame)
         )
-        # The client is done sending: let what is on its way arrive, then close towards the target.
+        # The client is done sending: let what is on its way arrive, then close the target side too. A
+        # PLC rarely closes on its own, and it has few connection slots: one kept for a client that
+        # left is one the next client cannot have. (A reply still on its way has no one to read it.)
         if session.upstream is not None and session.ended is None:
             await session.upstream.drained()
+        self._end(session, "client closed")
 
     async def _target_to_client(self, session: _Session) -> None:
         assert session.target_reader is not None

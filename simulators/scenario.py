@@ -16,6 +16,7 @@ import contextvars
 import difflib
 import json
 import keyword
+import math
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,7 +47,7 @@ from bifrost import durations
 from bifrost._yaml import load_yaml
 from bifrost.errors import ConfigError, EncodeError
 from bifrost.tagfile import MapEntry, TagFile, TagSpec, map_entry, mapped_tags, validate_located
-from bifrost.tags import DataType, Value, parse_type
+from bifrost.tags import DataType, Value, parse_type, with_article
 from bifrost.values import WireFormat
 from simulators.expr import ExprError, compile_expr
 
@@ -183,6 +184,25 @@ def _positive_duration(value: object) -> float:
     return seconds
 
 
+MIN_PERIOD = 0.001
+"""The shortest tick or `every` period (1 ms): each one is a timer run on the server's event loop, and
+below a millisecond the plant would do nothing but tick while clients wait."""
+MAX_TIMER_RATE = 1000.0
+"""The most ticks or `every` events one period may ask of a real second, after `--clock-speed`."""
+
+
+def _period(value: object) -> float:
+    seconds = _positive_duration(value)
+    if seconds < MIN_PERIOD:
+        raise PydanticCustomError(
+            "duration",
+            "expected at least 1ms: the plant runs one timer per period, and shorter ones would leave it no "
+            "time to answer clients (got {seconds:g}s)",
+            {"seconds": seconds},
+        )
+    return seconds
+
+
 _DURATION_SCHEMA = {
     "anyOf": [
         {"type": "number", "minimum": 0},
@@ -192,6 +212,9 @@ _DURATION_SCHEMA = {
 }
 Duration = Annotated[float, PlainValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
 PositiveDuration = Annotated[float, PlainValidator(_positive_duration), WithJsonSchema(_DURATION_SCHEMA)]
+Period = Annotated[
+    float, PlainValidator(_period), WithJsonSchema({**_DURATION_SCHEMA, "description": "a duration of 1ms or more"})
+]
 
 
 def _scalar(value: object) -> Value:
@@ -307,7 +330,7 @@ def _value_problem(type_name: str | None, value: Any) -> str | None:
     try:
         checked_value(type_name, value)
     except (EncodeError, ValueError) as exc:
-        return f"expected a value a {type_name} tag can hold: {exc}"
+        return f"expected a value {with_article(type_name)} tag can hold: {exc}"
     return None
 
 
@@ -685,10 +708,19 @@ class FaultMatch(_Strict):
     node: str | None = Field(default=None, description="an OPC UA node id")
 
 
-class FaultSpec(_Strict):
-    """A fault to switch on. Kind-specific keys (delay, jitter, code, ...) are kept as they are, for now."""
+def _fault_schema(schema: dict[str, Any]) -> None:
+    # Imported here: simulators.faults imports this module (for the vocabulary of kinds).
+    from simulators.faults.spec import kind_schemas
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    schema["additionalProperties"] = True  # the kind's clause below says which
+    schema["allOf"] = kind_schemas()
+
+
+class FaultSpec(_Strict):
+    """A fault to switch on: the common keys here, the kind's own (delay, jitter, code, ...) checked by
+    simulators.faults.spec, the checker the host uses when the event fires."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, json_schema_extra=_fault_schema)
     _open: ClassVar[bool] = True
 
     device: KnownDevice
@@ -701,12 +733,40 @@ class FaultSpec(_Strict):
     def _problems(self) -> list[InitErrorDetails]:
         if self.count is not None and self.duration is not None:
             return [_error(("count",), "a fault takes count or for, not both", self.count)]
-        return []
+        return _host_check(self)
 
     @property
     def params(self) -> dict[str, Any]:
         """The kind-specific keys."""
         return dict(self.model_extra or {})
+
+
+_CHECKED_KEY = re.compile(r"^([A-Za-z_][\w.]*): ")
+
+
+def _host_check(fault: FaultSpec) -> list[InitErrorDetails]:
+    """The fault as the host will build it when its event fires, checked now by the same code.
+
+    The kind's own keys (delay, code, ...) are checked only there (simulators.faults.spec), so a file
+    that passes here is a file whose faults all happen; the error is placed at the key it names.
+    """
+    # Imported here: simulators.faults imports this module (for the vocabulary of kinds).
+    from simulators.faults.spec import FaultSpec as CheckedFault
+    from simulators.plant import FaultRecord
+
+    record = FaultRecord(
+        fault.device, fault.kind, 0.0, fault.duration, fault.probability, fault.match, fault.count, fault.params
+    )
+    try:
+        CheckedFault.from_record(record)
+    except ConfigError as exc:
+        message = str(exc).removeprefix(f"fault {fault.kind} of {fault.device}: ")
+        found = _CHECKED_KEY.match(message)
+        if found is None:
+            return [_error((), message, None)]
+        key = found.group(1)
+        return [_error(tuple(key.split(".")), message[found.end() :], fault.params.get(key))]
+    return []
 
 
 class ClearSpec(_Strict):
@@ -724,7 +784,7 @@ class Event(_Strict):
     """A trigger (at, every or when) and what then happens (set, ramp, fault, clear)."""
 
     at: Duration | None = Field(default=None, description="once, at this plant time")
-    every: PositiveDuration | None = Field(default=None, description="at this period, first one period in")
+    every: Period | None = Field(default=None, description="at this period, first one period in (1ms or more)")
     when: Expr | None = Field(default=None, description="each time this becomes true (checked every tick)")
     assign: dict[KnownTag, SetValue] | None = Field(default=None, alias="set")
     ramp: RampAction | None = None
@@ -748,7 +808,11 @@ class Event(_Strict):
                 found = known.type_of(self.ramp.tag)
                 if found is not None and found[0] in (DataType.BOOL, DataType.STRING):
                     errors.append(
-                        _error(("ramp", "tag"), f"ramp moves a number tag, not a {found[0].value}", self.ramp.tag)
+                        _error(
+                            ("ramp", "tag"),
+                            f"ramp moves a number tag, not {with_article(found[0].value)}",
+                            self.ramp.tag,
+                        )
                     )
         return errors
 
@@ -761,7 +825,7 @@ class Event(_Strict):
 
 
 class ClockSpec(_Strict):
-    tick: PositiveDuration = Field(default=0.1, description="how often behaviours and `when` events are computed")
+    tick: Period = Field(default=0.1, description="how often behaviours and `when` events are computed (1ms or more)")
 
 
 class Scenario(TagFile, _Strict):
@@ -792,6 +856,25 @@ class Scenario(TagFile, _Strict):
                 data = {**data, "devices": devices}
             result: Self = _with_more(cls.__name__, data, handler, errors)
             return result
+
+    def fastest_speed(self) -> float:
+        """The highest clock speed at which no period (the tick, an `every`) asks for more than
+        MAX_TIMER_RATE timers a real second."""
+        shortest = min([self.clock.tick, *(event.every for event in self.events if event.every is not None)])
+        return MAX_TIMER_RATE * shortest
+
+    def check_speed(self, speed: float) -> None:
+        """A ConfigError unless a real-time clock can run this plant `speed` times faster than real time."""
+        if not (speed > 0 and math.isfinite(speed)):
+            raise ConfigError(f"clock speed must be a positive number, not {speed!r}")
+        limit = self.fastest_speed()
+        if speed > limit:
+            shortest = limit / MAX_TIMER_RATE
+            raise ConfigError(
+                f"clock speed {speed:g} is too fast for {self.scenario}: its shortest period ({shortest * 1000:g}ms) "
+                f"would come {speed / shortest:.3g} times a second, and a plant keeps up with at most "
+                f"{MAX_TIMER_RATE:g}; at most {limit:g} for this scenario"
+            )
 
     def device(self, name: str) -> DeviceModel:
         try:
@@ -847,6 +930,13 @@ def load_scenario(path: str | Path, text: str | None = None) -> Scenario:
         scenario = validate_located(Scenario, located)
     except ConfigError as exc:
         problems.extend(_reworded(problem) for problem in exc.problems)
+    if scenario is not None and not problems:
+        # Imported here: the plant imports this module. Only a file that checks can be evaluated.
+        from simulators.plant import expression_problems
+
+        for loc, message in expression_problems(scenario):
+            where, field = located.where(loc)
+            problems.append(f"{where}: {field}: {message}")
     if problems or scenario is None:
         problems = sorted(problems, key=lambda line: _position(line, located.source))
         raise ConfigError("\n".join(problems), problems=problems)

@@ -41,3 +41,23 @@ def test_readme_tour_parses() -> None:
     readme = (ROOT / "README.md").read_text()
     for block in BLOCK.findall(readme):
         compile(block, "README.md", "exec")
+
+
+def test_readme_tour_reads_a_live_level_from_the_demo_plant(capsys: pytest.CaptureFixture[str]) -> None:
+    # Before, the demo tank drained empty ~30 s after `serve` started, so the tour's first read said 0.0.
+    from simulators import SimHost
+
+    readme = (ROOT / "README.md").read_text()
+    tour = next(block for block in BLOCK.findall(readme) if "bifrost.connect" in block)
+    assert "modbus://127.0.0.1:5020?unit=1" in tour
+    with SimHost("water_tank", clock="virtual", any_port=True) as host:
+        plant = host.plant
+        levels = []
+        for _ in range(3600):  # an hour of plant time, a second at a time
+            host.clock.advance(1.0)
+            levels.append(plant.get("tank.level"))
+        assert min(levels) > 15 and max(levels) < 100, (min(levels), max(levels))
+        assert max(levels[-60:]) - min(levels[-60:]) > 20  # still cycling at the end of the hour
+        exec(compile(tour.replace("modbus://127.0.0.1:5020?unit=1", host.url("plc1")), "README.md", "exec"), {})
+    value, quality = capsys.readouterr().out.split()
+    assert 15 < float(value) < 100 and quality == "Quality.GOOD"

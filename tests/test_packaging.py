@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -22,7 +23,15 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.fail("maturin is a dev dependency: pip install -e '.[dev]'")
     out = tmp_path_factory.mktemp("wheel")
     # --release reuses the artifacts of the editable install (also a release build), so this only packs.
-    subprocess.run([maturin, "build", "--release", "--quiet", "--out", str(out)], cwd=ROOT, check=True)
+    # Serialised: under `-n 2` each xdist worker that runs a test of this module builds the wheel, and
+    # maturin copies the extension into target/maturin/ outside cargo's own lock, so two builds at once
+    # (or one beside another cargo build) once failed to open target/maturin/lib_native.so. A target
+    # directory of its own would avoid the lock but rebuild every crate from nothing: minutes, not seconds.
+    lock_path = ROOT / "target" / "bifrost-wheel.lock"
+    lock_path.parent.mkdir(exist_ok=True)
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        subprocess.run([maturin, "build", "--release", "--quiet", "--out", str(out)], cwd=ROOT, check=True)
     (built,) = out.glob("bifrost-*.whl")
     return built
 
@@ -90,3 +99,20 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert len(blocks) == 2, "the README keeps exactly two set-up commands: serve, and test"
     test_command = next(block for block in blocks if "pytest" in block)
     assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_tox_runs_the_suite_on_every_supported_python_and_lint_and_typing() -> None:
+    # tox itself is not a dev dependency (nox is the project's runner; `pip install tox` to use it):
+    # this holds its native-TOML table to the interpreters the project supports and to nox's sessions.
+    tomllib = pytest.importorskip("tomllib")
+    tox = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["tox"]
+    assert tox["requires"] == ["tox>=4.21"] and tox["skip_missing_interpreters"] is True
+    supported = [f"3.{minor}" for minor in range(10, 14)]  # requires-python >=3.10, up to the newest
+    assert tox["env_list"] == [*supported, "lint", "typing"]
+    assert tox["env_run_base"]["extras"] == ["dev"]
+    assert tox["env_run_base"]["commands"][0][:3] == ["pytest", "-n", "2"]
+    lint = [" ".join(command) for command in tox["env"]["lint"]["commands"]]
+    noxfile = (ROOT / "noxfile.py").read_text()
+    for command in lint:  # the same checks as `nox -s lint`
+        assert ", ".join(f'"{part}"' for part in command.split()) in noxfile, command
+    assert "`pip install tox`" in (ROOT / "README.md").read_text()  # the README names it

@@ -77,6 +77,7 @@ _SCHEME_PROTOCOL = {"modbus": "modbus", "opc.tcp": "opcua", "s7": "s7"}
 
 
 def _protocol_of(url: str | None) -> str | None:
+    """The scenario protocol a URL speaks: modbus+rtu://... is modbus, opc.tcp://... is opcua."""
     scheme = url.split("://", 1)[0].lower() if url and "://" in url else ""
     return _SCHEME_PROTOCOL.get(scheme.split("+", 1)[0])
 

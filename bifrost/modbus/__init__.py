@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bifrost.connection import Connection
 from bifrost.tags import TagMap
 from bifrost.urls import Endpoint, Param, Scheme, register_scheme
@@ -22,7 +24,8 @@ _SERIAL = (
 )
 
 
-def _open(endpoint: Endpoint, *, tags: TagMap | None, timeout: float, engine: str | None) -> Connection:
+def _open(endpoint: Endpoint, *, tags: TagMap | None, timeout: float, engine: str | None, **options: Any) -> Connection:
+    # Modbus declares no options, so connect() passes none.
     from bifrost.modbus.client import open_connection
 
     return open_connection(endpoint, tags=tags, timeout=timeout, engine=engine)

@@ -94,7 +94,8 @@ class ModbusConnection(Connection):
             except ConfigError as exc:
                 known = ", ".join(sorted(self.tags)) or "none"
                 raise ConfigError(
-                    f"{name!r} is not a tag of this connection (tags: {known}) nor an address: {exc}"
+                    f"{name!r} is not a tag of this connection ({self.tags.suggest(name)}tags: {known}) "
+                    f"nor an address: {exc}"
                 ) from None
             found = Resolved(name, address, address.wire_format(), True)
         self._resolved[name] = found

@@ -833,13 +833,20 @@ _STANDARD_CODES = frozenset(int(code) for code in ExceptionCode)
 
 @dataclass(frozen=True, slots=True)
 class ExceptionResponse:
-    """The device refused `function` with exception `code` (an ExceptionCode when it is a standard one)."""
+    """The device refused `function` with exception `code` (an ExceptionCode when it is a standard one).
+
+    Its function byte on the wire is `0x80 | function`. `function` is 1..127 in any answer a client
+    decodes; a server may also answer a request whose code is 0 or 128..255 (no request's), with
+    ILLEGAL_FUNCTION: `0x80` and `0x80 | function` (0x81 stays 0x81), so that the reply still names the
+    code it refuses. (pymodbus 3.x answers every unknown code with 0x80; libmodbus adds 0x80 modulo 256,
+    so 0x81 comes back as 0x01, which reads as a malformed Read Coils reply.)
+    """
 
     function: int
     code: int
 
     def __post_init__(self) -> None:
-        _check_int(self, "function", self.function, 1, 127, "a function code")
+        _check_int(self, "function", self.function, 0, 255, "a function code")
         _check_int(self, "code", self.code, 1, 255, "an exception code")
         if not isinstance(self.code, ExceptionCode) and self.code in _STANDARD_CODES:
             object.__setattr__(self, "code", ExceptionCode(self.code))
@@ -856,6 +863,8 @@ class ExceptionResponse:
     @classmethod
     def _decode(cls, pdu: bytes) -> ExceptionResponse:
         _expect_length(pdu, 2, "ExceptionResponse")
+        if pdu[0] == 0x80:  # refuses function 0, which no client sends: it answers no request of ours
+            raise LimitError("ExceptionResponse.function: 0 is not a function code (1..127)", field="function")
         return cls(pdu[0] & 0x7F, pdu[1])
 
 
@@ -987,7 +996,12 @@ def decode_request(pdu: bytes) -> RequestPdu:
     """
     function = _check_pdu(pdu)
     if function == 0 or function & 0x80:
-        raise MalformedFrame(f"function code {function} is not a request's (1..127)")
+        # Answered as any unknown function is, by libmodbus and pymodbus too: ILLEGAL_FUNCTION.
+        raise MalformedFrame(
+            f"function code {function} is not a request's (1..127)",
+            function=function,
+            exception_code=ExceptionCode.ILLEGAL_FUNCTION,
+        )
     decoder = _REQUEST_DECODERS.get(function)
     if decoder is None:
         return UnsupportedRequest(function, bytes(pdu[1:]))

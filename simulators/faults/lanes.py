@@ -38,6 +38,10 @@ EndHook = Callable[[str], object]
 Way = Literal["upstream", "downstream"]
 
 _PACE = 100  # bandwidth pieces per second of line time: a slow line delivers bytes as it goes
+HIGH_WATER = 256 * 1024
+"""Bytes a lane may hold back (under latency, bandwidth, slicer) before it is full. A full lane does not
+refuse bytes; `room()` waits, so whoever feeds it (a server writing replies, a reader reading requests
+ahead) stops until it has sent half of them, and TCP's flow control holds the sender back from there."""
 
 
 def flip_bits(data: bytes, bits: int, rng: random.Random) -> bytes:
@@ -62,6 +66,9 @@ class Lane:
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._held = 0  # bytes of the pieces in the queue
+        self._room = asyncio.Event()  # set while the lane is not full
+        self._room.set()
         self._last = -math.inf  # when the last queued piece leaves
         self._line_free = -math.inf  # when a bandwidth-limited line has sent all it was given
         self._stalled_by: ActiveFault | None = None
@@ -159,6 +166,28 @@ class Lane:
         self._last = when
         if rate:
             self._line_free = line
+        self._held += len(data)
+        if self._held > HIGH_WATER:
+            self._room.clear()
+
+    @property
+    def held(self) -> int:
+        """Bytes queued, not yet sent on."""
+        return self._held
+
+    async def room(self) -> None:
+        """Wait while the lane is full (more than HIGH_WATER bytes held, until half of them are sent)."""
+        await self._room.wait()
+
+    def _release(self, size: int) -> None:
+        self._held = max(0, self._held - size)
+        if self._held <= HIGH_WATER // 2:
+            self._room.set()
+
+    def _forget(self) -> None:
+        self._queue.clear()
+        self._held = 0
+        self._room.set()
 
     def _wake(self) -> None:
         if self._task is None and self._queue:
@@ -185,16 +214,17 @@ class Lane:
                     continue  # look again: a reset may have come while asleep
                 self._queue.popleft()
                 if isinstance(item, str):
-                    self._queue.clear()
+                    self._forget()
                     self.ended = item
                     if self._on_end is not None:
                         self._on_end(item)
                     break
+                self._release(len(item))
                 self._send(item)
         except Exception:  # a bug here must end the connection's faults loudly, not hang it
             log.exception("%s lane failed", self.direction)
             self.ended = "lost"
-            self._queue.clear()
+            self._forget()
         finally:
             self._task = None
             self._idle.set()
@@ -205,7 +235,7 @@ class Lane:
         except (ConnectionError, OSError, RuntimeError) as exc:  # the other side has gone
             log.debug("%s lane lost: %s", self.direction, exc)
             self.ended = "lost"
-            self._queue.clear()
+            self._forget()
 
     async def drained(self) -> None:
         """Wait until every queued piece has left (or the lane ended)."""
@@ -213,7 +243,7 @@ class Lane:
 
     def close(self) -> None:
         """Forget what is queued and stop the pump (the connection is going away)."""
-        self._queue.clear()
+        self._forget()
         task, self._task = self._task, None
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()

@@ -35,7 +35,8 @@ DIRECTED_KINDS = TRANSPORT_KINDS - {"refuse"}
 # Kinds that act on a device or a listener as a whole, never on one request: a match means nothing.
 _UNMATCHED_KINDS = frozenset({"refuse", "freeze", "reboot"})
 
-_ADDRESS = re.compile(r"^\s*(coil|di|ir|hr):(\d{1,5})(?:\s*-\s*(\d{1,5}))?\s*$")
+# Modbus areas (registers or bits), and S7 ones (bytes of a DB, the flags, inputs or outputs).
+_ADDRESS = re.compile(r"^\s*(coil|di|ir|hr|DB[1-9]\d{0,4}|M|I|Q):(\d{1,5})(?:\s*-\s*(\d{1,5}))?\s*$")
 _AREAS = ("coil", "di", "ir", "hr")
 
 
@@ -97,6 +98,7 @@ def _probability(value: object, key: str) -> float:
 _CODE_NAMES = {code.name.lower(): int(code) for code in ExceptionCode}
 
 
+_CODES = frozenset(_CODE_NAMES.values())
 _STATUS_NAME = re.compile(r"(Good|Uncertain|Bad)[A-Za-z0-9]*")
 
 
@@ -111,13 +113,22 @@ def _status_code(value: object, key: str) -> int:
 
 
 def _exception_code(value: object, key: str) -> int:
-    """A Modbus exception code (number or name) or an OPC UA status name: each protocol's own code."""
+    """A Modbus exception code (number or name) or an OPC UA status name: each protocol's own code.
+
+    Modbus numbers are only the standard's: a client under test meets no other from a real device, and a
+    typo such as 99 would otherwise pass as a fault that tests nothing anyone meant."""
     if isinstance(value, str) and value.strip().lower() in _CODE_NAMES:
         return _CODE_NAMES[value.strip().lower()]
     if isinstance(value, str) and _STATUS_NAME.fullmatch(value.strip()):
         return _status_code(value, key)
-    names = ", ".join(_CODE_NAMES)
-    return _integer(value, key, 1, 255, f"a Modbus exception code 1..255 or one of {names}, or an OPC UA status name")
+    what = (
+        f"a Modbus exception code ({', '.join(map(str, sorted(_CODES)))}) or one of {', '.join(_CODE_NAMES)}, "
+        "or an OPC UA status name"
+    )
+    code = _integer(value, key, 1, 255, what)
+    if code not in _CODES:
+        raise ConfigError(f"{key}: expected {what}, not {value!r}")
+    return code
 
 
 # --- match ------------------------------------------------------------------------------------------
@@ -125,7 +136,7 @@ def _exception_code(value: object, key: str) -> int:
 
 @dataclass(frozen=True)
 class AddressRange:
-    """A range of one Modbus area, both ends included: `hr:0-9`."""
+    """A range of one area, both ends included: Modbus `hr:0-9`, or S7 bytes `DB1:0-7`, `M:10`."""
 
     area: str
     first: int
@@ -136,7 +147,8 @@ class AddressRange:
         found = _ADDRESS.match(value) if isinstance(value, str) else None
         if found is None:
             raise ConfigError(
-                f"{key}: expected an address or range such as hr:0 or hr:0-9 (coil, di, ir, hr), not {value!r}"
+                f"{key}: expected an address or range such as hr:0 or hr:0-9 (coil, di, ir, hr), or S7 bytes such "
+                f"as DB1:0-7 (DB<n>, M, I, Q), not {value!r}"
             )
         first = int(found.group(2))
         last = int(found.group(3)) if found.group(3) is not None else first
@@ -252,6 +264,22 @@ class _Param:
     required: bool = False
     help: str = ""
 
+    @property
+    def schema(self) -> dict[str, Any]:
+        """The JSON Schema of the values `parse` accepts (for editors; the parser has the last word)."""
+        if self.parse is parse_duration:
+            return {
+                "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": durations.DURATION.pattern}],
+                "description": self.help,
+            }
+        if self.parse is _exception_code:
+            return {
+                "anyOf": [{"enum": sorted(_CODES)}, {"enum": sorted(_CODE_NAMES)}],
+                "description": "a Modbus exception code, by number or name",
+            }
+        low = 0 if self.parse is _non_negative_int else 1
+        return {"type": "integer", "minimum": low, "description": self.help}
+
 
 _PARAMS: dict[str, dict[str, _Param]] = {
     "latency": {
@@ -294,6 +322,24 @@ def kind_keys(kind: str) -> tuple[str, ...]:
     ]
     matched = [] if kind in _UNMATCHED_KINDS else [*MATCH_KEYS]
     return (*_PARAMS[kind], *common, *matched)
+
+
+def kind_schemas() -> list[dict[str, Any]]:
+    """Per kind, a JSON Schema `if kind is K then only K's keys` clause, so that an editor refuses a
+    misspelt key as `validate` does. `common` holds the schemas of the keys every kind shares."""
+    clauses = []
+    for kind, params in _PARAMS.items():
+        properties: dict[str, Any] = {"device": True, "kind": True}
+        properties.update({key: True for key in kind_keys(kind) if key not in params})
+        properties.update({key: param.schema for key, param in params.items()})
+        if kind in DIRECTED_KINDS:
+            properties["direction"] = {"enum": list(DIRECTIONS), "default": "downstream"}
+        clause: dict[str, Any] = {"properties": properties, "additionalProperties": False}
+        required = [key for key, param in params.items() if param.required]
+        if required:
+            clause["required"] = required
+        clauses.append({"if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]}, "then": clause})
+    return clauses
 
 
 def _close(key: str, keys: Iterable[str]) -> str:
@@ -526,6 +572,7 @@ __all__ = [
     "FaultSpec",
     "Match",
     "kind_keys",
+    "kind_schemas",
     "parse_duration",
     "parse_faults",
 ]

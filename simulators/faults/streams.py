@@ -22,7 +22,7 @@ from typing import Any
 
 from simulators.faults.faultset import FaultSet
 from simulators.faults.frames import Pairing, Piece, Splitter, cut_whole
-from simulators.faults.lanes import Lane
+from simulators.faults.lanes import HIGH_WATER, Lane
 from simulators.hooks import Reader, Writer
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,8 @@ class FaultyReader:
         self._splitter = Splitter(faults.framing, "requests")
         self._out: asyncio.StreamReader | None = None
         self._task: asyncio.Task[None] | None = None
+        self._unread = 0  # bytes through the lane that the server has not read yet
+        self._read_some = asyncio.Event()
         self.lane = Lane(faults, "upstream", self._feed, connection.end)
 
     async def read(self, n: int = -1) -> bytes:
@@ -103,15 +105,28 @@ class FaultyReader:
                 return data
             self._out = asyncio.StreamReader(limit=2**20)
             self._task = asyncio.get_running_loop().create_task(self._pump())
-        return await self._out.read(n)
+        data = await self._out.read(n)
+        self._unread = max(0, self._unread - len(data))
+        self._read_some.set()
+        return data
 
     def _feed(self, data: bytes) -> None:
         if self._out is not None:
+            self._unread += len(data)
             self._out.feed_data(data)
+
+    async def _room(self) -> None:
+        # Reading ahead is bounded: by what the lane holds back, and by what it let through that the
+        # server has not read (a server waiting for its replies to drain reads nothing).
+        await self.lane.room()
+        while self._unread > HIGH_WATER:
+            self._read_some.clear()
+            await self._read_some.wait()
 
     async def _pump(self) -> None:
         try:
             while True:
+                await self._room()
                 quiet = RTU_QUIET if self._splitter.pending else None
                 try:
                     data = await asyncio.wait_for(self._inner.read(READ_SIZE), quiet)
@@ -168,6 +183,11 @@ class FaultyWriter:
             self.lane.push(piece, self._pairing.reply(frame))
 
     async def drain(self) -> None:
+        # A full lane (replies held back by latency, say) is drained like a full socket buffer: the
+        # server stops reading this connection until it has room, so a client that pipelines and
+        # never reads cannot make it hold more than HIGH_WATER of replies.
+        if self._connection.ended is None:
+            await self.lane.room()
         if self._connection.ended is None and not self._inner.is_closing():
             await self._inner.drain()
 

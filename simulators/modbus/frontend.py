@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -52,7 +53,7 @@ class ModbusProtocolServer:
         endpoints = {
             setup.name: Endpoint("rtu")
             if device.transport == "rtu"
-            else Endpoint(device.transport, setup.host, setup.port)
+            else Endpoint(device.transport, setup.host, setup.port, listen=setup.spec.listen or "")
             for setup, device in zip(setups, self.devices, strict=False)
         }
         self._server = ModbusServer(self.devices, endpoints, hooks=hooks, sleep=sleep)
@@ -139,7 +140,7 @@ class ListenerGate:
 
     def _reopen(self) -> None:
         endpoint = self.listener.endpoint
-        self.listener.endpoint = Endpoint(endpoint.transport, endpoint.host, self._port or 0)
+        self.listener.endpoint = dataclasses.replace(endpoint, port=self._port or 0)
         try:
             self.listener._open_socket()
         except ConfigError as exc:  # the port was taken meanwhile: tried again at the next change

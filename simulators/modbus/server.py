@@ -58,15 +58,23 @@ _RECV_SIZE = 4096  # a Modbus frame is at most 260 bytes; pipelined requests com
 _HIGH_WATER = 256 * 1024  # unsent bytes above which a connection stops reading until the client reads
 _REPLACED = "not answered: a newer request came first (RTU carries one at a time)"
 _RTU_SILENCE = 0.1  # seconds of quiet that end an unfinished RTU frame (t3.5, generous for a pty)
+_ACCEPT_PAUSE = (0.01, 1.0)  # seconds a listener stops accepting after accept() fails: first, longest
+_ACCEPT_WARN_EVERY = 10.0  # seconds between warnings while accept() keeps failing
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where a listener listens: a transport and, for TCP, a host and port (port 0: any free port)."""
+    """Where a listener listens: a transport and, for TCP, a host and port (port 0: any free port).
+
+    Devices with equal endpoints share one listener. `listen` is the address as the scenario wrote it,
+    so that devices the scenario puts on different addresses keep their own listeners when the port
+    is replaced by 0 (`--any-port`): each of them gets its own free port.
+    """
 
     transport: str
     host: str = ""
     port: int = 0
+    listen: str = ""
 
     def __str__(self) -> str:
         if self.transport == "rtu":
@@ -603,6 +611,10 @@ class _Listener:
         self.address = ""  # what the URL says: host:port, or the pty's path
         self._socket: socket.socket | None = None
         self._pty: tuple[int, int] | None = None
+        self._pause = 0.0  # the current pause after a failed accept(); 0 while accepting works
+        self._paused: asyncio.TimerHandle | None = None
+        self._failures = 0  # failed accepts not yet in a warning
+        self._warn_at = 0.0  # loop time before which failures are only counted
 
     def open(self) -> None:
         if self.pty:
@@ -630,7 +642,9 @@ class _Listener:
             raise ConfigError(f"{names}: cannot listen on {self.endpoint}: {why}") from None
         self._socket = sock
         bound = sock.getsockname()
-        shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+        # The address bound, as it is: a wildcard (every interface) is not shown as 127.0.0.1, which
+        # would hide that other machines reach it too; SimHost warns about it and says where.
+        shown = host or "0.0.0.0"
         self.address = f"[{shown}]:{bound[1]}" if ":" in shown else f"{shown}:{bound[1]}"
         self.info = ListenerInfo("modbus", self.endpoint.transport, self.address, self.info.devices, self.framing)
         self.loop.add_reader(sock.fileno(), self._accept)
@@ -642,9 +656,10 @@ class _Listener:
                 sock, peer = self._socket.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # out of descriptors, say: the next attempt may succeed
-                log.warning("%s: accept failed: %s", self.address, exc)
+            except OSError as exc:  # out of descriptors, say: a later attempt may succeed
+                self._accept_failed(exc)
                 return
+            self._pause = 0.0
             if not self.hooks.accepting(self.info):
                 sock.close()
                 continue
@@ -655,6 +670,39 @@ class _Listener:
             extra = {"peername": peer, "sockname": sock.getsockname(), "socket": sock}
             channel = _Channel(self.loop, sock.fileno(), sock.recv, sock.send, sock.close, extra)
             self._start(channel, client)
+
+    def _accept_failed(self, exc: OSError) -> None:
+        # The connection stays in the backlog, so the socket stays readable and the loop would call
+        # straight back: a busy spin that starves every client and floods the log. Stop watching the
+        # socket for a pause that doubles on each failure, and warn once per interval with a count.
+        sock = self._socket
+        assert sock is not None
+        with contextlib.suppress(ValueError, OSError):
+            self.loop.remove_reader(sock.fileno())
+        first, longest = _ACCEPT_PAUSE
+        self._pause = min(longest, max(first, self._pause * 2))
+        if self._paused is not None:
+            self._paused.cancel()
+        self._paused = self.loop.call_later(self._pause, self._resume_accepting)
+        self._failures += 1
+        now = self.loop.time()
+        if now >= self._warn_at:
+            log.warning(
+                "%s: cannot accept a connection: %s (%d failure(s) since the last warning); accepting again "
+                "after a pause of up to %gs, and warning at most every %gs",
+                self.address,
+                exc.strerror or exc,
+                self._failures,
+                longest,
+                _ACCEPT_WARN_EVERY,
+            )
+            self._failures = 0
+            self._warn_at = now + _ACCEPT_WARN_EVERY
+
+    def _resume_accepting(self) -> None:
+        self._paused = None
+        if self._socket is not None:
+            self.loop.add_reader(self._socket.fileno(), self._accept)
 
     def _open_pty(self) -> None:
         master, slave = os.openpty()
@@ -706,6 +754,9 @@ class _Listener:
 
     def close(self) -> list[asyncio.Task[None]]:
         """Stop listening and drop every connection; the tasks still to be awaited."""
+        if self._paused is not None:
+            self._paused.cancel()
+            self._paused = None
         if self._socket is not None:
             with contextlib.suppress(ValueError, OSError):
                 self.loop.remove_reader(self._socket.fileno())

@@ -37,8 +37,10 @@ def test_tag_maps_are_keyed_by_name() -> None:
     tags = TagMap(tags={"level": {"address": "hr:0", "type": "float32"}})  # type: ignore[dict-item]
     assert tags["level"].name == "level"
     assert "level" in tags and list(tags) == ["level"] and len(tags) == 1
-    with pytest.raises(KeyError, match="no tag 'levle'; known tags: level"):
+    with pytest.raises(KeyError, match="no tag 'levle'; did you mean 'level'\\? known tags: level"):
         tags["levle"]
+    with pytest.raises(KeyError, match="no tag 'pressure'; known tags: level"):  # nothing close: no guess
+        tags["pressure"]
     with pytest.raises(ValidationError, match="the key and the name must match"):
         TagMap(tags={"a": Tag(name="b", address="hr:0")})
 
@@ -96,5 +98,17 @@ def test_tag_file_problems_in_yaml_itself(tmp_path: Path) -> None:
 
 
 def test_unknown_device_lists_the_devices() -> None:
-    with pytest.raises(ConfigError, match="no device 'plc9'; the devices are: hmi, plc1"):
+    with pytest.raises(ConfigError, match="no device 'plc9'; the devices are: cpu1, hmi, plc1"):
         TagMap.from_scenario(shipped_scenario("water_tank"), device="plc9")
+
+
+def test_a_type_name_reads_with_its_article() -> None:
+    from bifrost.tags import with_article
+
+    assert [with_article(name) for name in ("int16", "uint16", "float32", "int64", "bool")] == [
+        "an int16",
+        "a uint16",
+        "a float32",
+        "an int64",
+        "a bool",
+    ]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_bifrost.devices import load_devices
+from pytest_bifrost.devices import load_devices, read_devices_file
 from pytest_bifrost.options import MARKERS, OPTIONS
 from simulators import SimHost
 
@@ -49,8 +49,10 @@ def test_the_project_passes_on_the_simulated_plant(project: pytest.Pytester, run
 def rig(project: pytest.Pytester) -> Iterator[SimHost]:
     """Stand-in hardware for the page's devices file: the tank scenario, served outside the plugin."""
     with SimHost(project.path / "plants" / "tank.yaml", any_port=True) as host:
-        names = yaml.safe_load(FILES[DEVICES])
-        (project.path / DEVICES).write_text("".join(f"{name}: {host.url(name)}\n" for name in names))
+        devices = yaml.safe_load(FILES[DEVICES])
+        for entry in devices.values():
+            entry["url"] = host.url("plc1")  # the page's devices, at the stand-in's address
+        (project.path / DEVICES).write_text(yaml.safe_dump(devices))
         yield host
 
 
@@ -64,14 +66,19 @@ def test_the_same_project_passes_on_the_real_target(project: pytest.Pytester, ru
             "SKIPPED * bifrost_modbus_server starts a simulator; --bifrost-target=real talks to hardware",
         ]
     )
-    # The examples' writes reached the "hardware", which the plugin neither started nor reset.
-    assert sorted(rig.devices["plc1"].log.writes("setpoint")) == [70, 85]
+    # The examples' writes reached the "hardware", which the plugin did not start; before_each put the
+    # setpoint back to 80 before each test of the tank that asked for the plant (skipped ones too).
+    writes = rig.devices["plc1"].log.writes("setpoint")
+    assert sorted(value for value in writes if value != 80) == [70, 85]
+    assert all(writes[index - 1] == 80 for index, value in enumerate(writes) if value != 80)
+    assert writes[0] == 80
 
 
 def test_the_devices_file_example_is_valid(tmp_path: Path) -> None:
     path = tmp_path / DEVICES
     path.write_text(FILES[DEVICES])
     assert load_devices(path) == {"plc1": "modbus://10.0.0.5:502?unit=1"}
+    assert read_devices_file(path).before_each == {"plc1": {"setpoint": 80, "pump": False}}
 
 
 def test_the_options_table_is_the_plugins() -> None:

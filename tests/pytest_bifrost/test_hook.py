@@ -42,7 +42,7 @@ def test_called_once_per_host_and_its_writes_are_the_baseline(pytester: pytest.P
             assert bifrost_plant.get("valve.open") == 50
 
         def test_called_once_per_host():
-            assert STARTED == [("mini-plant", ["plc1"]), ("water-tank", ["hmi", "plc1"])]
+            assert STARTED == [("mini-plant", ["plc1"]), ("water-tank", ["cpu1", "hmi", "plc1"])]
         """
     )
     run().assert_outcomes(passed=4)

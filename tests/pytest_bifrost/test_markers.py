@@ -133,6 +133,11 @@ def test_mistakes_fail_the_test_saying_why(pytester: pytest.Pytester, run, targe
             "*bifrost_scenario takes one scenario (a stem or a path), got args=('water_tank', 'boiler')*",
         ]
     )
+    # Each message once: not chained to the lookup error it replaces ("During handling of ...").
+    output = result.stdout.str()
+    assert "During handling of the above exception" not in output
+    assert output.count("bifrost_scenario('no_such_plant'): no scenario of that name") == 1
+    assert output.count("has problems:") == 1
 
 
 def test_sim_only_runs_on_sim_and_skips_on_real_with_a_reason(

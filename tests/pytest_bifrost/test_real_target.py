@@ -156,3 +156,52 @@ def test_a_device_missing_from_the_devices_file(pytester: pytest.Pytester, run, 
     result.stdout.fnmatch_lines(
         ["*device 'plc2' of scenario 'mini-plant' is not in the devices file *rig.yaml (it names: plc1)*"]
     )
+
+
+SECOND_RUN = """
+import asyncio
+
+import pytest
+
+import bifrost
+
+pytestmark = pytest.mark.bifrost_scenario("plant.yaml")
+
+
+async def swap_setpoint(plc1, value):
+    async with bifrost.connect(plc1.url, tags=plc1.tags) as plc:
+        before = (await plc.read("setpoint")).value
+        await plc.write("setpoint", value)
+        return before
+
+
+def test_starts_from_the_scenarios_setpoint(bifrost_plant):
+    assert asyncio.run(swap_setpoint(bifrost_plant.device("plc1"), 61)) == 50
+"""
+
+
+def test_before_each_puts_the_real_device_back_for_every_test(pytester: pytest.Pytester, run, rig: SimHost) -> None:
+    # A new user's suite passed once on the rig and failed the second time: the first run's write stayed.
+    pytester.makepyfile(SECOND_RUN)
+    run(*REAL).assert_outcomes(passed=1)
+    run(*REAL).assert_outcomes(failed=1)  # nothing resets hardware by itself
+    (pytester.path / "rig.yaml").write_text(
+        f"plc1:\n  url: {rig.url('plc1')}\n  before_each: {{setpoint: 50, running: false}}\n"
+    )
+    run(*REAL).assert_outcomes(passed=1)
+    run(*REAL).assert_outcomes(passed=1)
+    assert rig.devices["plc1"].log.writes("setpoint")[-4:] == [50, 61, 50, 61]
+
+
+def test_before_each_mistakes_name_the_devices_file(pytester: pytest.Pytester, run, rig: SimHost) -> None:
+    pytester.makepyfile(SECOND_RUN)
+    (pytester.path / "rig.yaml").write_text(
+        f"plc1:\n  url: {rig.url('plc1')}\n  before_each: {{setpiont: 50, running: false}}\n"
+    )
+    result = run(*REAL)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*rig.yaml: plc1.before_each: no tag 'setpiont'; did you mean 'setpoint'?*"])
+    (pytester.path / "rig.yaml").write_text(f"plc1:\n  url: {rig.url('plc1')}\n  befor_each: {{setpoint: 50}}\n")
+    result = run(*REAL)
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*rig.yaml:3:3: plc1.befor_each: unknown key; did you mean 'before_each'?*"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pymodbus.client import ModbusTcpClient
@@ -43,18 +44,25 @@ def dashboard() -> Iterator[tuple[SimHost, ControlServer]]:
         yield host, server
 
 
-def _text(driver: object, element_id: str, expected: str, timeout: float = 20) -> None:
-    from selenium.webdriver.common.by import By
+def _wait(driver: object, timeout: float = 20) -> Any:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, timeout).until(lambda d: d.find_element(By.ID, element_id).text == expected)
+    # The page rebuilds its tables as events arrive: an element found a moment ago may be gone; look again.
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
+
+
+def _text(driver: object, element_id: str, expected: str, timeout: float = 20) -> None:
+    from selenium.webdriver.common.by import By
+
+    _wait(driver, timeout).until(lambda d: d.find_element(By.ID, element_id).text == expected)
 
 
 def test_the_dashboard_shows_a_changing_value_and_injects_a_fault(
     browser: object, dashboard: tuple[SimHost, ControlServer], tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.webdriver.support.ui import Select
 
     host, server = dashboard
     driver = browser
@@ -68,16 +76,16 @@ def test_the_dashboard_shows_a_changing_value_and_injects_a_fault(
     Select(driver.find_element(By.ID, "fault-kind")).select_by_visible_text("exception")  # type: ignore[attr-defined]
     driver.find_element(By.ID, "fault-params").send_keys("code=6")  # type: ignore[attr-defined]
     driver.find_element(By.ID, "inject").click()  # type: ignore[attr-defined]
-    WebDriverWait(driver, 20).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#faults tr.fault")) == 1)
+    _wait(driver).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#faults tr.fault")) == 1)
 
     port = int(host.url("plc1").split(":")[2].split("?")[0])
     with ModbusTcpClient("127.0.0.1", port=port) as plc:
         answer = plc.read_holding_registers(6, count=1, device_id=1)
     assert answer.isError() and answer.exception_code == 6
-    WebDriverWait(driver, 20).until(
+    _wait(driver).until(
         lambda d: d.find_element(By.CSS_SELECTOR, "#faults tr.fault td.hits").text == "1"
     )  # the page shows the fault's hit
-    WebDriverWait(driver, 20).until(lambda d: "exception" in d.find_element(By.ID, "traffic").text)
+    _wait(driver).until(lambda d: "exception" in d.find_element(By.ID, "traffic").text)
 
     shot = tmp_path / "dashboard.png"
     assert driver.save_screenshot(str(shot))  # type: ignore[attr-defined]

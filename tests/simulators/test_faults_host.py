@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -19,7 +20,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from bifrost.errors import ConfigError
-from bifrost.modbus import pdu
+from bifrost.modbus import framing, pdu
 from simulators.faults import ActiveFault, FaultSpec, PlantFaults
 from simulators.hooks import NoFaults
 from simulators.host import SimHost
@@ -518,3 +519,54 @@ def test_on_the_system_clock_whole_device_faults_come_and_go_on_the_loop() -> No
         host.clock.call_at(0.35, lambda: look(0.35))
         assert done.wait(PATIENT)
         assert seen == {0.15: True, 0.35: False}
+
+
+PIPELINED = """\
+scenario: big-replies
+tags:
+  text: {type: "string[240]", init: hello}
+devices:
+  plc1: {protocol: modbus, listen: "127.0.0.1:0", map: {text: hr:0}}
+"""
+
+
+def test_a_client_that_pipelines_under_latency_and_never_reads_is_held_at_the_bound() -> None:
+    # Before, the replies a long latency held back piled up without end (~20 MiB in 12 s): the server
+    # read on. Now it stops reading that connection once its lane holds HIGH_WATER bytes of replies.
+    from simulators.faults.lanes import HIGH_WATER
+
+    sent = 3000  # 36 kB of requests, which the kernel takes at once; 750 kB of replies, three lanes' worth
+    requests = b"".join(framing.encode_mbap(tid, 1, bytes.fromhex("03 0000 0078")) for tid in range(1, sent + 1))
+    with SimHost(load_scenario("big.yaml", text=PIPELINED), clock="virtual", any_port=True) as host:
+        log = host.devices["plc1"].log
+        with wire(host) as client:
+            with host.inject_fault("plc1", "latency", delay="1h"):
+                client.send_raw(requests)
+                deadline = time.monotonic() + PATIENT
+                while log.count() * 249 < HIGH_WATER:  # until the lane is full (a bounded wait, not a sleep)
+                    assert time.monotonic() < deadline, log.count()
+                    host.call(asyncio.sleep, 0)
+
+                async def spin(turns: int) -> None:  # loop turns in which a server that read on would read on
+                    for _ in range(turns):
+                        await asyncio.sleep(0)
+
+                host.call(spin, 5000)
+                held = log.count()
+                assert held < sent, "the server read every request while holding every reply"
+                assert held * 249 <= HIGH_WATER + 4096 // 12 * 249  # the bound, plus what one read brought
+                with wire(host) as other:  # other connections are served meanwhile (with the latency)
+                    other.send_raw(framing.encode_mbap(7, 1, bytes.fromhex("03 0000 0001")))
+                    while log.count() == held:  # until it is served, its reply held back an hour
+                        assert time.monotonic() < deadline + PATIENT
+                        host.call(asyncio.sleep, 0)
+                    host.clock.advance(3600)
+                    assert other.sock.recv(100)[:2] == b"\x00\x07"
+            host.clock.advance(7200)  # every held reply is due: nothing was lost at the bound
+            replies = b""
+            while len(replies) < sent * 249:
+                chunk = client.sock.recv(1 << 16)
+                assert chunk, "the simulator closed the connection"
+                replies += chunk
+        ids = [int.from_bytes(replies[at : at + 2], "big") for at in range(0, len(replies), 249)]
+        assert ids == list(range(1, sent + 1))

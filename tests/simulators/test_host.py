@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 import time
@@ -113,6 +114,48 @@ def test_devices_urls_and_tags() -> None:
             host.url("plc9")
 
 
+def test_any_port_gives_each_distinct_listen_address_its_own_free_port() -> None:
+    # Before, --any-port put every device on 127.0.0.1:0 alike, so they all shared one listener and
+    # two unit-1 devices on different scenario ports clashed ("devices sharing a listener need ...").
+    text = """\
+scenario: two-plcs
+tags:
+  a: {type: uint16, init: 7}
+  b: {type: uint16, init: 9}
+devices:
+  d0: {protocol: modbus, listen: "127.0.0.1:5020", unit: 1, map: {a: hr:0}}
+  d1: {protocol: modbus, listen: "127.0.0.1:5021", unit: 1, map: {b: hr:0}}
+  d2: {protocol: modbus, listen: "127.0.0.1:5021", unit: 2, map: {a: hr:0}}
+"""
+    with SimHost(rig_scenario(text), clock="virtual", any_port=True) as host:
+        ports = {name: port_of(host.url(name)) for name in ("d0", "d1", "d2")}
+        assert ports["d0"] != ports["d1"] and ports["d1"] == ports["d2"]  # d1 and d2 share, as in the file
+        for name, unit, value in (("d0", 1, 7), ("d1", 1, 9), ("d2", 2, 7)):
+            with Wire(host.url(name)) as wire:
+                assert wire.call(pdu.ReadHoldingRegistersRequest(0, 1), unit=unit).values == (value,)
+
+
+@pytest.mark.parametrize(("wildcard", "shown", "here"), [("0.0.0.0", "0.0.0.0", "127.0.0.1"), ("::", "[::]", "[::1]")])
+def test_every_interface_is_shown_as_such_and_warned_about_once(
+    caplog: pytest.LogCaptureFixture, wildcard: str, shown: str, here: str
+) -> None:
+    # Before, a 0.0.0.0 listener was shown as 127.0.0.1: nothing said that other machines could write to it.
+    host = SimHost("water_tank", clock="virtual", any_port=True, listen_host=wildcard)
+    with caplog.at_level(logging.WARNING, logger="simulators.host"):
+        for _ in range(2):  # started twice, warned once
+            with host:
+                url = host.url("plc1")
+                assert url.startswith(f"modbus://{shown}:")
+                with Wire(url.replace(shown, here)) as wire:
+                    assert isinstance(
+                        wire.call(pdu.ReadHoldingRegistersRequest(6, 1)), pdu.ReadHoldingRegistersResponse
+                    )
+    warnings = [record.getMessage() for record in caplog.records if "every interface" in record.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "reachable from beyond this machine" in warnings[0] and f"on this machine at {here}" in warnings[0]
+    assert host.everywhere == ["plc1"]
+
+
 def test_listen_host_overrides_the_scenarios() -> None:
     with SimHost("water_tank", clock="virtual", any_port=True, listen_host="localhost") as host:
         url = host.url("plc1")
@@ -133,6 +176,12 @@ def test_clock_kinds() -> None:
     system = SimHost("water_tank", speed=50.0)
     assert isinstance(system.clock, SystemClock) and system.clock.speed == 50.0
     assert system.clock is system.plant.clock
+
+
+def test_a_system_clock_faster_than_the_plant_can_tick_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"clock speed 1e\+12 is too fast for water-tank.*at most 100 "):
+        SimHost("water_tank", speed=1e12)
+    assert SimHost("water_tank", clock="virtual", speed=1e12).clock.now() == 0  # virtual time is not real time
 
 
 def test_system_clock_runs_the_plant_on_the_hosts_loop() -> None:

@@ -31,7 +31,7 @@ def shipped(request: pytest.FixtureRequest) -> Iterator[SimHost]:
 def _mapped(host: SimHost) -> Iterator[tuple[str, Tag, Address, WireFormat]]:
     for name, device in host.devices.items():
         if device.protocol != "modbus":
-            continue  # OPC UA devices have their own interop tests (test_opcua_server.py)
+            continue  # OPC UA and S7 devices have interop tests of their own (test_opcua_server.py, test_s7_*)
         for tag in device.tags.tags.values():
             address, fmt = resolve_tag(tag)
             yield name, tag, address, fmt
@@ -169,3 +169,34 @@ def test_bifrost_python_engine_reads_and_writes_every_tag(shipped: SimHost) -> N
             assert device.log.errors() == probes
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("function", [0x81, 0xC3, 0xFF])
+def test_pymodbus_gets_exception_1_for_a_function_code_no_request_has(function: int) -> None:
+    # pymodbus's client cannot decode an answer to function 0 (0x80 01), so 0 is checked on a raw
+    # socket in test_modbus_server; codes 0x81..0xFF come back as 0x80|code, which pymodbus decodes.
+    from pymodbus.client import ModbusTcpClient
+    from pymodbus.pdu import ExceptionResponse, ModbusPDU
+
+    class Odd(ModbusPDU):  # a request with no data, of the code under test
+        function_code = function
+        rtu_frame_size = 4
+
+        def encode(self) -> bytes:
+            return b""
+
+        def decode(self, data: bytes) -> None:
+            pass
+
+    with SimHost("water_tank", clock="virtual", any_port=True) as host:
+        port = int(host.url("plc1").split("://")[1].split("?")[0].rsplit(":", 1)[1])
+        client = ModbusTcpClient("127.0.0.1", port=port, timeout=10, retries=0)
+        assert client.connect()
+        try:
+            client.register(Odd)
+            answer = client.execute(False, Odd(dev_id=1))
+            assert isinstance(answer, ExceptionResponse)
+            assert (answer.function_code, answer.exception_code) == (function, 1)
+            assert client.read_holding_registers(6, count=1, device_id=1).registers == [50]  # serves on
+        finally:
+            client.close()

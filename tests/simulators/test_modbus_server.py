@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -224,6 +226,15 @@ def test_malformed_requests_get_the_protocols_answer(rig: SimHost, pdu_bytes: by
         assert wire.call(pdu.ReadCoilsRequest(0, 1)) == pdu.ReadCoilsResponse((False,))
     (refused,) = rig.devices["plc1"].log.errors()
     assert refused.request == pdu_bytes
+
+
+@pytest.mark.parametrize("function", [0x00, 0x80, 0x81, 0x83, 0xFF])
+def test_function_codes_no_request_has_answer_exception_1(rig: SimHost, function: int) -> None:
+    # Before, 0 and 0x80..0xFF got no answer at all: the client waited out its timeout.
+    with Wire(rig.url("plc1")) as wire:
+        wire.send_raw(framing.encode_mbap(9, 1, bytes((function, 0, 0))))
+        assert wire.sock.recv(100) == framing.encode_mbap(9, 1, bytes((0x80 | function, 1)))
+        assert wire.call(pdu.ReadCoilsRequest(0, 1)) == pdu.ReadCoilsResponse((False,))  # and it serves on
 
 
 def test_a_broken_mbap_header_closes_that_connection_only(rig: SimHost) -> None:
@@ -565,3 +576,51 @@ def test_a_client_that_goes_away_mid_frame_harms_nobody(rig: SimHost) -> None:
         sock.sendall(framing.encode_mbap(1, 1, b"\x03\x00\x00\x00\x02")[:8])
         sock.close()
         assert good.call(pdu.ReadCoilsRequest(0, 1)) == pdu.ReadCoilsResponse((False,))
+
+
+# Runs in its own process, whose descriptor limit it lowers: out of descriptors, accept() fails with
+# EMFILE while the connection waits in the backlog, so the listening socket stays readable.
+OUT_OF_DESCRIPTORS = """
+import asyncio, logging, os, resource, socket, threading
+from simulators import SimHost
+
+failures = []
+warned = threading.Event()
+
+class Count(logging.Handler):
+    def emit(self, record):
+        if "accept" in record.getMessage():
+            failures.append(record.getMessage())
+            warned.set()
+
+logging.getLogger("simulators").addHandler(Count())
+host = SimHost("water_tank", clock="virtual", any_port=True).start()
+port = int(host.url("plc1").split("?")[0].rsplit(":", 1)[1])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")), hard))  # the client takes the last
+client = socket.create_connection(("127.0.0.1", port), timeout=30)
+assert warned.wait(30), "accept() never failed"
+
+async def spin(turns):  # loop iterations: a listener that spins would fail (and warn) on each
+    for _ in range(turns):
+        await asyncio.sleep(0)
+
+host.call(spin, 5000)
+print("warnings", len(failures))
+resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))  # descriptors again: the waiting client is served
+client.sendall(bytes.fromhex("000100000006010300060001"))
+print("reply", client.recv(100).hex())
+client.close()
+host.stop()
+"""
+
+
+def test_out_of_descriptors_the_listener_backs_off_warns_once_and_recovers() -> None:
+    # Before, accept() failing with EMFILE was retried at once, forever: a core at 70-84% and ~190,000
+    # identical warnings in 6 s. Now the socket is left alone for a growing pause, warned about once.
+    result = subprocess.run(
+        [sys.executable, "-c", OUT_OF_DESCRIPTORS], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "warnings 1\n" in result.stdout, result.stdout + result.stderr
+    assert "reply 00010000000501030200" in result.stdout  # valve.open (hr:6) = 50

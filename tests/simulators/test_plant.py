@@ -71,6 +71,8 @@ def test_get_and_set_unknown_tags_name_the_scenario() -> None:
     plant = water_tank()
     with pytest.raises(ConfigError, match="no tag 'nope' in scenario 'water-tank'"):
         plant.get("nope")
+    with pytest.raises(ConfigError, match=r"no tag 'tank\.levle' in scenario 'water-tank'; did you mean 'tank\.level'"):
+        plant.get("tank.levle")
     with pytest.raises(ConfigError, match="no tag 'nope'"):
         plant.set("nope", 1)
     with pytest.raises(ConfigError, match="no tag 'nope'"):

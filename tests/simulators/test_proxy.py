@@ -111,6 +111,70 @@ async def test_without_faults_it_relays_and_logs_each_request_and_reply() -> Non
     assert json.loads(json.dumps(first.as_json()))["data"] == first.data.hex()
 
 
+class EndsSeen:
+    """A bare TCP target that answers nothing and notes each connection the far side closes."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.ended = 0
+        self.writers: list[asyncio.StreamWriter] = []
+        self._changed = asyncio.Event()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self.writers.append(writer)
+        self._changed.set()
+        while await reader.read(4096):
+            pass
+        self.ended += 1  # EOF: the proxy closed its side of this connection
+        self._changed.set()
+        writer.close()
+
+    async def until(self, predicate: Callable[[], bool]) -> None:
+        async def wait() -> None:
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(wait(), PATIENT)
+
+
+async def test_a_client_that_leaves_frees_its_connection_to_the_device() -> None:
+    # PLCs have few connection slots: before, each proxied client that left kept one until the proxy stopped.
+    target = EndsSeen()
+    server = await asyncio.start_server(target.serve, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        async with Proxy(("127.0.0.1", port)) as proxy:
+            for number in range(1, 4):
+                reader, writer = await asyncio.open_connection(*proxy.address)
+                writer.write(bytes.fromhex("000100000006010300000001"))
+                await target.until(lambda number=number: target.accepted == number)
+                writer.close()
+                await writer.wait_closed()
+                await target.until(lambda number=number: target.ended == number)
+                assert await reader.read() == b""  # and the proxy closed towards the client
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_device_that_closes_closes_the_client_connection() -> None:
+    target = EndsSeen()
+    server = await asyncio.start_server(target.serve, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        async with Proxy(("127.0.0.1", port)) as proxy:
+            reader, writer = await asyncio.open_connection(*proxy.address)
+            await target.until(lambda: target.accepted == 1)
+            target.writers[0].close()
+            assert await asyncio.wait_for(reader.read(), PATIENT) == b""
+            writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 # --- transport faults ----------------------------------------------------------------------------------------
 
 

@@ -253,6 +253,30 @@ def test_tick_must_be_positive(tmp_path: Path) -> None:
     assert _load(tmp_path, "clock: {tick: 250ms}\n").clock.tick == 0.25
 
 
+@pytest.mark.parametrize(
+    ("extra", "where"),
+    [
+        ("clock: {tick: 1.0e-9}\n", "clock.tick"),
+        ("clock: {tick: 0.5ms}\n", "clock.tick"),
+        ("devices: {}\nevents:\n  - {every: 0.000000001, set: {level: 1}}\n", "events.0.every"),
+    ],
+)
+def test_periods_no_plant_can_keep_up_with_are_refused_saying_the_limit(tmp_path: Path, extra: str, where: str) -> None:
+    problem = _one_problem(tmp_path, MINIMAL + extra)
+    assert f": {where}: expected at least 1ms" in problem
+    assert _load(tmp_path, "clock: {tick: 1ms}\n").clock.tick == 0.001
+
+
+def test_a_clock_speed_is_bounded_by_the_shortest_period(tmp_path: Path) -> None:
+    scenario = _load(tmp_path, "clock: {tick: 100ms}\nevents:\n  - {every: 50ms, set: {level: 1}}\n")
+    assert scenario.fastest_speed() == pytest.approx(50.0)
+    scenario.check_speed(50.0)
+    with pytest.raises(ConfigError, match=r"clock speed 1e\+12 is too fast.*shortest period \(50ms\).*at most 50 "):
+        scenario.check_speed(1e12)
+    with pytest.raises(ConfigError, match="positive number"):
+        scenario.check_speed(float("inf"))
+
+
 # --- tags and behaviours ----------------------------------------------------------------------------------
 
 
@@ -277,6 +301,8 @@ def test_behaviours_parse_into_their_kinds(tmp_path: Path) -> None:
         ("{type: 'string[4]', behaviour: {sine: {period: 1s}}}", "behaviour.sine", "string tag takes constant"),
         ("{type: bool, behaviour: {expr: level > 1, noise: 0.1}}", "behaviour.noise", "needs a number tag"),
         ("{type: int16, behaviour: {constant: 40000}}", "behaviour.constant", "out of range for int16"),
+        ("{type: int16, init: 1.5}", "init", "expected a value an int16 tag can hold"),
+        ("{type: uint16, init: -1}", "init", "expected a value a uint16 tag can hold"),
         (
             "{type: bool, behaviour: {steps: [{value: true, for: 1s}, {value: 7, for: 1s}]}}",
             "behaviour.steps.1.value",
@@ -310,6 +336,37 @@ def test_expressions_may_be_numbers_and_name_dotted_tags(tmp_path: Path) -> None
         tags="  a.b: {type: float32, behaviour: {expr: 5}}\n  c: {type: float32, behaviour: {expr: a.b * 2}}\n",
     )
     assert scenario.tags["a.b"].behaviour is not None
+
+
+@pytest.mark.parametrize(
+    ("tags", "where", "expected"),
+    [
+        ("  x: {type: float32, behaviour: {expr: '10**10**10'}}\n", "tags.x.behaviour.expr", "too large"),
+        ("  x: {type: float32, behaviour: {integrate: 'name + 1'}}\n", "tags.x.behaviour.integrate", "concatenate"),
+        ("  x: {type: float32, behaviour: {lag: 'name', tau: 1s}}\n", "tags.x.behaviour.lag", "expected a number"),
+        ("  x: {type: float32, behaviour: {expr: name}}\n", "tags.x.behaviour.expr", "(as a float32)"),
+        ("  x: {type: float32, behaviour: {expr: 'sqrt(level - 5)'}}\n", "tags.x.behaviour.expr", "domain"),
+    ],
+)
+def test_expressions_that_fail_on_the_initial_values_are_problems_at_their_place(
+    tmp_path: Path, tags: str, where: str, expected: str
+) -> None:
+    # Before, these passed validate and only logged a WARNING once served.
+    text = "scenario: t\ntags:\n  name: {type: 'string[4]', init: ab}\n  level: {type: float32, init: 2}\n" + tags
+    problem = _one_problem(tmp_path, text)
+    assert problem.startswith(f"{tmp_path / 'plant.yaml'}:5:"), problem
+    assert f": {where}: cannot be evaluated with the values the plant starts from" in problem
+    assert expected in problem
+
+
+def test_when_and_set_expressions_are_evaluated_too_and_driven_tags_come_first(tmp_path: Path) -> None:
+    base = "scenario: t\ntags:\n  name: {type: 'string[4]', init: ab}\n  level: {type: float32, init: 2}\n"
+    events = "events:\n  - when: name > 3\n    set: {level: {expr: name}}\n"
+    problems = _problems(_write(tmp_path, base + events))
+    assert [problem.split(": ")[1] for problem in problems] == ["events.0.when", "events.0.set.level.expr"]
+    # 1/x is fine when x starts at 0 but is driven to 4 at time 0, as the plant computes it.
+    driven = base + "  x: {type: float32, behaviour: {expr: '4'}}\n  y: {type: float32, behaviour: {expr: 1 / x}}\n"
+    assert load_scenario(_write(tmp_path, driven)).tags["y"].behaviour is not None
 
 
 def test_unknown_names_in_an_expression_are_listed(tmp_path: Path) -> None:
@@ -448,9 +505,61 @@ def test_faults_keep_their_kind_specific_keys(tmp_path: Path) -> None:
     assert (fault.match.unit, fault.match.function, fault.match.address) == ([1], [3, 4], "hr:0-9")
 
 
+NEEDS = {"latency": ", delay: 1s", "bandwidth": ", rate: 100"}  # the kinds with a required key
+
+
 def test_every_fault_kind_of_the_vocabulary_is_accepted(tmp_path: Path) -> None:
-    events = "".join(f"  - {{at: 1s, fault: {{device: plc, kind: {kind}}}}}\n" for kind in FAULT_KINDS)
+    events = "".join(
+        f"  - {{at: 1s, fault: {{device: plc, kind: {kind}{NEEDS.get(kind, '')}}}}}\n" for kind in FAULT_KINDS
+    )
     assert len(_load(tmp_path, DEVICE + "events:\n" + events).events) == 15
+
+
+@pytest.mark.parametrize(
+    ("fault", "key", "expected"),
+    [
+        ("{device: plc, kind: latency, dely: 2s}", "dely", "did you mean 'delay'?"),
+        ("{device: plc, kind: latency}", "delay", "latency needs delay"),
+        ("{device: plc, kind: exception, code: 99}", "code", "not 99"),
+        ("{device: plc, kind: exception, code: busy}", "code", "server_device_busy"),
+        ("{device: plc, kind: latency, delay: 1s, jitter: 2s}", "jitter", "more than the delay"),
+        ("{device: plc, kind: freeze, match: {unit: 1}}", "match", "freeze takes no such key"),
+        ("{device: plc, kind: stall, direction: sideways}", "direction", "expected one of both"),
+    ],
+)
+def test_fault_keys_are_checked_by_the_hosts_own_checker_at_their_place(
+    tmp_path: Path, fault: str, key: str, expected: str
+) -> None:
+    # Before, the kind's own keys were kept unchecked: validate passed, and the host dropped the fault.
+    text = MINIMAL + DEVICE + f"events:\n  - at: 1s\n    fault: {fault}\n"
+    problem = _one_problem(tmp_path, text)
+    line = textwrap.dedent(text).lstrip().splitlines()[-1]  # as _write writes it
+    # At the key named, or at `fault:` when the key is missing.
+    column = line.index(f" {key}:") + 2 if f" {key}:" in line else line.index("fault:") + 1
+    assert problem.startswith(f"{tmp_path / 'plant.yaml'}:8:{column}: events.0.fault"), problem
+    assert expected in problem
+
+
+def test_the_schema_refuses_what_validate_refuses_in_a_fault() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(json_schema())
+    base: dict[str, Any] = {"scenario": "t", "tags": {"level": {"type": "float32"}}, "devices": {"plc": {}}}
+    base["devices"]["plc"] = {"protocol": "modbus"}
+
+    def check(fault: dict[str, Any]) -> bool:
+        try:
+            jsonschema.validate({**base, "events": [{"at": 1, "fault": {"device": "plc", **fault}}]}, schema)
+        except jsonschema.ValidationError:
+            return False
+        return True
+
+    assert check({"kind": "latency", "delay": "2s", "jitter": "1s", "function": 3})
+    assert check({"kind": "exception", "code": "server_device_busy"})
+    assert not check({"kind": "latency", "dely": "2s"})
+    assert not check({"kind": "latency"})
+    assert not check({"kind": "exception", "code": 99})
+    assert not check({"kind": "freeze", "match": {"unit": 1}})
+    assert not check({"kind": "refuse", "direction": "both"})
 
 
 # --- values -------------------------------------------------------------------------------------------------

@@ -66,7 +66,8 @@ def test_serve_json_a_pymodbus_client_sees_the_plant_react(served: list[Served])
     server = Served("--json", "--any-port", "--clock-speed", "100")
     served.append(server)
     announced = json.loads(server.line())
-    assert set(announced["devices"]) == {"plc1", "hmi"}
+    assert set(announced["devices"]) == {"plc1", "hmi", "cpu1"}  # one plant over Modbus, OPC UA and S7
+    assert announced["devices"]["cpu1"]["protocol"] == "s7"
     device = announced["devices"]["plc1"]
     assert device["protocol"] == "modbus"
     url = device["url"]
@@ -148,5 +149,8 @@ def test_serve_problems_exit_1_or_2_without_a_traceback(tmp_path: Path) -> None:
     assert in_use.returncode == 1
     assert f"d1: cannot listen on 127.0.0.1:{port}: the address is already in use" in in_use.stderr
     assert in_use.stdout == ""
-    for result in (missing, invalid, in_use):
+    too_fast = subprocess.run([*SERVE, "--clock-speed", "1e12"], capture_output=True, text=True, timeout=DEADLINE)
+    assert too_fast.returncode == 2
+    assert "--clock-speed: clock speed 1e+12 is too fast" in too_fast.stderr and "at most 100" in too_fast.stderr
+    for result in (missing, invalid, in_use, too_fast):
         assert "Traceback" not in result.stderr

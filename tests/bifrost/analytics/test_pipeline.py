@@ -80,6 +80,9 @@ def test_subscribe_batches_from_a_simulated_plc() -> None:
     off and the drain open, so the tank level falls (and changes) at every batch."""
     with SimHost("water_tank", clock="virtual", any_port=True) as host:
         plc1 = host.devices["plc1"]
+        # A narrower drain: the level stays above 20% (where the tank's controller starts the pump) for the
+        # whole 15 s, so it falls at every batch.
+        host.plant.set("valve.open", 20)
 
         async def run() -> tuple[list[dict[str, list[DataPoint]]], list[float]]:
             async with bifrost.connect(plc1.url, tags=plc1.tags) as plc:

@@ -186,6 +186,8 @@ async def test_writes_that_cannot_be_are_refused_before_the_wire(pymodbus_server
             await plc.write("hr:0", 70000)
         with pytest.raises(bifrost.ConfigError, match=r"is not a tag of this connection .* nor an address"):
             await plc.read("nonsense")
+        with pytest.raises(bifrost.ConfigError, match=r"'row' is not a tag of this connection \(did you mean 'ro'\?"):
+            await plc.read("row")
 
 
 async def test_a_device_that_hangs_up_is_named_as_such(raw_server: Callable[[Handler], RawPeer], engine: str) -> None:

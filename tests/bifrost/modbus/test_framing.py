@@ -757,12 +757,15 @@ def test_server_answers_a_request_it_cannot_decode() -> None:
     request = UnsupportedRequest(0x41, b"\x00")
     event = exchange(client, server, request)
     assert event == Response(1, 1, request, ExceptionResponse(0x41, ExceptionCode.ILLEGAL_FUNCTION))
-    # Not even a function code: nothing to answer, nothing waiting.
-    server.receive_data(encode_mbap(10, 1, h("00")))
-    nothing = server.next_event()
-    assert isinstance(nothing, BadRequest)
-    assert nothing.function is None
-    assert nothing.answer() is None
+    # A code no request has (0, 0x80..0xFF) is refused with exception 1 too, as 0x80 | code.
+    for function in (0x00, 0x81):
+        server.receive_data(encode_mbap(10, 1, bytes((function,))))
+        odd = server.next_event()
+        assert isinstance(odd, BadRequest)
+        assert (odd.function, odd.exception_code) == (function, ExceptionCode.ILLEGAL_FUNCTION)
+        answer = odd.answer()
+        assert answer == ExceptionResponse(function, ExceptionCode.ILLEGAL_FUNCTION)
+        assert server.send(answer) == encode_mbap(10, 1, bytes((0x80 | function, 1)))
     assert server.waiting == ()
 
 

@@ -288,7 +288,7 @@ LIMIT_CASES: list[tuple[Any, tuple[Any, ...], str, ExceptionCode, str]] = [
     (ReadInputRegistersResponse, ((0x10000,),), "values[0]", ExceptionCode.ILLEGAL_DATA_VALUE, "16-bit"),
     (WriteMultipleCoilsResponse, (0, 1969), "count", ExceptionCode.ILLEGAL_DATA_VALUE, "1..1968"),
     (WriteMultipleRegistersResponse, (65530, 7), "count", ExceptionCode.ILLEGAL_DATA_ADDRESS, "past"),
-    (ExceptionResponse, (0, 1), "function", ExceptionCode.ILLEGAL_DATA_VALUE, "1..127"),
+    (ExceptionResponse, (256, 1), "function", ExceptionCode.ILLEGAL_DATA_VALUE, "0..255"),
     (ExceptionResponse, (3, 0), "code", ExceptionCode.ILLEGAL_DATA_VALUE, "1..255"),
     (UnsupportedResponse, (128, b""), "function", ExceptionCode.ILLEGAL_DATA_VALUE, "1..127"),
     (ReadDeviceIdentificationResponse, (0, 1, False, 0, ()), "read_code", ExceptionCode.ILLEGAL_DATA_VALUE, "1..4"),
@@ -357,8 +357,8 @@ def test_sequences_are_frozen_into_tuples() -> None:
 MALFORMED_REQUESTS: list[tuple[str, int | None, ExceptionCode, str]] = [
     ("", None, ExceptionCode.ILLEGAL_DATA_VALUE, "empty PDU"),
     ("03" + "00" * 253, None, ExceptionCode.ILLEGAL_DATA_VALUE, "longer than the 253"),
-    ("00 0000 0001", None, ExceptionCode.ILLEGAL_DATA_VALUE, "function code 0 is not a request's"),
-    ("83 02", None, ExceptionCode.ILLEGAL_DATA_VALUE, "function code 131 is not a request's"),
+    ("00 0000 0001", 0, ExceptionCode.ILLEGAL_FUNCTION, "function code 0 is not a request's"),
+    ("83 02", 0x83, ExceptionCode.ILLEGAL_FUNCTION, "function code 131 is not a request's"),
     ("03 0000 00", 3, ExceptionCode.ILLEGAL_DATA_VALUE, "5 bytes was expected, got 4"),
     ("03 0000 0000", 3, ExceptionCode.ILLEGAL_DATA_VALUE, "count: 0 registers is out of range"),
     ("03 0000 007E", 3, ExceptionCode.ILLEGAL_DATA_VALUE, "1..125"),
@@ -511,7 +511,7 @@ def test_response_mismatch(request_pdu: RequestPdu, response_pdu: ResponsePdu, r
 
 # ------------------------------------------------------------------------------------------ round trips
 
-IMPLEMENTED = {1, 2, 3, 4, 5, 6, 15, 16, 22, 23, 43}
+IMPLEMENTED = {1, 2, 3, 4, 5, 6, 15, 16, 17, 22, 23, 43}
 
 
 def _span(maximum: int) -> st.SearchStrategy[tuple[int, int]]:

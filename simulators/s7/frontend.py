@@ -1,0 +1,68 @@
+"""The S7 front-end, as simulators.protocols sees it: devices, their server, their URLs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from simulators.hooks import FaultHooks, ListenerInfo
+from simulators.protocols import DeviceAbout, DeviceSetup, ListenerGate, Sleep
+from simulators.s7.device import S7Device
+from simulators.s7.model import S7DeviceModel
+from simulators.s7.server import S7Server
+
+
+class S7Frontend:
+    name = "s7"
+    device_model = S7DeviceModel
+
+    def create(self, devices: Sequence[DeviceSetup], *, hooks: FaultHooks, sleep: Sleep) -> S7ProtocolServer:
+        return S7ProtocolServer(devices, hooks, sleep)
+
+    def default_listen(self) -> str:
+        return "127.0.0.1:0"  # 102 needs root; a scenario that wants it says so
+
+
+class S7ProtocolServer:
+    """A host's S7 devices, each on its listener (simulators.s7.server)."""
+
+    def __init__(self, setups: Sequence[DeviceSetup], hooks: FaultHooks, sleep: Sleep) -> None:
+        self.devices = [S7Device(setup.scenario, setup.name, setup.plant, hooks, setup.log) for setup in setups]
+        endpoints = {setup.name: (setup.host, setup.port) for setup in setups}
+        self._server = S7Server(self.devices, endpoints, hooks=hooks, sleep=sleep)
+
+    def about(self, device: str) -> DeviceAbout:
+        return DeviceAbout(transport="tcp", unit=None)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._server.start(loop)
+
+    def url(self, device: str) -> str:
+        found = next(served for served in self.devices if served.name == device)
+        return f"s7://{self._server.address(device)}?rack={found.rack}&slot={found.slot}"
+
+    @property
+    def listeners(self) -> Sequence[ListenerInfo]:
+        return tuple(listener.info for listener in self._server.listeners.values())
+
+    def disconnect(self, device: str) -> int:
+        return self._server.disconnect(device)
+
+    def close(self) -> list[asyncio.Task[None]]:
+        return self._server.close()
+
+    def changed(self) -> None:
+        for device in self.devices:
+            device.check_freeze()
+
+    def reset(self) -> None:
+        for device in self.devices:
+            device.reset()
+
+    def gates(self, loop: asyncio.AbstractEventLoop) -> Sequence[ListenerGate]:
+        return ()  # refused connections are accepted and closed at once (the `accepting` hook)
+
+
+FRONTEND = S7Frontend()
+
+__all__ = ["FRONTEND", "S7Frontend", "S7ProtocolServer"]

@@ -1,0 +1,331 @@
+"""The S7 transport: ISO-on-TCP (TPKT, COTP, S7comm) on one asyncio loop, one listener per device.
+
+Framing is bifrost.s7.framing's `ServerConnection` (which negotiates the PDU size and answers
+malformed or oversized jobs as a CPU does); answering is `simulators.s7.device.S7Device`. A client
+that names another rack or slot in its TSAP is refused with a COTP disconnect, as by a real CPU.
+
+Robustness: a connection whose stream cannot be read on (a bad TPKT header, a COTP TPDU out of
+turn) is closed; an unexpected error in one connection closes that connection and is logged; the
+others are served on. Fault hooks wrap every connection's streams (transport faults) and are asked
+about every job (protocol faults: delay, exception, drop, truncate, close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from bifrost.errors import ConfigError
+from bifrost.s7 import framing, pdu
+from bifrost.s7.pdu import RequestPdu, ResponsePdu
+from bifrost.tags import Value
+from simulators.hooks import Action, FaultHooks, ListenerInfo, NoFaults, Reader, Writer
+from simulators.s7.device import S7Device
+from simulators.s7.traffic import S7, S7RequestInfo
+from simulators.traffic import NOTHING_WRITTEN, Exchange
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+_RECV = 4096
+
+
+class _Session:
+    def __init__(self, listener: S7Listener, reader: Reader, writer: Writer, client: str) -> None:
+        self.listener = listener
+        self.device = listener.device
+        self.reader, self.writer = reader, writer
+        self.client = client
+        self.conn = framing.ServerConnection(pdu_size=self.device.pdu_size, max_amq=self.device.max_amq)
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+    def _log(
+        self,
+        reference: int | None,
+        request: RequestPdu | bytes,
+        response: ResponsePdu | None,
+        error: str | None,
+        written: Mapping[str, Value] = NOTHING_WRITTEN,
+    ) -> None:
+        device = self.device
+        device.log.record(
+            Exchange(
+                device.plant.clock.now(),
+                time.time(),
+                device.name,
+                self.client,
+                None,
+                reference,
+                request,
+                response,
+                error,
+                written,
+                S7,
+            )
+        )
+
+    async def run(self) -> None:
+        try:
+            while not self.closed:
+                data = await self.reader.read(_RECV)
+                if not data:
+                    break
+                self.conn.receive_data(data)
+                while not self.closed and (event := self.conn.next_event()) is not None:
+                    await self._event(event)
+                if not self.closed:
+                    await self.writer.drain()
+        except (ConnectionError, OSError):
+            pass  # the client went away
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: closing the connection from %s after an internal error", self.device.name, self.client)
+        finally:
+            self.close()
+            self.listener.sessions.discard(self)
+
+    async def _event(self, event: framing.ServerEvent) -> None:
+        conn, device = self.conn, self.device
+        if isinstance(event, framing.ConnectRequest):
+            wanted = event.rack_slot
+            if wanted is not None and wanted != (device.rack, device.slot):
+                self.writer.write(conn.refuse())
+                self._log(None, b"", None, f"COTP connect to rack {wanted[0]} slot {wanted[1]}: no CPU there")
+                self.close()
+                return
+            self.writer.write(conn.accept())
+            return
+        if isinstance(event, framing.Request):
+            await self._request(event)
+            return
+        if isinstance(event, framing.BadRequest):
+            answer = event.answer
+            if answer is not None and event.reference is not None:
+                self.writer.write(conn.send(event.reference, answer))
+            self._log(event.reference, event.pdu, answer, event.reason)
+            return
+        if isinstance(event, framing.Disconnected):
+            with contextlib.suppress(Exception):
+                self.writer.write(conn.disconnect_confirm())
+            self.close()
+            return
+        log.debug("%s: %s: %s", device.name, self.client, event)
+        self.close()  # a broken stream cannot be read on
+
+    async def _request(self, event: framing.Request) -> None:
+        conn, device = self.conn, self.device
+        request = event.request
+        if isinstance(request, pdu.SetupRequest):
+            answer = conn.negotiate(request)
+            self.writer.write(conn.send(event.reference, answer))
+            self._log(event.reference, request, answer, None)
+            return
+        action = self.listener.hooks.on_request(device.name, S7RequestInfo(request))
+        if action is None:
+            response, written, error = device.serve(request, conn.pdu_size)
+            frame = conn.send(event.reference, response)
+            self._log(event.reference, request, response, error, written)  # before it is sent: see modbus
+            self.writer.write(frame)
+            return
+        await self._act(event, action)
+
+    async def _act(self, event: framing.Request, action: Action) -> None:
+        device, request = self.device, event.request
+        notes: list[str] = []
+        response: ResponsePdu | None = None
+        written: Mapping[str, Value] = NOTHING_WRITTEN
+        frame = b""
+        try:
+            if action.delay > 0:
+                notes.append(f"delayed {action.delay:g}s")
+                await self.listener.sleep(action.delay)
+            if self.closed:
+                return
+            if action.close:
+                notes.append("connection closed instead of an answer")
+                self.close()
+                return
+            if action.exception is not None:
+                response = device.refuse(request, action.exception)
+                notes.append(f"exception {action.exception} by a fault")
+            else:
+                response, written, error = device.serve(request, self.conn.pdu_size)
+                if error:
+                    notes.append(error)
+            if action.drop:
+                notes.append("answer dropped by a fault")
+                response = None
+                return
+            reference = event.reference
+            if action.wrong_transaction:
+                reference = (reference + 0x8000) & 0xFFFF
+                notes.append("answered with another PDU reference")
+            frame = self.conn.send(reference, response)
+            if action.truncate is not None:
+                frame = frame[: max(0, action.truncate)]
+                notes.append(f"answer cut to {len(frame)} bytes")
+        except asyncio.CancelledError:
+            notes.append("cancelled")
+            raise
+        except Exception as exc:  # a bad Action must not stop the connection
+            log.exception("%s: cannot act on %r", device.name, action)
+            notes.append(f"fault action failed: {exc}")
+        finally:
+            self._log(event.reference, request, response, "; ".join(notes) or None, written)
+            if frame and not self.closed:
+                self.writer.write(frame)
+
+
+class S7Listener:
+    """One device's listening socket and its connections."""
+
+    def __init__(self, device: S7Device, host: str, port: int, hooks: FaultHooks, sleep: Sleep) -> None:
+        self.device = device
+        self.host, self.port = host, port
+        self.hooks = hooks
+        self.sleep = sleep
+        self.sessions: set[_Session] = set()
+        self.address = ""
+        self.info = ListenerInfo("s7", "tcp", f"{host}:{port}", (device.name,), None)
+        self._server: asyncio.AbstractServer | None = None
+        self._starting: asyncio.Task[asyncio.AbstractServer] | None = None
+        self._socket: socket.socket | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def open(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Bind and listen now (so a taken port is reported at once), then serve on the loop."""
+        try:
+            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            family, kind, proto, _, address = infos[0]
+            sock = socket.socket(family, kind, proto)
+        except OSError as exc:
+            raise ConfigError(f"{self.device.name}: cannot listen on {self.host}:{self.port}: {exc}") from None
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(64)
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            why = "the address is already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+            raise ConfigError(f"{self.device.name}: cannot listen on {self.host}:{self.port}: {why}") from None
+        self._socket = sock
+        shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        bound = sock.getsockname()[1]
+        self.address = f"[{shown}]:{bound}" if ":" in shown else f"{shown}:{bound}"
+        self.info = ListenerInfo("s7", "tcp", self.address, (self.device.name,), None)
+        self._starting = loop.create_task(asyncio.start_server(self._accept, sock=sock))
+        self._starting.add_done_callback(self._started)
+
+    def _started(self, task: asyncio.Task[asyncio.AbstractServer]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self._server = task.result()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        if not self.hooks.accepting(self.info):
+            writer.close()
+            return
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        wrapped_reader, wrapped_writer = self.hooks.wrap(reader, writer, self.device.name)
+        session = _Session(self, wrapped_reader, wrapped_writer, client)
+        self.sessions.add(session)
+        # The session runs in a task of its own, which the host may cancel at stop; this handler (which
+        # asyncio's stream server watches) only waits for it, so it never ends cancelled itself.
+        task = asyncio.get_running_loop().create_task(session.run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        await asyncio.wait((task,))
+
+    def disconnect(self) -> int:
+        sessions = list(self.sessions)
+        for session in sessions:
+            session.close()
+        return len(sessions)
+
+    def close(self) -> list[asyncio.Task[None]]:
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        self.disconnect()
+        return [task for task in self._tasks if not task.done()]
+
+
+class S7Server:
+    """Every S7 device of a host, each on its listener. Start and stop on the loop's thread."""
+
+    def __init__(
+        self,
+        devices: list[S7Device],
+        endpoints: Mapping[str, tuple[str, int]],
+        *,
+        hooks: FaultHooks | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
+        self.devices = devices
+        self.hooks: FaultHooks = hooks if hooks is not None else NoFaults()
+        self.sleep: Sleep = sleep if sleep is not None else asyncio.sleep
+        self.listeners = {
+            device.name: S7Listener(device, *endpoints[device.name], self.hooks, self.sleep) for device in devices
+        }
+        self._unsubscribe: list[Callable[[], None]] = []
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        opened = []
+        try:
+            for listener in self.listeners.values():
+                listener.open(loop)
+                opened.append(listener)
+        except BaseException:
+            for listener in opened:
+                listener.close()
+            raise
+        if type(self.hooks) is not NoFaults:
+            for device in self.devices:
+                self._unsubscribe.append(device.plant.on_change(_freeze_watch(device)))
+
+    def address(self, device: str) -> str:
+        return self.listeners[device].address
+
+    def disconnect(self, device: str) -> int:
+        listener = self.listeners.get(device)
+        return 0 if listener is None else listener.disconnect()
+
+    def close(self) -> list[asyncio.Task[None]]:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        tasks: list[asyncio.Task[None]] = []
+        for listener in self.listeners.values():
+            tasks.extend(listener.close())
+        return tasks
+
+
+def _freeze_watch(device: S7Device) -> Callable[[object], None]:
+    def changed(_changes: object) -> None:
+        device.check_freeze()
+
+    return changed
+
+
+__all__ = ["S7Listener", "S7Server"]
