@@ -172,8 +172,34 @@ def checked_value(text: str, tag: Tag) -> Value:
     return value
 
 
+def value_for(plc: bifrost.Connection, tag: str, text: str) -> Value:
+    """The value to write: typed by what the connection knows of the tag or address, else (a raw OPC UA
+    NodeId, whose type only the server knows) read as a literal that the connection converts."""
+    try:
+        known = plc.describe(tag)
+    except ConfigError:
+        if plc.tags.get(tag) is not None or not plc.url.startswith("opc.tcp"):
+            raise
+        return literal(text)
+    return checked_value(text, known)
+
+
+def literal(text: str) -> Value:
+    """`true`/`false`, a whole number, a number, or the text itself."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def split_assignment(text: str) -> tuple[str, str]:
-    tag, sep, value = text.partition("=")
+    # At the last "=": an OPC UA NodeId holds some (ns=2;s=Tank.Level=40.5).
+    tag, sep, value = text.rpartition("=")
     if not sep or not tag:
         raise ConfigError(f"{text!r}: expected TAG=VALUE, such as hr:10:float32=1.5 or pump.run=true")
     return tag.strip(), value

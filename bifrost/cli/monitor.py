@@ -143,8 +143,6 @@ def monitor(
                 else None
             )
             async with common.connect(url, tag_map, engine, limit) as plc:
-                for tag in state.tags:
-                    plc.describe(tag)  # a wrong tag is a usage error before the first poll
                 while True:
                     try:
                         async for batch in plc.subscribe(state.tags, interval=period, deadband=deadband):

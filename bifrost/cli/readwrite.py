@@ -55,7 +55,7 @@ def read(
 
     async def main() -> bool:
         async with common.connect(url, tag_map, engine, limit) as plc:
-            units = {name: plc.describe(name).unit for name in tags}
+            units = {name: tag.unit if (tag := plc.tags.get(name)) else None for name in tags}
             points = await plc.read_many(tags)
         common.print_points(points, output, units)
         return all(point.quality is Quality.GOOD for point in points.values())
@@ -85,7 +85,7 @@ def write(
 
     async def main() -> list[str]:
         plc = common.connect(url, tag_map, engine, limit)
-        values: dict[str, Value] = {tag: common.checked_value(text, plc.describe(tag)) for tag, text in pairs}
+        values: dict[str, Value] = {tag: common.value_for(plc, tag, text) for tag, text in pairs}
         if dry_run:
             for tag, value in values.items():
                 for line in plc.preview_write(tag, value):

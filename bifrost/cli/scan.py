@@ -32,14 +32,18 @@ from bifrost.tags import Quality
 
 HELP = """Find what a device serves and write it as a draft tag file.
 
-Modbus: the units that answer, then the mapped blocks of coils, discrete inputs, input and holding
-registers (each area 0..999 unless --range says otherwise).
+Modbus: the units that answer, then the mapped blocks of each area (0..999 unless --range says otherwise).
+OPC UA: the browse tree below Objects, every Variable read once. S7: the CPU's identity, state and data blocks.
 
 Examples:
 
   bifrost scan modbus://127.0.0.1:5020 --units 1-3
 
   bifrost scan modbus://127.0.0.1:5020 --range hr:0-199 --range coil:0-63 --write-tags plc.yaml --json
+
+  bifrost scan opc.tcp://127.0.0.1:4840/bifrost --write-tags hmi.yaml
+
+  bifrost scan s7://127.0.0.1:1102?rack=0&slot=1 --dbs 1-20
 """
 
 _AREAS = (Area.COIL, Area.DISCRETE_INPUT, Area.INPUT_REGISTER, Area.HOLDING_REGISTER)
@@ -191,13 +195,24 @@ def scan(
     ] = None,
     max_requests: Annotated[int, typer.Option("--max-requests", help="Give up past this many block reads.")] = 5000,
     write_tags: Annotated[Path | None, typer.Option("--write-tags", help="Write a draft tag file (YAML) here.")] = None,
+    depth: Annotated[int, typer.Option("--depth", help="OPC UA: how many levels below Objects to browse.")] = 6,
+    dbs: Annotated[str, typer.Option("--dbs", help="S7: the data block numbers to look for, e.g. 1-100.")] = "1-100",
     engine: EngineOption = None,
     timeout: TimeoutOption = "500ms",
     as_json: JsonOption = False,
 ) -> None:
-    if not url.lower().startswith("modbus"):
-        common.fail(f"{url}: scan knows Modbus devices so far (OPC UA browse and S7 identity are to come)")
     limit = common.seconds(timeout, "--timeout")
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "opc.tcp":
+        _scan_opcua(url, limit, depth, Budget(max_requests), write_tags, as_json)
+        return
+    if scheme == "s7":
+        if write_tags is not None:
+            common.fail("--write-tags: an S7 scan lists the CPU and its data blocks; their layout is not on the wire")
+        _scan_s7(url, limit, dbs, Budget(max_requests), as_json)
+        return
+    if not scheme.startswith("modbus"):
+        common.fail(f"{url}: scan knows modbus://, opc.tcp:// and s7:// devices")
     spans = _ranges(ranges or [])
     budget = Budget(max_requests)
     unit_list = _units(units) if units else [int(dict(parse_qsl(urlsplit(url).query)).get("unit", "1"))]
@@ -244,6 +259,50 @@ def scan(
             typer.echo(f"draft tag file: {write_tags}")
     if not answering:
         raise typer.Exit(common.EXIT_DEVICE)
+
+
+def _scan_opcua(url: str, limit: float, depth: int, budget: Budget, write_tags: Path | None, as_json: bool) -> None:
+    from bifrost.cli.scan_other import scan_opcua
+
+    found = common.run(lambda: scan_opcua(url, limit, depth, budget))
+    if write_tags is not None:
+        draft = {
+            "scenario": re.sub(r"[^A-Za-z0-9_-]+", "-", f"scan-{found['device']['listen']}"),
+            "description": f"Draft tag file written by `bifrost scan {url}`: names and types are guesses.",
+            "tags": found["tags"],
+            "devices": {"server": found["device"]},
+        }
+        write_tags.write_text(yaml.safe_dump(draft, sort_keys=False))
+    if as_json:
+        typer.echo(
+            json.dumps({"variables": found["variables"], "tag_file": None if write_tags is None else str(write_tags)})
+        )
+    else:
+        for item in found["variables"]:
+            typer.echo(f"  {item['path']}  {item['node']}")
+        typer.echo(f"{len(found['variables'])} variable(s)" + (f"; draft tag file: {write_tags}" if write_tags else ""))
+    if not found["variables"]:
+        raise typer.Exit(common.EXIT_DEVICE)
+
+
+def _scan_s7(url: str, limit: float, dbs: str, budget: Budget, as_json: bool) -> None:
+    from bifrost.cli.scan_other import scan_s7
+
+    first, _, last = dbs.partition("-")
+    try:
+        numbers = range(int(first), int(last or first) + 1)
+    except ValueError:
+        common.fail(f"--dbs {dbs!r}: expected a number or a range such as 1-100")
+    if not numbers or numbers.start < 1 or numbers.stop > 65536:
+        common.fail(f"--dbs {dbs!r}: data blocks are numbered 1..65535, low to high")
+    found = common.run(lambda: scan_s7(url, limit, numbers, budget))
+    if as_json:
+        typer.echo(json.dumps(found))
+    else:
+        for key, value in found["identity"].items():
+            typer.echo(f"{key}: {value}")
+        typer.echo(f"state: {found['state']}")
+        typer.echo(f"data blocks: {', '.join(f'DB{number}' for number in found['dbs']) or 'none'}")
 
 
 def register(app: typer.Typer) -> None:

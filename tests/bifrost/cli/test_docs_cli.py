@@ -64,6 +64,7 @@ def test_the_example_runs_as_shown(demo: SimHost, tmp_path: Path, command: str, 
     url = demo.url("plc1")
     port = url.split(":")[2].split("?")[0]
     text = command.replace("$URL", url).replace("$PORT", port)
+    text = text.replace("$HMI", demo.url("hmi")).replace("$CPU", f"'{demo.url('cpu1')}'")
     text = text.replace("scenarios/water_tank.yaml", str(shipped_scenario("water_tank")))
     args = shlex.split(text)
     assert args[0] == "bifrost"
