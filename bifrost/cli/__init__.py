@@ -28,9 +28,10 @@ def version() -> None:
 def schemes() -> None:
     """List the URL schemes `bifrost.connect` accepts, with their query parameters."""
     table = Table("scheme", "example", "parameters")
-    # A URL has no spaces to wrap at: fold it across lines rather than cut it with an ellipsis, so
-    # that a narrow or piped output (80 columns) still shows each example whole.
-    table.columns[1].overflow = "fold"
+    # A URL or a parameter list has few spaces to wrap at: fold it across lines rather than cut it with
+    # an ellipsis, so that a narrow or piped output (80 columns) still shows each one whole.
+    for column in table.columns[1:]:
+        column.overflow = "fold"
     for name, scheme in sorted(bifrost.known_schemes().items()):
         table.add_row(f"{name}://", scheme.example, "\n".join(p.describe() for p in scheme.params))
     Console().print(table)

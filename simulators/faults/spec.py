@@ -112,21 +112,28 @@ def _status_code(value: object, key: str) -> int:
     return code
 
 
-def _exception_code(value: object, key: str) -> int:
-    """A Modbus exception code (number or name) or an OPC UA status name: each protocol's own code.
+# S7's own codes (bifrost.s7.pdu): item return codes, and the error classes of a whole job's refusal.
+_S7_ITEM_CODES = frozenset({0x01, 0x03, 0x05, 0x06, 0x07, 0x0A})
+_S7_ERROR_CLASSES = frozenset(range(0x81, 0x88))
 
-    Modbus numbers are only the standard's: a client under test meets no other from a real device, and a
-    typo such as 99 would otherwise pass as a fault that tests nothing anyone meant."""
+
+def _exception_code(value: object, key: str) -> int:
+    """A fault's code in its protocol's own numbers: a Modbus exception code (number or name), an S7 item
+    return code or error class, or an OPC UA status name.
+
+    Numbers are only those the protocols define: a client under test meets no other from a real device, and
+    a typo such as 99 would otherwise pass as a fault that tests nothing anyone meant."""
     if isinstance(value, str) and value.strip().lower() in _CODE_NAMES:
         return _CODE_NAMES[value.strip().lower()]
     if isinstance(value, str) and _STATUS_NAME.fullmatch(value.strip()):
         return _status_code(value, key)
     what = (
-        f"a Modbus exception code ({', '.join(map(str, sorted(_CODES)))}) or one of {', '.join(_CODE_NAMES)}, "
+        f"a Modbus exception code ({', '.join(map(str, sorted(_CODES)))}) or one of {', '.join(_CODE_NAMES)}; "
+        "an S7 item return code (0x01, 0x03, 0x05, 0x06, 0x07, 0x0A) or error class (0x81..0x87); "
         "or an OPC UA status name"
     )
     code = _integer(value, key, 1, 255, what)
-    if code not in _CODES:
+    if code not in _CODES | _S7_ITEM_CODES | _S7_ERROR_CLASSES:
         raise ConfigError(f"{key}: expected {what}, not {value!r}")
     return code
 
@@ -274,8 +281,13 @@ class _Param:
             }
         if self.parse is _exception_code:
             return {
-                "anyOf": [{"enum": sorted(_CODES)}, {"enum": sorted(_CODE_NAMES)}],
-                "description": "a Modbus exception code, by number or name",
+                "anyOf": [
+                    {"enum": sorted(_CODES | _S7_ITEM_CODES | _S7_ERROR_CLASSES)},
+                    {"enum": sorted(_CODE_NAMES)},
+                    {"type": "string", "pattern": _STATUS_NAME.pattern},
+                ],
+                "description": "the protocol's own code: Modbus (number or name), S7 item code or error class, "
+                "or an OPC UA status name",
             }
         low = 0 if self.parse is _non_negative_int else 1
         return {"type": "integer", "minimum": low, "description": self.help}

@@ -95,41 +95,74 @@ fn median_of_sorted(sorted: &[f64]) -> f64 {
     }
 }
 
-/// The median absolute deviation from `centre` of the sorted `values`: the deviations of the values
-/// below the centre, read downwards, and of those above, read upwards, are two sorted runs, so their
-/// median is found by merging the two runs halfway (O(n), no sort, no allocation).
+/// The median absolute deviation from `centre` of the sorted `values`. The deviations of the values
+/// below the centre, read downwards, and of those above, read upwards, are two sorted runs; the
+/// median of their union is the k-th smallest of two sorted runs, found by a binary search over how
+/// many of the k come from the lower run (O(log n), no sort, no allocation). An order statistic of a
+/// multiset does not depend on how ties are broken, so this is exactly the median of the deviations.
 fn mad_of_sorted(sorted: &[f64], centre: f64) -> f64 {
     let n = sorted.len();
-    let split = sorted.partition_point(|&x| x < centre);
-    let (mut below, mut above) = (split, split);
-    let mut next = || {
-        let down = below.checked_sub(1).map(|i| centre - sorted[i]);
-        let up = (above < n).then(|| sorted[above] - centre);
-        match (down, up) {
-            (Some(d), Some(u)) if d <= u => {
-                below -= 1;
-                d
-            }
-            (Some(d), None) => {
-                below -= 1;
-                d
-            }
-            (_, Some(u)) => {
-                above += 1;
-                u
-            }
-            (None, None) => f64::NAN,
-        }
-    };
-    let mut previous = f64::NAN;
-    for _ in 0..n / 2 {
-        previous = next();
+    if n == 0 {
+        return f64::NAN;
     }
-    let middle = next();
+    let split = sorted.partition_point(|&x| x < centre);
+    let (below, above) = (split, n - split);
+    let down = |i: usize| centre - sorted[split - 1 - i];
+    let up = |j: usize| sorted[split + j] - centre;
+    // The smallest `i` (taken from the lower run, `take - i` from the upper) such that the lower
+    // run's next deviation is not below the last one taken from the upper: then the `take`
+    // smallest are `down(..i)` and `up(..take - i)`.
+    let take = n / 2 + usize::from(n % 2 == 1);
+    // In `base..=base + size`; written so that the steps compile to conditional moves, not to
+    // branches that the data would make unpredictable.
+    let mut base = take.saturating_sub(above);
+    let mut size = take.min(below) - base;
+    while size > 0 {
+        let half = size / 2;
+        let i = base + half;
+        // Inside, `i < below` and `1 <= take - i <= above`.
+        let short = up(take - i - 1) > down(i);
+        base = if short { i + 1 } else { base };
+        size = if short { size - half - 1 } else { half };
+    }
+    let (taken_below, taken_above) = (base, take - base);
+    let last = match (
+        taken_below.checked_sub(1).map(down),
+        taken_above.checked_sub(1).map(up),
+    ) {
+        (Some(d), Some(u)) => d.max(u),
+        (Some(d), None) => d,
+        (None, Some(u)) => u,
+        (None, None) => f64::NAN,
+    };
     if n % 2 == 1 {
-        middle
+        return last;
+    }
+    // Even: the mean of the last taken and the next one, the smaller of the two runs' next.
+    let next = match (
+        (taken_below < below).then(|| down(taken_below)),
+        (taken_above < above).then(|| up(taken_above)),
+    ) {
+        (Some(d), Some(u)) => d.min(u),
+        (Some(d), None) => d,
+        (None, Some(u)) => u,
+        (None, None) => f64::NAN,
+    };
+    f64::midpoint(last, next)
+}
+
+/// Replace `old` (held) by `new` in `sorted`, keeping it sorted: one shift of the values between
+/// their places rather than a removal and an insertion that each move half the window.
+fn replace_sorted(sorted: &mut [f64], old: f64, new: f64) {
+    let from = sorted.partition_point(|x| x.total_cmp(&old).is_lt());
+    let to = sorted.partition_point(|x| x.total_cmp(&new).is_lt());
+    if to <= from {
+        sorted.copy_within(to..from, to + 1);
+        sorted[to] = new;
     } else {
-        f64::midpoint(previous, middle)
+        // `new` goes after `old`'s place, which its shift frees.
+        sorted.copy_within(from + 1..to, from);
+        sorted[to - 1] = new;
     }
 }
 
@@ -157,9 +190,10 @@ impl Operator for Mad {
             let mad = mad_of_sorted(&self.sorted, centre);
             release(self.threshold, t, score(0.6745 * (v - centre), mad), out);
             if let Some(old) = self.values.pop_front() {
-                let at = self.sorted.partition_point(|x| x.total_cmp(&old).is_lt());
-                self.sorted.remove(at);
+                replace_sorted(&mut self.sorted, old, v);
             }
+            self.values.push_back(v);
+            return;
         }
         self.values.push_back(v);
         let at = self.sorted.partition_point(|x| x.total_cmp(&v).is_lt());
@@ -195,5 +229,33 @@ mod tests {
         // Deviations from 3 of [1, 2, 4, 5, 9]: 2, 1, 1, 2, 6 -> median 2; of [1, 2, 4, 9]: 2, 1, 1, 6 -> 1.5.
         assert_eq!(mad_of_sorted(&[1.0, 2.0, 4.0, 5.0, 9.0], 3.0), 2.0);
         assert_eq!(mad_of_sorted(&[1.0, 2.0, 4.0, 9.0], 3.0), 1.5);
+    }
+
+    fn median_by_sorting(mut values: Vec<f64>) -> f64 {
+        values.sort_by(f64::total_cmp);
+        median_of_sorted(&values)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn mad_is_the_median_of_the_deviations(
+            mut values in proptest::collection::vec(-4i8..4, 1..40),
+            scale in proptest::sample::select(vec![1.0, 0.1, 1e300]),
+            replace in (0usize..40, -4i8..4),
+        ) {
+            let mut sorted: Vec<f64> = values.iter().map(|&v| f64::from(v) * scale).collect();
+            sorted.sort_by(f64::total_cmp);
+            let centre = median_of_sorted(&sorted);
+            let deviations = sorted.iter().map(|&x| (x - centre).abs()).collect();
+            proptest::prop_assert_eq!(mad_of_sorted(&sorted, centre), median_by_sorting(deviations));
+            // Replacing one value keeps the window sorted, as removing and inserting would.
+            let at = replace.0 % values.len();
+            let old = f64::from(values[at]) * scale;
+            values[at] = replace.1;
+            replace_sorted(&mut sorted, old, f64::from(replace.1) * scale);
+            let mut expected: Vec<f64> = values.iter().map(|&v| f64::from(v) * scale).collect();
+            expected.sort_by(f64::total_cmp);
+            proptest::prop_assert_eq!(sorted, expected);
+        }
     }
 }

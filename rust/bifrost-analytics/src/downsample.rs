@@ -12,15 +12,29 @@ use crate::{check, SpecError};
 /// The x axis: given values, or the index.
 trait Axis: Copy {
     fn at(self, i: usize) -> f64;
-    fn mean(self, start: usize, end: usize) -> f64;
+    /// The means of x and of `y` (NaN left out) over `start..end`.
+    fn means(self, y: &[f64], start: usize, end: usize) -> (f64, f64);
 }
 
 impl Axis for &[f64] {
     fn at(self, i: usize) -> f64 {
         self[i]
     }
-    fn mean(self, start: usize, end: usize) -> f64 {
-        self[start..end].iter().sum::<f64>() / (end - start) as f64
+    fn means(self, y: &[f64], start: usize, end: usize) -> (f64, f64) {
+        // Both sums in one loop: each is a chain of dependent additions (in order, as `sum` adds),
+        // so two chains side by side take the time of one.
+        let (mut sx, mut sy) = (-0.0, -0.0);
+        for (&px, &py) in self[start..end].iter().zip(&y[start..end]) {
+            sx += px;
+            sy += py;
+        }
+        let count = (end - start) as f64;
+        let my = if sy.is_nan() {
+            mean_y(y, start, end)
+        } else {
+            sy / count
+        };
+        (sx / count, my)
     }
 }
 
@@ -32,8 +46,8 @@ impl Axis for Index {
         // Through i64: one instruction on x86-64, where u64 to f64 takes several.
         i as i64 as f64
     }
-    fn mean(self, start: usize, end: usize) -> f64 {
-        (start + end - 1) as f64 / 2.0
+    fn means(self, y: &[f64], start: usize, end: usize) -> (f64, f64) {
+        ((start + end - 1) as f64 / 2.0, mean_y(y, start, end))
     }
 }
 
@@ -88,10 +102,7 @@ fn lttb_on<X: Axis>(x: X, y: &[f64], n_out: usize) -> Vec<usize> {
         let (cx, cy) = if bucket == n_out - 3 {
             (x.at(n - 1), y[n - 1])
         } else {
-            (
-                x.mean(next_start, next_end),
-                mean_y(y, next_start, next_end),
-            )
+            x.means(y, next_start, next_end)
         };
         let (ax, ay) = (x.at(a), y[a]);
         // Twice the triangle's area is |(ax - cx)(py - ay) - (ax - px)(cy - ay)|, linear in p:

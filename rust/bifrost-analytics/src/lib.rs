@@ -162,6 +162,9 @@ pub struct Chain {
     skipped: u64,
     scratch: Vec<Sample>,
     next: Vec<Sample>,
+    /// The points of a `push_many` that pass the rules, kept between calls so that each call does
+    /// not allocate (and fault in) a fresh buffer.
+    run: Vec<(f64, f64, bool)>,
 }
 
 impl Chain {
@@ -178,6 +181,7 @@ impl Chain {
             skipped: 0,
             scratch: Vec::new(),
             next: Vec::new(),
+            run: Vec::new(),
         })
     }
 
@@ -233,29 +237,47 @@ impl Chain {
         good: Option<&[bool]>,
         out: &mut Vec<Sample>,
     ) {
-        let mut run: Vec<(f64, f64, bool)> = Vec::with_capacity(t.len());
-        for (i, &ti) in t.iter().enumerate() {
-            if ti.partial_cmp(&self.last_t) != Some(std::cmp::Ordering::Greater) {
-                self.rejected += 1;
-                continue;
+        let mut run = std::mem::take(&mut self.run);
+        run.clear();
+        run.reserve(t.len());
+        // Lengths checked once, then zipped: no bounds check (or `good` test) per point.
+        let v = &v[..t.len()];
+        let (mut last_t, mut rejected, mut skipped) = (self.last_t, 0, 0);
+        let mut accept = |ti: f64, vi: f64, gi: bool| {
+            // Not after the last one, or NaN (which compares as no ordering at all).
+            if ti.partial_cmp(&last_t) != Some(std::cmp::Ordering::Greater) {
+                rejected += 1;
+                return;
             }
-            self.last_t = ti;
-            let vi = v[i];
-            let ok = good.is_none_or(|g| g[i]) && vi.is_finite();
-            self.skipped += u64::from(!ok);
+            last_t = ti;
+            let ok = gi && vi.is_finite();
+            skipped += u64::from(!ok);
             run.push((ti, vi, ok));
-        }
-        let Some((first, rest)) = self.stages.split_first_mut() else {
-            out.extend(run.iter().filter(|p| p.2).map(|p| Sample::new(p.0, p.1)));
-            return;
         };
-        if rest.is_empty() {
-            first.push_all(&run, out);
-            return;
+        match good {
+            Some(g) => {
+                for ((&ti, &vi), &gi) in t.iter().zip(v).zip(&g[..t.len()]) {
+                    accept(ti, vi, gi);
+                }
+            }
+            None => {
+                for (&ti, &vi) in t.iter().zip(v) {
+                    accept(ti, vi, true);
+                }
+            }
         }
-        self.scratch.clear();
-        first.push_all(&run, &mut self.scratch);
-        Self::cascade(rest, &mut self.scratch, &mut self.next, out);
+        (self.last_t, self.rejected, self.skipped) =
+            (last_t, self.rejected + rejected, self.skipped + skipped);
+        match self.stages.split_first_mut() {
+            None => out.extend(run.iter().filter(|p| p.2).map(|p| Sample::new(p.0, p.1))),
+            Some((first, [])) => first.push_all(&run, out),
+            Some((first, rest)) => {
+                self.scratch.clear();
+                first.push_all(&run, &mut self.scratch);
+                Self::cascade(rest, &mut self.scratch, &mut self.next, out);
+            }
+        }
+        self.run = run;
     }
 
     /// Flush every stage in order, each flush feeding the stages after it.

@@ -245,6 +245,12 @@ pub struct Aggregate {
     interval: f64,
     stat: Stat,
     bin: Option<f64>,
+    /// `bin + 1`, in units of the interval (-inf while no interval is open): a point with
+    /// `t / interval` below it is in the open interval, without a `floor` (a libm call on baseline
+    /// x86-64). Timestamps increase, so `t / interval` never falls below `bin`.
+    bin_end: f64,
+    /// Good points in the open interval; the moments are kept only for `mean` and `std`.
+    count: usize,
     moments: Moments,
     sum: f64,
     min: f64,
@@ -267,6 +273,8 @@ impl Aggregate {
             interval,
             stat,
             bin: None,
+            bin_end: f64::NEG_INFINITY,
+            count: 0,
             moments: Moments::default(),
             sum: 0.0,
             min: f64::INFINITY,
@@ -294,17 +302,18 @@ impl Aggregate {
         let start = bin * self.interval;
         let value = match self.stat {
             Stat::Twa => (self.covered > 0.0).then(|| self.area / self.covered),
-            _ if self.moments.n == 0 => None,
+            _ if self.count == 0 => None,
             Stat::Mean => Some(self.moments.mean),
             Stat::Std => Some(self.moments.std()),
             Stat::Sum => Some(self.sum),
-            Stat::Count => Some(self.moments.n as f64),
+            Stat::Count => Some(self.count as f64),
             Stat::Min => Some(self.min),
             Stat::Max => Some(self.max),
         };
         if let Some(value) = value {
             out.push(Sample::new(start, value));
         }
+        self.count = 0;
         self.moments = Moments::default();
         self.sum = 0.0;
         self.min = f64::INFINITY;
@@ -336,18 +345,29 @@ impl Aggregate {
 
 impl Operator for Aggregate {
     fn push(&mut self, t: f64, v: f64, good: bool, out: &mut Vec<Sample>) {
-        let bin = (t / self.interval).floor();
-        self.advance_to(bin, out);
+        let q = t / self.interval;
+        // Neither is NaN: `t` is a number (the chain rejects NaN), the interval finite.
+        if q >= self.bin_end {
+            let bin = q.floor();
+            self.advance_to(bin, out);
+            self.bin_end = bin + 1.0;
+        }
         if self.stat == Stat::Twa {
             self.hold_until(t);
             self.hold = good.then_some(Sample::new(t, v));
             return;
         }
         if good {
-            self.moments.add(v);
-            self.sum += v;
-            self.min = self.min.min(v);
-            self.max = self.max.max(v);
+            // Only the statistic asked for: Welford's update divides, a chain of latency that
+            // `max` has no use for.
+            self.count += 1;
+            match self.stat {
+                Stat::Mean | Stat::Std => self.moments.add(v),
+                Stat::Sum => self.sum += v,
+                Stat::Min => self.min = self.min.min(v),
+                Stat::Max => self.max = self.max.max(v),
+                Stat::Count | Stat::Twa => {}
+            }
         }
     }
 
@@ -355,6 +375,7 @@ impl Operator for Aggregate {
         if let Some(bin) = self.bin.take() {
             self.release(bin, out);
         }
+        self.bin_end = f64::NEG_INFINITY;
         self.hold = None;
     }
 }
