@@ -61,7 +61,18 @@ class Entry(NamedTuple):
         return f"t={self.t:.3f}s conn {self.connection} unit {self.unit}: {text}"
 
     def as_json(self) -> dict[str, Any]:
-        codec = codec_for(self.protocol)
+        line = self._head()
+        asked, asked_text, answered, answered_text = codec_for(self.protocol).render(self.request, self.response)
+        line["request"] = {"hex": self.request.hex(), "decoded": asked, "text": asked_text}
+        line["response"] = (
+            None if self.response is None else {"hex": self.response.hex(), "decoded": answered, "text": answered_text}
+        )
+        if self.note:
+            line["note"] = self.note
+        return line
+
+    def _head(self) -> dict[str, Any]:
+        """The line's fields before the request (as_json's, and _lines' uncached part)."""
         line: dict[str, Any] = {
             "t": round(self.t, 6),
             "protocol": self.protocol,
@@ -72,14 +83,40 @@ class Entry(NamedTuple):
         if self.transaction_id is not None:
             line["transaction_id"] = self.transaction_id
         line["latency"] = None if self.latency is None else round(self.latency, 6)
-        asked, asked_text, answered, answered_text = codec.render(self.request, self.response)
-        line["request"] = {"hex": self.request.hex(), "decoded": asked, "text": asked_text}
-        line["response"] = (
-            None if self.response is None else {"hex": self.response.hex(), "decoded": answered, "text": answered_text}
-        )
-        if self.note:
-            line["note"] = self.note
         return line
+
+
+_SEPARATORS = (", ", ": ")
+_RENDER_CACHE = 4096  # distinct exchanges remembered by one _lines call
+
+
+def _lines(entries: Iterable[Entry]) -> str:
+    """`json.dumps(entry.as_json())` of each entry, a line each, as one string. The request and response
+    part of a line is rendered once per distinct (protocol, request, response) — a capture polls the
+    same registers over and over, and decoding is most of a line's cost."""
+    dumps = json.dumps
+    cache: dict[tuple[str, bytes, bytes | None], str] = {}
+    out: list[str] = []
+    for entry in entries:
+        key = (entry.protocol, entry.request, entry.response)
+        body = cache.get(key)
+        if body is None:
+            if len(cache) >= _RENDER_CACHE:
+                cache.clear()
+            asked, asked_text, answered, answered_text = codec_for(entry.protocol).render(entry.request, entry.response)
+            response = entry.response
+            parts = {
+                "request": {"hex": entry.request.hex(), "decoded": asked, "text": asked_text},
+                "response": None
+                if response is None
+                else {"hex": response.hex(), "decoded": answered, "text": answered_text},
+            }
+            body = cache[key] = dumps(parts, separators=_SEPARATORS)[1:-1]
+        line = dumps(entry._head(), separators=_SEPARATORS)[:-1] + ", " + body
+        if entry.note:
+            line += ", " + dumps({"note": entry.note}, separators=_SEPARATORS)[1:-1]
+        out.append(line + "}\n")
+    return "".join(out)
 
 
 @dataclass
@@ -111,8 +148,7 @@ class Cassette:
     def save(self, path: str | Path, *, source: str | None = None) -> Path:
         """Write the whole cassette to `path` (replacing it)."""
         with CassetteWriter(path, source=source or self.header.get("source"), append=False) as writer:
-            for entry in self.entries:
-                writer.write(entry)
+            writer.write_many(self.entries)
         return Path(path)
 
 
@@ -148,9 +184,26 @@ class CassetteWriter:
     def write(self, entry: Entry) -> None:
         if self.offset:
             entry = entry._replace(t=entry.t + self.offset)
-        self._file.write(json.dumps(entry.as_json(), separators=(", ", ": ")) + "\n")
+        self._file.write(json.dumps(entry.as_json(), separators=_SEPARATORS) + "\n")
         self._file.flush()
         self.count += 1
+
+    def write_many(self, entries: Iterable[Entry], *, batch: int = 10_000) -> None:
+        """Write exchanges already at hand (a whole cassette, a traffic log): the same lines as `write`'s,
+        written and flushed a batch at a time rather than one by one."""
+        chunk: list[Entry] = []
+        for entry in entries:
+            chunk.append(entry._replace(t=entry.t + self.offset) if self.offset else entry)
+            if len(chunk) >= batch:
+                self._write_batch(chunk)
+                chunk = []
+        if chunk:
+            self._write_batch(chunk)
+
+    def _write_batch(self, chunk: list[Entry]) -> None:
+        self._file.write(_lines(chunk))
+        self._file.flush()
+        self.count += len(chunk)
 
     def close(self) -> None:
         if not self._file.closed:

@@ -15,16 +15,17 @@ did), and the report lists them, the answers that match no request, and the stre
 
 from __future__ import annotations
 
-from collections import deque
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from bifrost.modbus.framing import BrokenStream, Frame, MbapFramer, RtuFramer
+from bifrost.modbus.pdu import MAX_PDU
 from simulators.recording.cassette import Cassette, Entry, header
 from simulators.recording.pcap import read_capture
-from simulators.recording.tcp import Connection, Direction, Endpoint, reassemble
+from simulators.recording.tcp import Connection, Direction, Endpoint, reassemble_records
 
 FramingChoice = Literal["auto", "mbap", "rtu"]
 
@@ -90,14 +91,21 @@ def _framing_of(data: bytes) -> str | None:
     return None
 
 
+# A frame as the importer keeps it: (time of the packet completing it, transaction id, unit, PDU). A
+# plain tuple: an import makes one per frame, and pairing and the cassette need nothing more.
+_Frame = tuple[float, int | None, int, bytes]
+_MBAP = struct.Struct(">HHHB")
+_MAX_LENGTH = MAX_PDU + 1  # unit + PDU, as MbapFramer checks it
+
+
 def _frames(
     side: Direction, framing: str, expect: Literal["requests", "responses"], notes: list[str], who: str, origin: float
-) -> list[tuple[float, Frame]]:
+) -> list[_Frame]:
     """The frames of one direction with the time of the packet that completed each."""
     if framing == "mbap" and not side.gap_before:
-        return _mbap_frames(side, notes, who, origin)
+        return _mbap_segments(side.chunks) or _mbap_frames(side, notes, who, origin)
     framer: MbapFramer | RtuFramer = MbapFramer() if framing == "mbap" else RtuFramer(expect)
-    out: list[tuple[float, Frame]] = []
+    out: list[_Frame] = []
     append = out.append
     for index, (when, data) in enumerate(side.chunks):
         if index in side.gap_before:
@@ -106,7 +114,7 @@ def _frames(
             notes.append(f"{who}: bytes lost before t={when - origin:.6f}s; framing restarted there")
         for item in framer.feed(data):
             if type(item) is Frame:
-                append((when, item))
+                append((when, item.transaction_id, item.unit, item.pdu))
             elif isinstance(item, BrokenStream):
                 notes.append(f"{who}: stream broken at t={when - origin:.6f}s: {item.reason}")
             else:
@@ -114,16 +122,34 @@ def _frames(
     if isinstance(framer, RtuFramer):
         for item in framer.silence():
             if type(item) is Frame:
-                append((side.chunks[-1][0], item))
+                append((side.chunks[-1][0], item.transaction_id, item.unit, item.pdu))
     return out
 
 
-def _mbap_frames(side: Direction, notes: list[str], who: str, origin: float) -> list[tuple[float, Frame]]:
+def _mbap_segments(chunks: list[tuple[float, bytes]]) -> list[_Frame] | None:
+    """The fastest path, and the common one: every segment is exactly one well-formed MBAP frame (what
+    a client and a server send with one write per frame). None when any is not: then the stream is cut
+    as a whole. The checks are MbapFramer's, so both paths give the same frames."""
+    unpack = _MBAP.unpack_from
+    out: list[_Frame] = []
+    append = out.append
+    for when, data in chunks:
+        size = len(data)
+        if size < 8:
+            return None
+        transaction_id, protocol, length, unit = unpack(data)
+        if protocol or size != length + 6 or length > _MAX_LENGTH:
+            return None
+        append((when, transaction_id, unit, data[7:]))
+    return out
+
+
+def _mbap_frames(side: Direction, notes: list[str], who: str, origin: float) -> list[_Frame]:
     """The fast path of an unbroken Modbus/TCP stream: the framer cuts the whole stream at once, and each
     frame takes the time of the segment holding its last byte (MBAP frames are their PDU plus 7 bytes)."""
     chunks = side.chunks
     items = MbapFramer().feed(b"".join(data for _, data in chunks))
-    out: list[tuple[float, Frame]] = []
+    out: list[_Frame] = []
     append = out.append
     index, chunk_end, position = 0, len(chunks[0][1]) if chunks else 0, 0
     for item in items:
@@ -137,7 +163,7 @@ def _mbap_frames(side: Direction, notes: list[str], who: str, origin: float) -> 
         while chunk_end < position:
             index += 1
             chunk_end += len(chunks[index][1])
-        append((chunks[index][0], item))
+        append((chunks[index][0], item.transaction_id, item.unit, item.pdu))
     return out
 
 
@@ -181,13 +207,13 @@ def import_capture(
     the server's address).
     """
     capture = read_capture(path)
-    report = ImportReport(str(path), packets=len(capture.packets), notes=list(capture.notes))
-    streams = reassemble(capture.packets)
+    report = ImportReport(str(path), packets=len(capture.records), notes=list(capture.notes))
+    streams = reassemble_records(capture.data, capture.records)
     report.skipped_packets = dict(streams.skipped)
     # (request time, order found, device, connection, request frame, response PDU, latency)
-    exchanges: list[tuple[float, int, str, int, Frame, bytes | None, float | None]] = []
+    exchanges: list[tuple[float, int, str, int, _Frame, bytes | None, float | None]] = []
     numbers: dict[int, int] = {}
-    origin = capture.packets[0][0] if capture.packets else 0.0  # notes give times from the capture's start
+    origin = capture.records[0][0] if capture.records else 0.0  # notes give times from the capture's start
     for connection in streams.connections:
         client = _client(connection)
         if client is None:
@@ -214,95 +240,100 @@ def import_capture(
         number = numbers.setdefault(connection.number, len(numbers) + 1)
         name_of_device = device or f"{server[0]}:{server[1]}"
         pairs = _pair_mbap(asked, answered) if chosen == "mbap" else _pair_rtu(asked, answered)
-        for request_time, request, response_time, response in pairs:
+        append = exchanges.append
+        for request, response in pairs:
             if request is None:
                 assert response is not None
                 conn_report.unmatched += 1
-                tid = "" if response.transaction_id is None else f"transaction {response.transaction_id}, "
+                tid = "" if response[1] is None else f"transaction {response[1]}, "
                 conn_report.notes.append(
-                    f"answer at t={response_time - origin:.6f}s ({tid}unit {response.unit}) matches no request: "
-                    "left out"
+                    f"answer at t={response[0] - origin:.6f}s ({tid}unit {response[2]}) matches no request: left out"
                 )
                 continue
             if response is None:
                 conn_report.unanswered += 1
-                exchanges.append((request_time, len(exchanges), name_of_device, number, request, None, None))
+                append((request[0], len(exchanges), name_of_device, number, request, None, None))
             else:
-                latency = response_time - request_time
-                exchanges.append(
-                    (request_time, len(exchanges), name_of_device, number, request, response.pdu, max(0.0, latency))
-                )
+                latency = response[0] - request[0]
+                append((request[0], len(exchanges), name_of_device, number, request, response[3], max(0.0, latency)))
             conn_report.exchanges += 1
     exchanges.sort()  # by request time, then the order found (a tuple's first two fields decide)
     start = exchanges[0][0] if exchanges else 0.0
     cassette = Cassette(header=header(f"import {Path(path).name}"))
+    # tuple.__new__ with every field: an Entry without the cost of NamedTuple's keyword handling.
+    new = tuple.__new__
     cassette.entries = [
-        Entry("modbus", device_name, frame.unit, number, when - start, frame.pdu, answer, latency, frame.transaction_id)
+        new(Entry, ("modbus", device_name, frame[2], number, when - start, frame[3], answer, latency, frame[1], None))
         for when, _, device_name, number, frame, answer, latency in exchanges
     ]
-    entries = cassette.entries
-    report.exchanges = len(entries)
+    report.exchanges = len(cassette.entries)
     return cassette, report
 
 
-_Pair = tuple[float, Frame | None, float, Frame | None]
+_Pair = tuple[_Frame | None, _Frame | None]
 
 
-def _pair_mbap(asked: list[tuple[float, Frame]], answered: list[tuple[float, Frame]]) -> list[_Pair]:
+def _pair_mbap(asked: list[_Frame], answered: list[_Frame]) -> list[_Pair]:
     """Requests and responses by transaction id; a repeated id pairs with its oldest open request.
 
     Both lists are in time order: they are merged in one pass, an answer pairing only with a request
-    seen before it."""
-    rows: list[list[Any]] = [[when, frame, 0.0, None] for when, frame in asked]
-    waiting: dict[int | None, deque[list[Any]]] = {}
+    seen before it. The answers matching no request come first, then every request with its answer."""
+    if len(asked) == len(answered) and all(
+        request[1] == response[1] and request[0] <= response[0]
+        for request, response in zip(asked, answered, strict=True)
+    ):
+        # Each request's answer is the one in its place (the common capture): the merge below would pair
+        # them so, since every earlier request of the same id is answered before.
+        return list(zip(asked, answered, strict=True))
+    answers: list[_Frame | None] = [None] * len(asked)
+    waiting: dict[int | None, list[int]] = {}
     out: list[_Pair] = []
-    next_request, count = 0, len(rows)
-    for when, frame in answered:
-        while next_request < count and rows[next_request][0] <= when:
-            row = rows[next_request]
-            queue = waiting.get(row[1].transaction_id)
+    next_request, count = 0, len(asked)
+    for response in answered:
+        when = response[0]
+        while next_request < count and asked[next_request][0] <= when:
+            transaction_id = asked[next_request][1]
+            queue = waiting.get(transaction_id)
             if queue is None:
-                queue = waiting[row[1].transaction_id] = deque()
-            queue.append(row)
+                waiting[transaction_id] = [next_request]
+            else:
+                queue.append(next_request)
             next_request += 1
-        queue = waiting.get(frame.transaction_id)
+        queue = waiting.get(response[1])
         if queue:
-            row = queue.popleft()
-            row[2], row[3] = when, frame
+            answers[queue.pop(0)] = response
         else:
-            out.append((when, None, when, frame))
-    out.extend((row[0], row[1], row[2], row[3]) for row in rows)
+            out.append((None, response))
+    out.extend(zip(asked, answers, strict=True))
     return out
 
 
-def _pair_rtu(asked: list[tuple[float, Frame]], answered: list[tuple[float, Frame]]) -> list[_Pair]:
+def _pair_rtu(asked: list[_Frame], answered: list[_Frame]) -> list[_Pair]:
     """One request at a time: an answer belongs to the open request before it, if it is of its unit and
     function (a lost packet must not pair a request with the next request's answer)."""
-    events = [(when, 0, frame) for when, frame in asked] + [(when, 1, frame) for when, frame in answered]
+    events = [(frame[0], 0, frame) for frame in asked] + [(frame[0], 1, frame) for frame in answered]
     events.sort(key=lambda item: (item[0], item[1]))
     out: list[_Pair] = []
-    pending: tuple[float, Frame] | None = None
-    for when, is_response, frame in events:
+    pending: _Frame | None = None
+    for _, is_response, frame in events:
         if not is_response:
             if pending is not None:
-                out.append((pending[0], pending[1], 0.0, None))
-            pending = None if frame.unit == 0 else (when, frame)  # nobody answers a broadcast
-            if frame.unit == 0:
-                out.append((when, frame, 0.0, None))
+                out.append((pending, None))
+            pending = None if frame[2] == 0 else frame  # nobody answers a broadcast
+            if frame[2] == 0:
+                out.append((frame, None))
             continue
-        request = pending[1] if pending is not None else None
-        if request is not None and request.unit == frame.unit and request.pdu[:1] == bytes((frame.pdu[0] & 0x7F,)):
-            assert pending is not None
-            out.append((pending[0], request, when, frame))
+        if pending is not None and pending[2] == frame[2] and pending[3][:1] == bytes((frame[3][0] & 0x7F,)):
+            out.append((pending, frame))
             pending = None
         else:
             # Another function's answer: the capture lost this request's answer and that answer's request.
             if pending is not None:
-                out.append((pending[0], pending[1], 0.0, None))
+                out.append((pending, None))
                 pending = None
-            out.append((when, None, when, frame))
+            out.append((None, frame))
     if pending is not None:
-        out.append((pending[0], pending[1], 0.0, None))
+        out.append((pending, None))
     return out
 
 

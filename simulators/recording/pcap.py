@@ -1,7 +1,8 @@
 """A reader of pcap and pcapng capture files: packets out, with their time and link type. No decoding.
 
-Our own, because it is small and fast (the whole file is read once and cut with `struct`, about a
-microsecond a packet) and because scapy, the library of the field, reads ~1.5k packets/s and would
+Our own, because it is small and fast (the whole file is read once and indexed with `struct`: a packet
+is its time, link type and offsets, well under a microsecond each, and its bytes are never copied
+whole) and because scapy, the library of the field, reads ~1.5k packets/s and would
 be a heavy dependency of the importer. It reads:
 
 - pcap (libpcap): both byte orders, microsecond (0xA1B2C3D4) and nanosecond (0xA1B23C4D) stamps;
@@ -35,12 +36,20 @@ class CaptureError(BifrostError, ValueError):
 
 @dataclass
 class Capture:
-    """The packets of one file: (time in seconds since the epoch, link type, bytes) each."""
+    """The packets of one file. `records` are (time in seconds since the epoch, link type, start, end)
+    each, the packet being `data[start:end]`: nothing is copied per packet until a reader asks."""
 
     path: str
     format: str  # "pcap" or "pcapng"
-    packets: list[tuple[float, int, bytes]] = field(default_factory=list)
+    data: bytes = b""
+    records: list[tuple[float, int, int, int]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def packets(self) -> list[tuple[float, int, bytes]]:
+        """(time, link type, bytes) of each packet, copied out of the file."""
+        data = self.data
+        return [(when, linktype, data[start:end]) for when, linktype, start, end in self.records]
 
 
 def read_capture(path: str | Path) -> Capture:
@@ -59,7 +68,10 @@ def read_capture(path: str | Path) -> Capture:
 
 
 def iter_packets(path: str | Path) -> Iterator[tuple[float, int, bytes]]:
-    yield from read_capture(path).packets
+    capture = read_capture(path)
+    data = capture.data
+    for when, linktype, start, end in capture.records:
+        yield when, linktype, data[start:end]
 
 
 def _read_pcap(name: str, data: bytes) -> Capture:
@@ -70,18 +82,18 @@ def _read_pcap(name: str, data: bytes) -> Capture:
     # The top bits of the link-type field carry FCS flags in newer files; the type is the low 16 bits.
     linktype &= 0xFFFF
     scale = 1e-9 if magic == PCAP_MAGIC_NS else 1e-6
-    capture = Capture(name, "pcap")
-    packets = capture.packets
-    record = struct.Struct(order + "IIII")
+    capture = Capture(name, "pcap", data)
+    append = capture.records.append
+    unpack = struct.Struct(order + "III").unpack_from
     offset, size = 24, len(data)
     while offset + 16 <= size:
-        seconds, fraction, included, _original = record.unpack_from(data, offset)
+        seconds, fraction, included = unpack(data, offset)
         start = offset + 16
         end = start + included
         if end > size:
             capture.notes.append(f"{name}: offset {offset}: the last packet is cut short (truncated capture)")
             return capture
-        packets.append((seconds + fraction * scale, linktype, data[start:end]))
+        append((seconds + fraction * scale, linktype, start, end))
         offset = end
     if offset != size:
         capture.notes.append(f"{name}: offset {offset}: {size - offset} bytes after the last packet (truncated)")
@@ -89,8 +101,8 @@ def _read_pcap(name: str, data: bytes) -> Capture:
 
 
 def _read_pcapng(name: str, data: bytes) -> Capture:
-    capture = Capture(name, "pcapng")
-    packets = capture.packets
+    capture = Capture(name, "pcapng", data)
+    packets = capture.records
     size = len(data)
     offset = 0
     order = "<"
@@ -129,7 +141,7 @@ def _read_pcapng(name: str, data: bytes) -> Capture:
             linktype, unit = interfaces[interface]
             if start + included > offset + length - 4:
                 raise CaptureError(f"{name}: offset {offset}: captured length {included} runs past its block")
-            packets.append((((high << 32) | low) * unit, linktype, data[start : start + included]))
+            packets.append((((high << 32) | low) * unit, linktype, start, start + included))
         elif block_type == _SPB:
             if not interfaces:
                 raise CaptureError(f"{name}: offset {offset}: simple packet block before any interface")
@@ -137,7 +149,7 @@ def _read_pcapng(name: str, data: bytes) -> Capture:
             included = min(original, length - 16)
             # A simple packet block has no time: it takes the previous packet's.
             when = packets[-1][0] if packets else 0.0
-            packets.append((when, interfaces[0][0], data[body + 4 : body + 4 + included]))
+            packets.append((when, interfaces[0][0], body + 4, body + 4 + included))
         offset += length
     else:
         if offset != size:

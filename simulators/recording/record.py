@@ -138,8 +138,7 @@ def save_traffic(device: Any, path: str | Path, *, append: bool = False) -> Path
     """Write a SimHost device's traffic log (`host.devices["plc1"]`) to a cassette."""
     protocol = getattr(device, "protocol", "modbus")
     with CassetteWriter(path, source=f"traffic log of {device.name}", append=append) as writer:
-        for entry in traffic_entries(device.log, device=device.name, protocol=protocol):
-            writer.write(entry)
+        writer.write_many(traffic_entries(device.log, device=device.name, protocol=protocol))
     return Path(path)
 
 

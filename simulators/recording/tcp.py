@@ -17,6 +17,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 Endpoint = tuple[str, int]
 
@@ -26,7 +27,7 @@ _IPV6_EXTENSIONS = frozenset((0, 43, 60, 135, 139, 140))  # hop-by-hop, routing,
 _MAX_EARLY = 4 * 1024 * 1024  # bytes held ahead of a gap per direction before giving up on it
 
 
-@dataclass
+@dataclass(slots=True)
 class Direction:
     """One direction of a connection: its data in order, as (time, bytes) chunks."""
 
@@ -131,30 +132,108 @@ def _address(raw: bytes) -> str:
 
 def reassemble(packets: Iterable[tuple[float, int, bytes]]) -> Streams:
     """The TCP connections in `packets` ((time, link type, bytes) each), their data in order."""
-    streams = Streams()
-    by_key: dict[tuple[Endpoint, Endpoint], Connection] = {}
-    # Raw addresses and ports -> (connection, direction): the common packet costs one dict lookup.
-    flows: dict[bytes, tuple[Connection, Direction]] = {}
-    addresses: dict[bytes, str] = {}
-    unpack_tcp = struct.Struct(">HHII").unpack_from
+    records: list[tuple[float, int, int, int]] = []
+    parts: list[bytes] = []
+    position = 0
     for when, linktype, data in packets:
+        records.append((when, linktype, position, position + len(data)))
+        parts.append(data)
+        position += len(data)
+    return reassemble_records(b"".join(parts), records)
+
+
+# Link types with a fixed header ending in an ethertype-like protocol field: (where that field is, the
+# header's length). Their IPv4 packets with a 20-byte header to a known flow take the fast path.
+_FAST_LINKS = {_ETHERNET: (12, 14), _SLL: (14, 16), _SLL2: (0, 20)}
+
+
+def _fast_unpackers() -> dict[int, tuple[Any, int]]:
+    """Per link type: one unpack of link, IPv4 and TCP header fields (protocol, version and header length,
+    total length, fragment, IP protocol, the flow's addresses and ports, sequence, TCP offset, flags),
+    and the packet's shortest length for it (headers whole)."""
+    out: dict[int, tuple[Any, int]] = {}
+    for linktype, (field_at, ip_at) in _FAST_LINKS.items():
+        layout = f">{field_at}xH{ip_at - field_at - 2}xBxH2xHxB2x12sI4xBB".replace(">0x", ">")
+        out[linktype] = (struct.Struct(layout).unpack_from, ip_at + 40)
+    return out
+
+
+_FAST = _fast_unpackers()
+
+
+def reassemble_records(data: bytes, records: Iterable[tuple[float, int, int, int]]) -> Streams:
+    """The TCP connections of the packets `data[start:end]` of `records` ((time, link type, start, end)
+    each, as pcap.Capture holds them), their data in order.
+
+    The common packet (IPv4 without options, a flow already known, no SYN/FIN/RST) costs one unpack,
+    one dict lookup and one slice of its payload; any other goes through `_Reader.packet`."""
+    reader = _Reader()
+    flows = reader.flows
+    slow = reader.packet
+    fast = _FAST
+    for when, linktype, start, stop in records:
+        unpacker = fast.get(linktype)
+        if unpacker is not None and stop - start >= unpacker[1]:
+            ethertype, version, total, fragment, protocol, key, seq, offset, flags = unpacker[0](data, start)
+            if ethertype == 0x0800 and version == 0x45 and protocol == 6 and not fragment & 0x3FFF and not flags & 7:
+                side = flows.get(key)
+                if side is not None:
+                    ip = start + unpacker[1] - 40
+                    end = ip + total if total else stop
+                    if end > stop:
+                        end = stop
+                    payload = data[ip + 20 + (offset >> 4) * 4 : end]
+                    if payload:
+                        if seq == side.next_seq and not side.early:  # in order, nothing waiting
+                            side.chunks.append((when, payload))
+                            side.next_seq = (seq + len(payload)) & 0xFFFFFFFF
+                        else:
+                            _add(side, when, seq, payload)
+                    continue
+        slow(when, linktype, data[start:stop])
+    streams = reader.streams
+    for connection in streams.connections:
+        for side in connection.sides.values():
+            _flush(side)
+    return streams
+
+
+class _Reader:
+    """Any packet, one at a time: what the fast path does not take (a new flow, a SYN, FIN or RST,
+    IPv6, IP options, other link types, anything to skip)."""
+
+    def __init__(self) -> None:
+        self.streams = Streams()
+        self.by_key: dict[tuple[Endpoint, Endpoint], Connection] = {}
+        # Raw addresses and ports -> direction: the common packet costs one dict lookup.
+        self.flows: dict[bytes, Direction] = {}
+        self.addresses: dict[bytes, str] = {}
+
+    def _name(self, raw: bytes) -> str:
+        name = self.addresses.get(raw)
+        if name is None:
+            name = self.addresses[raw] = _address(raw)
+        return name
+
+    def packet(self, when: float, linktype: int, data: bytes) -> None:
+        streams = self.streams
         if linktype == _ETHERNET and data[12:14] == b"\x08\x00":
             version, offset = 4, 14  # the common case, without a call
         else:
             version, offset = _ip_payload(linktype, data)
         if version == 0:
             streams.skip("not IP" if offset == 0 else f"link type {linktype} (not read)")
-            continue
+            return
         if version == 4:
             if len(data) < offset + 20:
                 streams.skip("IPv4 header cut short")
-                continue
+                return
             if data[offset + 9] != 6:
                 streams.skip("not TCP")
-                continue
+                return
             if ((data[offset + 6] & 0x3F) << 8) | data[offset + 7]:
                 streams.skip("IP fragment (not reassembled)")
-                continue
+                return
             total = (data[offset + 2] << 8) | data[offset + 3]
             addressed = offset + 12
             width = 4
@@ -164,7 +243,7 @@ def reassemble(packets: Iterable[tuple[float, int, bytes]]) -> Streams:
         else:
             if len(data) < offset + 40:
                 streams.skip("IPv6 header cut short")
-                continue
+                return
             next_header = data[offset + 6]
             end = offset + 40 + ((data[offset + 4] << 8) | data[offset + 5])
             addressed = offset + 8
@@ -174,41 +253,34 @@ def reassemble(packets: Iterable[tuple[float, int, bytes]]) -> Streams:
                 next_header, tcp = data[tcp], tcp + 8 + data[tcp + 1] * 8
             if next_header != 6:
                 streams.skip("not TCP")
-                continue
+                return
         if len(data) < tcp + 20:
             streams.skip("TCP header cut short")
-            continue
-        sport, dport, seq, _ack = unpack_tcp(data, tcp)
+            return
+        sport, dport, seq, _ack = _TCP.unpack_from(data, tcp)
         flags = data[tcp + 13]
         payload = data[tcp + (data[tcp + 12] >> 4) * 4 : min(end, len(data))]
         flow_key = data[addressed : addressed + 2 * width] + data[tcp : tcp + 4]
-        known = None if flags & _SYN else flows.get(flow_key)
-        if known is not None:
-            side = known[1]
-        else:
-            src_raw, dst_raw = data[addressed : addressed + width], data[addressed + width : addressed + 2 * width]
-            src = addresses.get(src_raw)
-            if src is None:
-                src = addresses[src_raw] = _address(src_raw)
-            dst = addresses.get(dst_raw)
-            if dst is None:
-                dst = addresses[dst_raw] = _address(dst_raw)
+        side = None if flags & _SYN else self.flows.get(flow_key)
+        if side is None:
+            src = self._name(data[addressed : addressed + width])
+            dst = self._name(data[addressed + width : addressed + 2 * width])
             sender, receiver = (src, sport), (dst, dport)
-            connection = by_key.get((sender, receiver))
+            connection = self.by_key.get((sender, receiver))
             if connection is None or (
                 flags & _SYN and not flags & _ACK and connection.sides.get(sender, Direction()).closed
             ):
                 # A new connection (or the same ports used again after both ends closed).
                 connection = Connection(len(streams.connections) + 1, sender, receiver, first_time=when)
                 streams.connections.append(connection)
-                by_key[(sender, receiver)] = by_key[(receiver, sender)] = connection
+                self.by_key[(sender, receiver)] = self.by_key[(receiver, sender)] = connection
             side = connection.direction(sender)
-            flows[flow_key] = (connection, side)
+            self.flows[flow_key] = side
             if flags & _SYN:
                 if not flags & _ACK and connection.client is None:
                     connection.client = sender
                 side.next_seq = (seq + 1) & 0xFFFFFFFF
-                continue
+                return
         if flags & (_FIN | _RST):
             side.closed = True
         if payload:
@@ -217,10 +289,9 @@ def reassemble(packets: Iterable[tuple[float, int, bytes]]) -> Streams:
                 side.next_seq = (seq + len(payload)) & 0xFFFFFFFF
             else:
                 _add(side, when, seq, payload)
-    for connection in streams.connections:
-        for side in connection.sides.values():
-            _flush(side)
-    return streams
+
+
+_TCP = struct.Struct(">HHII")
 
 
 def _add(side: Direction, when: float, seq: int, payload: bytes) -> None:
@@ -280,4 +351,4 @@ def _flush(side: Direction) -> None:
         _skip_gap(side)
 
 
-__all__ = ["Connection", "Direction", "Endpoint", "Streams", "reassemble"]
+__all__ = ["Connection", "Direction", "Endpoint", "Streams", "reassemble", "reassemble_records"]

@@ -127,3 +127,26 @@ def test_any_exchanges_round_trip(tmp_path_factory: pytest.TempPathFactory, exch
     ]
     path = save_cassette(tmp_path_factory.mktemp("c") / "c.jsonl", entries)
     assert load_cassette(path).entries == entries
+
+
+def test_saving_at_once_writes_the_lines_written_one_by_one(tmp_path: Path) -> None:
+    # save() renders each distinct exchange once and writes in batches; the file must not change for it.
+    repeated = _entry(0.0)
+    entries = [
+        repeated,
+        repeated._replace(t=0.25, transaction_id=8),
+        _entry(0.5, pdu.ReadCoilsRequest(3, 5), pdu.ReadCoilsResponse((True, False, True, True, False))),
+        repeated._replace(t=0.75, device='plc "north"', note="late"),
+        Entry("modbus", "plc2", 9, 2, 1.5, pdu.encode_request(pdu.ReadCoilsRequest(0, 1)), None, None, None, "dropped"),
+        Entry("modbus", "plc2", 9, 2, 2.0, b"\x03\x00", b"\x83", 0.002),  # malformed both ways
+    ]
+    with CassetteWriter(tmp_path / "one.jsonl", source="test") as writer:
+        for entry in entries:
+            writer.write(entry)
+    with CassetteWriter(tmp_path / "many.jsonl", source="test") as writer:
+        writer.write_many(entries, batch=4)
+        assert writer.count == len(entries)
+    one = (tmp_path / "one.jsonl").read_text().splitlines()
+    many = (tmp_path / "many.jsonl").read_text().splitlines()
+    assert many[1:] == one[1:] and len(many) == len(entries) + 1
+    assert load_cassette(tmp_path / "many.jsonl").entries == entries

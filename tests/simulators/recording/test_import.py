@@ -214,3 +214,47 @@ def test_any_packets_import_without_raising(tmp_path_factory: pytest.TempPathFac
     cassette, report = import_capture(path)
     assert report.packets == len(packets)
     assert all(entry.protocol == "modbus" for entry in cassette)
+
+
+def _relinked(path: Path, packets: list[tuple[float, bytes]], linktype: int) -> Path:
+    """The Ethernet frames of `packets` under another link layer: Linux cooked (SLL, SLL2) or raw IPv4."""
+    headers = {
+        113: struct.pack(">HHH8sH", 0, 772, 6, b"", 0x0800),  # SLL: type, ARPHRD, address, protocol
+        276: struct.pack(">HHIHBB8s", 0x0800, 0, 1, 772, 0, 6, b""),  # SLL2: protocol first
+        228: b"",
+    }
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype)]
+    for when, frame in packets:
+        packet = headers[linktype] + frame[14:]
+        seconds = int(when)
+        out.append(struct.pack("<IIII", seconds, round((when - seconds) * 1e6), len(packet), len(packet)) + packet)
+    path.write_bytes(b"".join(out))
+    return path
+
+
+@pytest.mark.parametrize("linktype", [113, 276, 228])
+@pytest.mark.parametrize("split", [False, True])
+def test_link_layers_and_segmentation_give_the_same_cassette(tmp_path: Path, linktype: int, split: bool) -> None:
+    # Each link layer has its own fast path (or none); segments that are not one frame each are cut
+    # as a stream. Every way must give the exchanges the plain Ethernet capture gives.
+    talk = Conversation(("10.0.0.9", 40010), ("10.0.0.5", 502))
+    for index in range(6):
+        request = encode_mbap(index, 1, pdu.encode_request(pdu.ReadHoldingRegistersRequest(index, 2)))
+        answer = encode_mbap(index, 1, pdu.encode_response(pdu.ReadHoldingRegistersResponse((index, 7 * index))))
+        if split:  # a request in two segments, and an answer sent with its header apart
+            talk.send("client", request[:3])
+            talk.send("client", request[3:])
+            talk.send("server", answer[:7])
+            talk.send("server", answer[7:])
+        else:
+            talk.send("client", request)
+            talk.send("server", answer)
+    reference, _ = import_capture(write_pcap(tmp_path / "ethernet.pcap", talk.packets))
+    cassette, report = import_capture(_relinked(tmp_path / "other.pcap", talk.packets, linktype))
+    assert report.skipped_packets == {} and report.unanswered == report.unmatched == 0
+    assert len(cassette) == 6
+    assert [(e.transaction_id, e.request, e.response) for e in cassette] == [
+        (e.transaction_id, e.request, e.response) for e in reference
+    ]
+    assert _decoded(cassette.entries, 5)[1] == pdu.ReadHoldingRegistersResponse((5, 35))
+    assert [e.latency for e in cassette] == pytest.approx([e.latency for e in reference])
