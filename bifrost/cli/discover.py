@@ -1,9 +1,10 @@
 """`bifrost discover`: which hosts of an explicit range answer on the PLC ports, and what they speak.
 
 A port that accepts a connection is asked through the Connection API: a Modbus read on the Modbus
-port(s) — any answer, even an exception, is a Modbus device. Other ports are listed as open with the
-protocol their number suggests, until their clients can identify them. Bounded: the range is given
-explicitly (no default network), at most --max-hosts hosts, a short timeout per connection.
+port(s) — any answer, even an exception, is a Modbus device; the CPU state (SZL 0x0424) on the S7 port(s);
+GetEndpoints on the OPC UA port. Other ports are listed as open with the protocol their number suggests.
+Bounded: the range is given explicitly (no default network), at most --max-hosts hosts, a short timeout
+per connection.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ async def _open(host: str, port: int, timeout: float) -> bool:
     return True
 
 
-async def _identify(host: str, port: int, modbus_ports: set[int], timeout: float) -> dict[str, Any]:
+async def _identify(host: str, port: int, modbus_ports: set[int], s7_ports: set[int], timeout: float) -> dict[str, Any]:
     found: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -90,6 +91,15 @@ async def _identify(host: str, port: int, modbus_ports: set[int], timeout: float
         except DeviceError as exc:  # an exception answer is still a Modbus device
             found.update(protocol="modbus", confirmed=True, url=url, note=str(exc))
         except BifrostError as exc:
+            found["note"] = str(exc)
+    elif port in s7_ports:
+        shown = f"[{host}]" if ":" in host else host
+        url = f"s7://{shown}:{port}?rack=0&slot=1"
+        try:
+            async with common.connect(url, None, None, timeout) as plc:
+                state = await plc.cpu_state()  # type: ignore[attr-defined]  # an S7Connection
+            found.update(protocol="s7", confirmed=True, url=url, state=state)
+        except BifrostError as exc:  # a CPU on another rack/slot still answered the connection request
             found["note"] = str(exc)
     elif WELL_KNOWN.get(port) == "opcua":
         from bifrost.opcua.discovery import get_endpoints
@@ -127,6 +137,7 @@ def discover(
     target: Annotated[str, typer.Argument(help="An address, a CIDR range or a URL.")],
     ports: Annotated[str, typer.Option("--ports", help="Ports to try, comma-separated.")] = "502,102,4840",
     modbus_ports: Annotated[str, typer.Option("--modbus-ports", help="Which of them to ask in Modbus.")] = "502",
+    s7_ports: Annotated[str, typer.Option("--s7-ports", help="Which of them to ask in S7 (rack 0, slot 1).")] = "102",
     max_hosts: Annotated[int, typer.Option("--max-hosts", help="Refuse a range with more hosts than this.")] = 256,
     timeout: TimeoutOption = "1s",
     as_json: JsonOption = False,
@@ -136,9 +147,7 @@ def discover(
         return
     hosts = _hosts(target, max_hosts)
     port_list = _ports(ports)
-    asked = set(_ports(modbus_ports)) | (
-        {port for port in port_list if port not in WELL_KNOWN} if "502" not in ports else set()
-    )
+    asked, s7_asked = set(_ports(modbus_ports)), set(_ports(s7_ports))
     limit = common.seconds(timeout, "--timeout")
 
     async def main() -> list[dict[str, Any]]:
@@ -148,7 +157,7 @@ def discover(
             async with gate:
                 if not await _open(host, port, limit):
                     return None
-                return await _identify(host, port, asked, limit)
+                return await _identify(host, port, asked, s7_asked, limit)
 
         results = await asyncio.gather(*(one(host, port) for host in hosts for port in port_list))
         return [result for result in results if result is not None]

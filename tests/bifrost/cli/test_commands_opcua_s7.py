@@ -87,3 +87,11 @@ def test_discover_an_opcua_server_lists_its_endpoints_and_their_security(plant: 
     assert [(e["url"], e["security"], e["mode"], e["logins"]) for e in found["endpoints"]] == [
         (plant.url("hmi"), "None", "None", ["anonymous"])
     ]
+
+
+def test_discover_identifies_an_s7_cpu_on_an_explicit_port(plant: SimHost) -> None:
+    port = plant.url("cpu1").split(":")[2].split("?")[0]
+    code, out, err = bifrost_cli("discover", "127.0.0.1", "--ports", port, "--s7-ports", port, "--json")
+    assert code == 0, err
+    found = json.loads(out)
+    assert (found["protocol"], found["confirmed"], found["state"]) == ("s7", True, "RUN")
