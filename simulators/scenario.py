@@ -601,6 +601,16 @@ class StrictMapEntry(MapEntry, _Strict):
         return None if name is None else _type_text(name)
 
 
+def map_entry_kind(value: Any) -> str | None:
+    """Which shape a map entry has, for front-ends' discriminated map values: "Address" (`hr:0`,
+    `DB1.DBD0`) or "Entry" (a table with `address:` and more keys); None for neither."""
+    if isinstance(value, str):
+        return "Address"
+    if isinstance(value, (dict, MapEntry)):
+        return "Entry"
+    return None
+
+
 class DeviceModel(_Strict):
     """The keys every device has, whatever its protocol. Each protocol's front-end subclasses it (its
     `protocol` a Literal of its name) with its own keys and address checks, and registers it in

@@ -11,7 +11,6 @@ from typing_extensions import Self
 
 from bifrost.errors import ConfigError
 from bifrost.modbus.address import check_fits, parse_address
-from bifrost.tagfile import MapEntry
 from bifrost.tags import ByteOrder, DataType, parse_type
 from bifrost.values import WireFormat, words_for
 from simulators.recording.spec import ReplaySpec
@@ -20,23 +19,15 @@ from simulators.scenario import (
     KnownTag,
     StrictMapEntry,
     known_tag_type,
+    map_entry_kind,
     scenario_error,
     with_problems,
 )
 
-
-def _map_kind(value: Any) -> str | None:
-    if isinstance(value, str):
-        return "Address"
-    if isinstance(value, (dict, MapEntry)):
-        return "Entry"
-    return None
-
-
 MapValue = Annotated[
     Annotated[str, Tag("Address")] | Annotated[StrictMapEntry, Tag("Entry")],
     Discriminator(
-        _map_kind,
+        map_entry_kind,
         custom_error_type="map_entry",
         custom_error_message="expected an address such as hr:0, or a mapping with address: and optionally "
         "type, byte_order, scale, offset, writable",

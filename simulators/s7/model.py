@@ -13,9 +13,16 @@ from typing_extensions import Self
 from bifrost.errors import ConfigError
 from bifrost.s7.address import format_for_tag, parse_address
 from bifrost.s7.pdu import MAX_PDU, MIN_PDU, Area
-from bifrost.tagfile import MapEntry
 from bifrost.tags import DataType, Tag, parse_type
-from simulators.scenario import DeviceModel, KnownTag, StrictMapEntry, known_tag_type, scenario_error, with_problems
+from simulators.scenario import (
+    DeviceModel,
+    KnownTag,
+    StrictMapEntry,
+    known_tag_type,
+    map_entry_kind,
+    scenario_error,
+    with_problems,
+)
 
 AREA_NAMES = {Area.FLAGS: "M", Area.INPUTS: "I", Area.OUTPUTS: "Q"}
 DEFAULT_SIZES = {"M": 256, "I": 128, "Q": 128}
@@ -23,18 +30,10 @@ DEFAULT_SIZES = {"M": 256, "I": 128, "Q": 128}
 _SIZE_KEY = re.compile(r"^(DB[1-9]\d*|M|I|Q)$")
 
 
-def _map_kind(value: Any) -> str | None:
-    if isinstance(value, str):
-        return "Address"
-    if isinstance(value, (dict, MapEntry)):
-        return "Entry"
-    return None
-
-
 MapValue = Annotated[
     Annotated[str, Choice("Address")] | Annotated[StrictMapEntry, Choice("Entry")],
     Discriminator(
-        _map_kind,
+        map_entry_kind,
         custom_error_type="map_entry",
         custom_error_message="expected an S7 address such as DB1.DBD0, or a mapping with address: and optionally "
         "type, scale, offset, writable",
