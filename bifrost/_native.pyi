@@ -1,8 +1,8 @@
 """Stubs of the Rust extension module `bifrost._native` (checked by mypy.stubtest)."""
 
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
-import uuid
 from typing import Any, ClassVar, final
 
 import numpy as np

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import uuid
 from collections.abc import Sequence
 
 from bifrost import _native
@@ -55,7 +56,7 @@ def status_name(code: int) -> str:
     return name if name and not name.startswith("Unknown") else f"0x{code:08X}"
 
 
-def _node(node: NodeId) -> tuple[int, object]:
+def _node(node: NodeId) -> tuple[int, int | str | bytes | uuid.UUID]:
     return (node.namespace, node.identifier)
 
 

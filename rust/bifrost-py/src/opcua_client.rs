@@ -24,7 +24,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::bridge::{self, Hub};
 
@@ -117,10 +117,12 @@ fn py_error(py: Python<'_>, error: &ClientError) -> PyErr {
 
 fn node_ref(node: &Bound<'_, PyAny>) -> PyResult<NodeRef> {
     let (namespace, identifier): (u16, Bound<'_, PyAny>) = node.extract()?;
-    let identifier = if let Ok(n) = identifier.extract::<u32>() {
+    // Strings first, by type: a failed extraction makes a Python exception, which costs more
+    // than the whole conversion of a node.
+    let identifier = if let Ok(s) = identifier.cast::<PyString>() {
+        Identifier::String(s.to_str()?.to_owned())
+    } else if let Ok(n) = identifier.extract::<u32>() {
         Identifier::Numeric(n)
-    } else if let Ok(s) = identifier.extract::<String>() {
-        Identifier::String(s)
     } else if let Ok(b) = identifier.cast::<PyBytes>() {
         Identifier::Opaque(b.as_bytes().to_vec())
     } else if let Ok(bytes) = identifier.getattr(intern!(node.py(), "bytes")) {

@@ -340,6 +340,7 @@ async def test_session_and_subscription_come_back_after_a_server_restart(
 ) -> None:
     peer = restartable_server
     node = peer.node_id("sub")
+    peer.set("sub", 0.0)  # the server is the module's: the other engine's run left 2.0 here
     async with bifrost.connect(peer.url, engine=engine, timeout=1) as plc:
         stream = plc.subscribe([node], interval=0.05)
         try:
