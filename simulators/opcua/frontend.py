@@ -22,15 +22,25 @@ from simulators.opcua.nodes import resolve
 from simulators.opcua.relay import Relay
 from simulators.opcua.server import OpcuaDeviceServer, OpcuaSettings, ServiceEvent, status_code
 from simulators.opcua.traffic import CODEC, OpcuaRequest
-from simulators.protocols import DeviceAbout, DeviceSetup, ListenerGate, Sleep
+from simulators.protocols import DeviceAbout, DeviceSetup, FaultCodes, ListenerGate, Sleep
 from simulators.traffic import NOTHING_WRITTEN, Exchange
 
 log = logging.getLogger(__name__)
 
 
+def _lookup(name: str) -> int | None:
+    from bifrost._native import opcua_status_code  # the C library's table of status names
+
+    return opcua_status_code(name)
+
+
+FAULT_CODES = FaultCodes(help="an OPC UA status name", pattern=r"(Good|Uncertain|Bad)[A-Za-z0-9]*", lookup=_lookup)
+
+
 class OpcuaFrontend:
     name = "opcua"
     device_model = OpcuaDeviceModel
+    fault_codes = FAULT_CODES
 
     def create(self, devices: Sequence[DeviceSetup], *, hooks: FaultHooks, sleep: Sleep) -> OpcuaProtocolServer:
         return OpcuaProtocolServer(devices, hooks)
