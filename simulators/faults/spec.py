@@ -223,7 +223,14 @@ class Match:
             unit=None if unit is None else _int_set(unit, f"{where}.unit", 0, 255, "a unit id 0..255"),
             function=None
             if function is None
-            else _int_set(function, f"{where}.function", 1, 127, "a function code 1..127"),
+            else _int_set(
+                function,
+                f"{where}.function",
+                1,
+                0xFFFF,
+                "a function or service code 1..65535 (Modbus 1..127, an S7 function, an OPC UA request's DataType "
+                "id such as 629 for Read)",
+            ),
             address=None if address is None else AddressRange.parse(address, f"{where}.address"),
             node=None if node is None else str(node),
         )
