@@ -188,6 +188,15 @@ class FaultSet:
     def now(self) -> float:
         return self.timing.now()
 
+    def seed_for(self, stream: str) -> int:
+        """A 64-bit seed for draws made elsewhere (a C server's), from the same seed as this set's own
+        draws (the given one, else the plant's scenario seed), for `stream`; drawing nothing from `rng`."""
+        if self._seed is None and self.plant is not None:
+            base: object = self.plant.scenario.seed
+        else:
+            base = 0 if self._seed is None else self._seed
+        return random.Random(f"{base}:faults:{self.device}:{stream}").getrandbits(64)
+
     def attach(
         self,
         plant: Plant[Any] | None,

@@ -155,9 +155,15 @@ class OpcuaProtocolServer:
         if exception is None:
             device.clear_exception()
         else:
-            code = exception.params.get("code") or "BadCommunicationError"
+            code = exception.integer("code", 0)
+            # A code that is no OPC UA status (the default, a Modbus or S7 number): the device failed.
+            status = code if code > 0xFF else status_code("BadCommunicationError")
             device.set_exception(
-                status_code(code), _nodes(device, exception), exception.probability, exception.count, 0
+                status,
+                _nodes(device, exception),
+                exception.probability,
+                exception.count,
+                _seed(self.hooks, name, "exception"),
             )
         quality = next((f for f in faults if f.kind == "bad_quality"), None)
         if quality is None:
@@ -223,6 +229,13 @@ def _active(hooks: FaultHooks, device: str) -> list[Any]:
         return [fault.spec for fault in faults(device).active()]
     except (KeyError, ConfigError):
         return []
+
+
+def _seed(hooks: FaultHooks, device: str, stream: str) -> int:
+    """The seed of the server's own draws (a probable exception), from the host's fault seed as the
+    Modbus faults draw theirs: the same scenario seed gives the same answers run after run."""
+    faults = getattr(hooks, "device", None)
+    return 0 if faults is None else int(faults(device).seed_for(stream))
 
 
 def _nodes(device: OpcuaDeviceServer, spec: Any) -> list[int] | None:
