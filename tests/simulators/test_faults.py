@@ -121,7 +121,7 @@ def test_round_trip_with_everything() -> None:
         ("exception,direction=upstream", "direction: exception takes no such key"),
         ("exception,code=0", r"code: expected a Modbus exception code \(1, 2, 3, 4, 5, 6, 8, 10, 11\)"),
         ("exception,code=99", "code: expected a Modbus exception code .* not .99."),
-        ("exception,function=200", r"function: expected a function code 1\.\.127"),
+        ("exception,function=70000", r"function: expected a function or service code 1\.\.65535"),
         ("exception,unit=300", r"unit: expected a unit id 0\.\.255"),
         ("exception,address=hr:9-2", "not a range of addresses"),
         ("exception,address=xx:1", "expected an address or range such as hr:0"),
