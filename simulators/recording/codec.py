@@ -157,7 +157,7 @@ class Codec(Protocol):
 
 
 _CODECS: dict[str, Codec] = {}
-_BUILTIN = {"modbus": "simulators.recording.modbus"}
+_BUILTIN = {"modbus": "simulators.recording.modbus", "s7": "simulators.recording.s7"}
 
 
 def register_codec(codec: Codec) -> None:
