@@ -157,7 +157,8 @@ def import_capture(
         conn_report = ConnectionReport(name, "skipped" if found is None else found[1])
         report.connections.append(conn_report)
         if found is None:
-            known = " or ".join(_TITLES.get(codec.protocol, codec.protocol) for codec in codecs)
+            shown = sorted(codecs, key=lambda codec: codec.protocol != "modbus")  # Modbus first: the common case
+            known = " or ".join(_TITLES.get(codec.protocol, codec.protocol) for codec in shown)
             conn_report.notes.append(f"not {known}: the client's first bytes are {first[:12].hex(' ')}")
             continue
         codec, chosen = found
