@@ -338,3 +338,23 @@ def test_a_capture_whose_segments_split_frames_imports_the_same(data: Path, tmp_
     cassette, report = import_capture(write_pcap(tmp_path / "split.pcap", talk.packets), framing="s7")
     assert report.connections[0].framing == "s7"
     assert [(e.unit, e.request, e.response) for e in cassette] == [(e.unit, e.request, e.response) for e in whole]
+
+
+def test_the_import_command_reads_s7_and_names_the_framing(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "imported.jsonl"
+    result = subprocess.run(
+        [*CLI, "import", str(data / "s7" / "replay_session.pcap"), "-o", str(out), "--device", "cpu1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert ": s7, 7 exchange(s)" in result.stdout and "wrote 7 exchange(s)" in result.stdout
+    assert load_cassette(out).devices() == ["cpu1"]
+    wrong = subprocess.run(
+        [*CLI, "import", str(data / "s7" / "replay_session.pcap"), "-o", str(out), "--framing", "iso"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert wrong.returncode == 2 and "no protocol travels as 'iso' (known: s7, mbap, rtu)" in wrong.stderr
