@@ -57,7 +57,7 @@ class Codec(Protocol):
 
 
 _CODECS: dict[str, Codec] = {}
-_BUILTIN = {"modbus": "simulators.recording.modbus"}
+_BUILTIN = {"modbus": "simulators.recording.modbus", "opcua": "simulators.recording.opcua"}
 
 
 def register_codec(codec: Codec) -> None:

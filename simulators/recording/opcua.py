@@ -1,0 +1,403 @@
+"""OPC UA binary in recording and replay: service messages decoded for the cassette, and the learned
+image. No I/O.
+
+A cassette's OPC UA `request` and `response` are service messages as sent: the body of an `OPN` or
+`MSG` message (its chunks joined) after the secure channel's headers — the type's NodeId, then the
+request or response (simulators.recording.opcua_chunks cuts them out of the byte stream). Hello and
+Acknowledge carry no service and are not kept. Every decode goes through asyncua's binary codec
+(`asyncua.ua.ua_binary`, the `opcua` extra): recording has no OPC UA parser of its own.
+
+Lines read like the simulator's traffic log: `Read ns=2;s=tank.level -> Good 42.0`. The decoded form
+is the service's fields, without the request and response headers (their handles and timestamps
+change every run): `{"service": "Read", "nodes": [...]}`.
+
+The image holds, per node and attribute, the DataValue the capture last showed: the results of Reads
+and the values of Writes the server accepted. It answers a Read or Write whose every node it holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import enum
+from collections.abc import Hashable
+from typing import Any
+
+from bifrost._extras import require
+from simulators.recording.codec import register_codec
+
+VALUE_ATTRIBUTE = 13
+BAD_NODE_ID_UNKNOWN = 0x80340000
+# Fields that change from one run to the next, blanked in a request's match key: handles and
+# timestamps, the session's token, nonces, signatures, certificates, acknowledged sequence numbers.
+VOLATILE = frozenset(
+    {
+        "RequestHandle",
+        "Timestamp",
+        "AuthenticationToken",
+        "AuditEntryId",
+        "TimeoutHint",
+        "ClientNonce",
+        "ClientCertificate",
+        "ClientSignature",
+        "UserTokenSignature",
+        "SubscriptionAcknowledgements",
+        "Password",
+        "SessionName",
+    }
+)
+_HEADERS = ("TypeId", "RequestHeader", "ResponseHeader")
+
+
+def _asyncua() -> tuple[Any, Any, Any]:
+    """asyncua's `ua`, its binary codec and its Buffer, or an ImportError naming the extra."""
+    ua = require("asyncua.ua", "opcua")
+    binary = require("asyncua.ua.ua_binary", "opcua")
+    utils = require("asyncua.common.utils", "opcua")
+    return ua, binary, utils.Buffer
+
+
+def decode(body: bytes) -> Any:
+    """The asyncua object a service message holds; ValueError when it is none asyncua knows."""
+    ua, binary, buffer = _asyncua()
+    try:
+        type_id = binary.nodeid_from_binary(buffer(body))
+    except Exception as exc:  # asyncua raises what its struct reads raise
+        raise ValueError(f"no service type id: {exc}") from None
+    cls = ua.extension_objects_by_typeid.get(type_id)
+    if cls is None:
+        raise ValueError(f"unknown service type {type_id.to_string()}")
+    try:
+        return binary.struct_from_binary(cls, buffer(body))
+    except Exception as exc:
+        raise ValueError(f"a {cls.__name__} that does not decode: {exc}") from None
+
+
+def encode(obj: Any) -> bytes:
+    """A service message (its type id first) from an asyncua request or response."""
+    _, binary, _ = _asyncua()
+    return bytes(binary.struct_to_binary(obj))
+
+
+def service_name(obj: Any) -> str:
+    name = type(obj).__name__
+    for suffix in ("Request", "Response"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def status_text(code: int) -> str:
+    """`Good`, `BadNodeIdUnknown`, or the number in hex when asyncua does not name it."""
+    ua, _, _ = _asyncua()
+    try:
+        return str(ua.StatusCode(code).name)
+    except Exception:
+        return f"0x{code:08X}"
+
+
+def _status(value: Any) -> int:
+    return int(getattr(value, "value", value) or 0)
+
+
+def node_text(node: Any) -> str:
+    text = node.to_string()
+    return str(text)
+
+
+def plain(value: Any) -> Any:
+    """An asyncua value as JSON: NodeIds as strings, status codes by name, bytes in hex, structures as
+    objects of their fields."""
+    ua, _, _ = _asyncua()
+    if value is None or isinstance(value, bool | int | float | str):
+        if isinstance(value, enum.Enum):
+            return value.name
+        return value
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, ua.NodeId):
+        return node_text(value)
+    if isinstance(value, ua.StatusCode):
+        return status_text(value.value)
+    if isinstance(value, ua.QualifiedName):
+        return value.to_string()
+    if isinstance(value, ua.LocalizedText):
+        return value.Text
+    if isinstance(value, ua.Variant):
+        return {"type": value.VariantType.name, "value": plain(value.Value)}
+    if isinstance(value, ua.ExtensionObject):
+        return {"type_id": node_text(value.TypeId), "hex": (value.Body or b"").hex()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    if dataclasses.is_dataclass(value):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name not in _HEADERS}
+    return str(value)
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"service": service_name(obj)}
+    header = getattr(obj, "ResponseHeader", None)
+    if header is not None:
+        out["status"] = status_text(_status(header.ServiceResult))
+    body = plain(obj)
+    if isinstance(body, dict):
+        parameters = body.pop("Parameters", None)
+        out.update(parameters if isinstance(parameters, dict) else body)
+        if not isinstance(parameters, dict):
+            out.pop("service", None)
+            out["service"] = service_name(obj)
+    return out
+
+
+def value_text(data_value: Any) -> str:
+    """`Good 42.0`, `BadSensorFailure`, `Uncertain... 3`."""
+    status = status_text(_status(data_value.StatusCode))
+    variant = data_value.Value
+    if variant is None or variant.Value is None:
+        return status
+    shown = variant.Value
+    if isinstance(shown, str):
+        return f"{status} {shown!r}"
+    if isinstance(shown, list) and len(shown) > 8:
+        return f"{status} [{', '.join(map(str, shown[:8]))}, ... {len(shown)} values]"
+    return f"{status} {plain(shown)}"
+
+
+def _attribute(item: Any) -> str:
+    attribute = int(item.AttributeId)
+    if attribute == VALUE_ATTRIBUTE:
+        return node_text(item.NodeId)
+    ua, _, _ = _asyncua()
+    try:
+        name = ua.AttributeIds(attribute).name
+    except ValueError:
+        name = f"attribute {attribute}"
+    return f"{node_text(item.NodeId)}.{name}"
+
+
+def _several(items: list[str], limit: int = 6) -> str:
+    if len(items) > limit:
+        return ", ".join(items[:limit]) + f", ... ({len(items)} in all)"
+    return ", ".join(items)
+
+
+def request_text(obj: Any) -> str:
+    name = service_name(obj)
+    parameters = getattr(obj, "Parameters", None)
+    if name == "Read" and parameters is not None:
+        return f"Read {_several([_attribute(item) for item in parameters.NodesToRead or []])}"
+    if name == "Write" and parameters is not None:
+        shown = [
+            f"{_attribute(item)} = {value_text(item.Value).split(' ', 1)[-1]}" for item in parameters.NodesToWrite or []
+        ]
+        return f"Write {_several(shown)}"
+    if name == "Browse" and parameters is not None:
+        return f"Browse {_several([node_text(item.NodeId) for item in parameters.NodesToBrowse or []])}"
+    if name == "CreateSession" and parameters is not None:
+        return f"CreateSession {parameters.EndpointUrl or ''}".rstrip()
+    if name == "ActivateSession" and parameters is not None:
+        token = parameters.UserIdentityToken
+        user = getattr(token, "UserName", None)
+        return f"ActivateSession {'user ' + user if user else 'anonymous'}"
+    if name == "CreateSubscription" and parameters is not None:
+        return f"CreateSubscription every {parameters.RequestedPublishingInterval:g}ms"
+    if name == "CreateMonitoredItems" and parameters is not None:
+        nodes = [_attribute(item.ItemToMonitor) for item in parameters.ItemsToCreate or []]
+        return f"CreateMonitoredItems subscription {parameters.SubscriptionId}: {_several(nodes)}"
+    if name == "GetEndpoints" and parameters is not None:
+        return f"GetEndpoints {parameters.EndpointUrl or ''}".rstrip()
+    if name == "OpenSecureChannel" and parameters is not None:
+        return f"OpenSecureChannel {plain(parameters.RequestType)} {plain(parameters.SecurityMode)}"
+    return name
+
+
+def response_text(obj: Any) -> str:
+    name = service_name(obj)
+    header = getattr(obj, "ResponseHeader", None)
+    status = status_text(_status(header.ServiceResult)) if header is not None else "?"
+    if name == "ServiceFault":
+        return f"ServiceFault {status}"
+    if status != "Good":
+        return status
+    if name == "Read":
+        return _several([value_text(item) for item in obj.Results or []])
+    if name in ("Write", "CreateMonitoredItems"):
+        codes = [status_text(_status(getattr(item, "StatusCode", item))) for item in obj.Results or []]
+        return _several(codes) or "Good"
+    if name in ("Browse", "BrowseNext"):
+        names = [ref.BrowseName.Name or "?" for result in obj.Results or [] for ref in result.References or []]
+        return f"{len(names)} reference(s)" + (f": {_several(names)}" if names else "")
+    if name == "CreateSubscription":
+        return f"Good subscription {obj.Parameters.SubscriptionId}"
+    if name == "GetEndpoints":
+        return f"{len(obj.Endpoints or [])} endpoint(s)"
+    if name == "Publish":
+        parameters = obj.Parameters
+        values = []
+        for data in parameters.NotificationMessage.NotificationData or []:
+            for item in getattr(data, "MonitoredItems", None) or []:
+                values.append(f"#{item.ClientHandle} {value_text(item.Value)}")
+        shown = f": {_several(values)}" if values else ""
+        return f"subscription {parameters.SubscriptionId}, {len(values)} change(s){shown}"
+    return status
+
+
+def _blank(obj: Any) -> None:
+    """Blank, in place and all the way down, the fields that change from run to run (VOLATILE)."""
+    if isinstance(obj, list):
+        for item in obj:
+            _blank(item)
+        return
+    if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+        return
+    for f in dataclasses.fields(obj):
+        if f.name in VOLATILE:
+            if f.default is not dataclasses.MISSING:
+                setattr(obj, f.name, f.default)
+            elif f.default_factory is not dataclasses.MISSING:
+                setattr(obj, f.name, f.default_factory())
+            else:
+                setattr(obj, f.name, None)
+        else:
+            _blank(getattr(obj, f.name))
+
+
+class OpcuaCodec:
+    protocol = "opcua"
+
+    def decode_request(self, request: bytes) -> dict[str, Any]:
+        try:
+            return _fields(decode(request))
+        except ValueError as exc:
+            return {"service": "malformed", "error": str(exc)}
+
+    def decode_response(self, response: bytes, request: bytes) -> dict[str, Any]:
+        try:
+            return _fields(decode(response))
+        except ValueError as exc:
+            return {"service": "malformed", "error": str(exc)}
+
+    def _texts(self, body: bytes, text: Any) -> tuple[dict[str, Any], str]:
+        try:
+            obj = decode(body)
+        except ValueError as exc:
+            return {"service": "malformed", "error": str(exc)}, f"malformed ({exc})"
+        try:
+            return _fields(obj), text(obj)
+        except Exception as exc:  # an odd but decodable message must still make a line
+            return _fields(obj), f"{service_name(obj)} ({exc})"
+
+    def describe(self, request: bytes, response: bytes | None) -> str:
+        _, asked, _, answered = self.render(request, response)
+        return f"{asked} -> {answered}"
+
+    def render(self, request: bytes, response: bytes | None) -> tuple[dict[str, Any], str, dict[str, Any] | None, str]:
+        fields, text = self._texts(request, request_text)
+        if response is None:
+            return fields, text, None, "no answer"
+        answer, answer_text = self._texts(response, response_text)
+        return fields, text, answer, answer_text
+
+    def match_key(self, unit: int, request: bytes) -> Hashable:
+        try:
+            obj = decode(request)
+        except ValueError:
+            return (unit, request)
+        _blank(obj)
+        return (unit, encode(obj))
+
+    def error_response(self, request: bytes, code: int) -> bytes:
+        """A ServiceFault with status `code` (a small number, as Modbus's exception codes are, means
+        BadNodeIdUnknown), for the request's handle."""
+        ua, _, _ = _asyncua()
+        fault = ua.ServiceFault()
+        with contextlib.suppress(ValueError, AttributeError):
+            fault.ResponseHeader.RequestHandle = decode(request).RequestHeader.RequestHandle
+        fault.ResponseHeader.ServiceResult = ua.StatusCode(code if code & 0x80000000 else BAD_NODE_ID_UNKNOWN)
+        return encode(fault)
+
+    def is_error(self, response: bytes) -> bool:
+        try:
+            header = getattr(decode(response), "ResponseHeader", None)
+        except ValueError:
+            return True
+        return header is not None and bool(_status(header.ServiceResult) & 0x80000000)
+
+    def new_image(self) -> OpcuaImage:
+        return OpcuaImage()
+
+
+NodeKey = tuple[str, int]
+"""(NodeId as text, attribute id)."""
+
+
+class OpcuaImage:
+    """Per node and attribute, the DataValue the capture last showed (asyncua DataValue objects)."""
+
+    def __init__(self) -> None:
+        self.values: dict[NodeKey, Any] = {}
+
+    def learn(self, unit: int, request: bytes, response: bytes) -> None:
+        for key, data_value in learned(request, response):
+            self.values[key] = data_value
+
+    def answer(self, unit: int, request: bytes) -> bytes | None:
+        ua, _, _ = _asyncua()
+        try:
+            asked = decode(request)
+        except ValueError:
+            return None
+        name = service_name(asked)
+        handle = asked.RequestHeader.RequestHandle
+        if name == "Read":
+            items = asked.Parameters.NodesToRead or []
+            keys = [(node_text(item.NodeId), int(item.AttributeId)) for item in items]
+            if not keys or any(key not in self.values for key in keys):
+                return None
+            response = ua.ReadResponse()
+            response.Results = [self.values[key] for key in keys]
+        elif name == "Write":
+            items = asked.Parameters.NodesToWrite or []
+            keys = [(node_text(item.NodeId), int(item.AttributeId)) for item in items]
+            if not keys or any(key not in self.values for key in keys):
+                return None
+            for key, item in zip(keys, items, strict=True):
+                self.values[key] = item.Value
+            response = ua.WriteResponse()
+            response.Results = [ua.StatusCode(0) for _ in keys]
+        else:
+            return None
+        response.ResponseHeader.RequestHandle = handle
+        return encode(response)
+
+
+def learned(request: bytes, response: bytes) -> list[tuple[NodeKey, Any]]:
+    """What an exchange shows of the nodes' values, in order: each Read result that holds a value
+    (with its status), and each value a Write wrote that the server accepted."""
+    try:
+        asked, answered = decode(request), decode(response)
+    except ValueError:
+        return []
+    name = service_name(asked)
+    if service_name(answered) != name:
+        return []  # a ServiceFault
+    out: list[tuple[NodeKey, Any]] = []
+    if name == "Read":
+        for item, result in zip(asked.Parameters.NodesToRead or [], answered.Results or [], strict=False):
+            if result.Value is not None and result.Value.Value is not None:
+                out.append(((node_text(item.NodeId), int(item.AttributeId)), result))
+    elif name == "Write":
+        for item, code in zip(asked.Parameters.NodesToWrite or [], answered.Results or [], strict=False):
+            if not _status(code) & 0x80000000 and item.Value is not None:
+                out.append(((node_text(item.NodeId), int(item.AttributeId)), item.Value))
+    return out
+
+
+register_codec(OpcuaCodec())
+
+__all__ = ["OpcuaCodec", "OpcuaImage", "decode", "encode", "learned", "status_text"]

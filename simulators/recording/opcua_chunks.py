@@ -1,0 +1,246 @@
+"""OPC UA binary (opc.tcp) byte streams cut into messages, and requests paired with responses. No I/O.
+
+A message starts with an 8-byte header: its type (`HEL`, `ACK`, `ERR`, `OPN`, `CLO`, `MSG`), a chunk
+type (`F` final, `C` one more to come, `A` aborted) and its size. `OPN` then carries the secure
+channel id, the asymmetric security header (policy URI, certificates) and the sequence header;
+`CLO` and `MSG` the channel id, a token id and the sequence header (sequence number, request id).
+What follows is the message body: the service, its type's NodeId first — what recording keeps
+(`simulators.recording.opcua` decodes it). Chunks of one request id are joined into one body.
+
+Only security policy None can be read: a channel opened with another policy is said so, and its
+messages are left out (they are signed or encrypted).
+
+`OpcuaPairer` pairs each request (`OPN`, `CLO`, `MSG` from the client) with the response of the same
+request id from the server; `CLO` is never answered; an `ERR` from the server ends every request
+still waiting.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+NONE_POLICY = "http://opcfoundation.org/UA/SecurityPolicy#None"
+MESSAGE_TYPES = frozenset({b"HEL", b"ACK", b"ERR", b"RHE", b"OPN", b"CLO", b"MSG"})
+CHUNK_TYPES = frozenset(b"FCA")
+MAX_CHUNK = 1 << 24  # a chunk claiming more is no OPC UA chunk (servers negotiate at most a few MiB)
+_HEADER = struct.Struct("<3scI")
+_U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
+
+
+def looks_like_opcua(data: bytes) -> bool:
+    """Whether a client's first bytes are an OPC UA message header (a Hello, or a secure channel's
+    message when the capture started after the Hello)."""
+    if len(data) < 8:
+        return False
+    kind, chunk, size = _HEADER.unpack_from(data)
+    return kind in (b"HEL", b"OPN", b"MSG", b"CLO") and chunk[0] in CHUNK_TYPES and 8 <= size <= MAX_CHUNK
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One whole message. `body`: for OPN/CLO/MSG the service (type NodeId and fields), chunks joined;
+    for HEL/ACK/ERR what follows the header. `aborted`: the sender gave it up (an `A` chunk, whose
+    body is an error code and reason). `secured`: signed or encrypted (a policy other than None), so
+    `body` is unreadable."""
+
+    kind: str
+    channel: int
+    request_id: int | None
+    body: bytes
+    aborted: bool = False
+    secured: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Broken:
+    """The stream is not OPC UA from here on (a bad header): nothing after it is read."""
+
+    reason: str
+
+
+def _string(data: bytes, at: int, what: str) -> tuple[bytes | None, int]:
+    (length,) = _I32.unpack_from(data, at)
+    at += 4
+    if length < 0:
+        return None, at
+    if at + length > len(data):
+        raise ValueError(f"{what}: {length} bytes claimed, {len(data) - at} left")
+    return data[at : at + length], at + length
+
+
+class ChunkFramer:
+    """One direction of one connection: bytes in, whole messages out (`feed`)."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._partial: dict[int, list[bytes]] = {}
+        self.secured = False
+        self.policy: str | None = None
+        self.broken: str | None = None
+
+    def feed(self, data: bytes) -> list[Message | Broken]:
+        if self.broken is not None:
+            return []
+        self._buffer += data
+        out: list[Message | Broken] = []
+        buffer = self._buffer
+        at = 0
+        while len(buffer) - at >= 8:
+            kind, chunk, size = _HEADER.unpack_from(buffer, at)
+            if kind not in MESSAGE_TYPES or chunk[0] not in CHUNK_TYPES or not 8 <= size <= MAX_CHUNK:
+                self.broken = f"not an OPC UA message header: {bytes(buffer[at : at + 8]).hex(' ')}"
+                out.append(Broken(self.broken))
+                del buffer[:]
+                return out
+            if len(buffer) - at < size:
+                break
+            raw = bytes(buffer[at : at + size])
+            at += size
+            try:
+                message = self._chunk(kind.decode(), chunk, raw)
+            except (ValueError, struct.error) as exc:
+                self.broken = f"a damaged {kind.decode()} chunk: {exc}"
+                out.append(Broken(self.broken))
+                del buffer[:]
+                return out
+            if message is not None:
+                out.append(message)
+        del buffer[:at]
+        return out
+
+    def _chunk(self, kind: str, chunk: bytes, raw: bytes) -> Message | None:
+        if kind in ("HEL", "ACK", "ERR", "RHE"):
+            return Message(kind, 0, None, raw[8:])
+        (channel,) = _U32.unpack_from(raw, 8)
+        if kind == "OPN":
+            policy, at = _string(raw, 12, "security policy")
+            _, at = _string(raw, at, "sender certificate")
+            _, at = _string(raw, at, "receiver thumbprint")
+            self.policy = (policy or b"").decode("utf-8", "replace")
+            self.secured = self.policy != NONE_POLICY
+        else:
+            at = 16  # channel id, token id
+        if len(raw) < at + 8:
+            raise ValueError(f"{len(raw)} bytes, too short for its sequence header")
+        _sequence, request_id = struct.unpack_from("<II", raw, at)
+        body = raw[at + 8 :]
+        if chunk == b"C":
+            self._partial.setdefault(request_id, []).append(body)
+            return None
+        parts = self._partial.pop(request_id, [])
+        if chunk == b"A":
+            return Message(kind, channel, request_id, body, aborted=True, secured=self.secured)
+        return Message(kind, channel, request_id, b"".join([*parts, body]), secured=self.secured)
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """A request and its response (None: none came), with the times they completed."""
+
+    t: float
+    request_id: int
+    request: bytes
+    response: bytes | None
+    answered_at: float | None
+    note: str | None = None
+
+
+@dataclass
+class OpcuaPairer:
+    """One connection's exchanges: feed each direction's bytes in the order they were seen."""
+
+    client: ChunkFramer = field(default_factory=ChunkFramer)
+    server: ChunkFramer = field(default_factory=ChunkFramer)
+    notes: list[str] = field(default_factory=list)
+    unmatched: int = 0
+    secured_messages: int = 0
+    _pending: OrderedDict[int, tuple[float, bytes]] = field(default_factory=OrderedDict)
+
+    def from_client(self, data: bytes, when: float) -> list[Exchange]:
+        out: list[Exchange] = []
+        for item in self.client.feed(data):
+            if isinstance(item, Broken):
+                self.notes.append(f"client: {item.reason}")
+                continue
+            if item.kind not in ("OPN", "CLO", "MSG") or item.request_id is None:
+                continue  # Hello: buffer sizes and the endpoint URL, the channel's and no service's
+            if item.secured:
+                self.secured_messages += 1
+                continue
+            if item.aborted:
+                self.notes.append(f"client: request {item.request_id} aborted by the client")
+                continue
+            if item.kind == "CLO":
+                out.append(Exchange(when, item.request_id, item.body, None, None, "CloseSecureChannel has no response"))
+                continue
+            if item.request_id in self._pending:
+                out.append(self._unanswered(item.request_id, "its request id was used again"))
+            self._pending[item.request_id] = (when, item.body)
+        return out
+
+    def from_server(self, data: bytes, when: float) -> list[Exchange]:
+        out: list[Exchange] = []
+        for item in self.server.feed(data):
+            if isinstance(item, Broken):
+                self.notes.append(f"server: {item.reason}")
+                continue
+            if item.kind == "ERR":
+                reason = _error_text(item.body)
+                self.notes.append(f"server: ERR {reason}")
+                for request_id in list(self._pending):
+                    out.append(self._unanswered(request_id, f"the server closed the channel: {reason}"))
+                continue
+            if item.kind not in ("OPN", "MSG") or item.request_id is None:
+                continue
+            if item.secured:
+                self.secured_messages += 1
+                continue
+            pending = self._pending.pop(item.request_id, None)
+            if pending is None:
+                self.unmatched += 1
+                self.notes.append(f"server: a response to request {item.request_id}, which no request asked")
+                continue
+            if item.aborted:
+                asked_at, request = pending
+                reason = f"the server aborted its response: {_error_text(item.body)}"
+                out.append(Exchange(asked_at, item.request_id, request, None, None, reason))
+                continue
+            out.append(Exchange(pending[0], item.request_id, pending[1], item.body, when))
+        return out
+
+    def _unanswered(self, request_id: int, why: str) -> Exchange:
+        asked_at, request = self._pending.pop(request_id)
+        return Exchange(asked_at, request_id, request, None, None, why)
+
+    def close(self) -> list[Exchange]:
+        """The requests still waiting: unanswered."""
+        return [self._unanswered(request_id, "no response") for request_id in list(self._pending)]
+
+
+def _error_text(body: bytes) -> str:
+    """An ERR message's or abort chunk's body (status code, reason) for people."""
+    if len(body) < 4:
+        return "(no error code)"
+    (code,) = _U32.unpack_from(body)
+    try:
+        reason, _ = _string(body, 4, "reason")
+    except (ValueError, struct.error):
+        reason = None
+    from simulators.recording.opcua import status_text
+
+    text = status_text(code)
+    return f"{text}: {reason.decode('utf-8', 'replace')}" if reason else text
+
+
+__all__ = [
+    "NONE_POLICY",
+    "Broken",
+    "ChunkFramer",
+    "Exchange",
+    "Message",
+    "OpcuaPairer",
+    "looks_like_opcua",
+]
