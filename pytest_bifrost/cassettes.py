@@ -185,7 +185,7 @@ def _replay(device: CassetteDevice, marker: pytest.Mark, fallback: Any = None) -
         mode=marker.kwargs.get("mode", "request"),
         timing=marker.kwargs.get("timing", "fast"),
         speed=float(marker.kwargs.get("speed", 1.0)),
-        unknown=marker.kwargs.get("unknown", 2),
+        unknown=marker.kwargs.get("unknown", "default"),
     )
     host = SimHost(scenario, clock="system").start()
     device._stoppers.append(host.stop)
