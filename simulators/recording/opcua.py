@@ -21,11 +21,15 @@ import contextlib
 import dataclasses
 import datetime
 import enum
-from collections.abc import Hashable
-from typing import Any
+from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from bifrost._extras import require
-from simulators.recording.codec import register_codec
+from simulators.recording import opcua_chunks as chunks
+from simulators.recording.codec import Expect, Frame, Pair, pair_by_id, register_codec
+
+if TYPE_CHECKING:
+    from simulators.recording.tcp import Direction
 
 VALUE_ATTRIBUTE = 13
 BAD_NODE_ID_UNKNOWN = 0x80340000
@@ -269,6 +273,8 @@ def _blank(obj: Any) -> None:
 
 class OpcuaCodec:
     protocol = "opcua"
+    framings: tuple[str, ...] = ("opcua",)
+    default_unknown = BAD_NODE_ID_UNKNOWN
 
     def decode_request(self, request: bytes) -> dict[str, Any]:
         try:
@@ -330,6 +336,83 @@ class OpcuaCodec:
 
     def new_image(self) -> OpcuaImage:
         return OpcuaImage()
+
+    # --- the wire (simulators.recording.opcua_chunks) -----------------------------------------------
+
+    def sniff(self, data: bytes) -> str | None:
+        return "opcua" if chunks.looks_like_opcua(data) else None
+
+    def opens_request(self, framing: str, data: bytes) -> bool:
+        return data[:3] in (b"HEL", b"OPN", b"MSG", b"CLO") and chunks.looks_like_opcua(data)
+
+    def frames(
+        self, framing: str, side: Direction, expect: Expect, notes: list[str], who: str, origin: float
+    ) -> list[Frame]:
+        return chunks.captured_frames(side.chunks, side.gap_before, notes, who, origin)
+
+    def pair(self, framing: str, asked: Sequence[Frame], answered: Sequence[Frame]) -> list[Pair]:
+        return pair_by_id(asked, answered)  # by the sequence header's RequestId
+
+    def cutter(self, framing: str, expect: Expect) -> chunks.OpcuaCutter:
+        return chunks.OpcuaCutter()
+
+    def pairs_by_id(self, framing: str) -> bool:
+        return True
+
+    def unwrap(self, framing: str, data: bytes, expect: Expect) -> bytes | None:
+        return chunks.unwrap(data)
+
+    # --- the traffic log and replay -----------------------------------------------------------------
+
+    def log_exchange(self, exchange: Any, device: Any) -> tuple[int, bytes, bytes | None] | None:
+        """A simulated OPC UA device's Read or Write (simulators.opcua.traffic keeps the services, the
+        nodes, their statuses and values) as the service messages that carried it; other services
+        are the server's own business and are not kept."""
+        ua, _, _ = _asyncua()
+        request = exchange.request
+        service = getattr(request, "service", None)
+        nodes = list(getattr(request, "nodes", ()))
+        values = list(getattr(request, "values", ()))
+        codes = list(exchange.response or ())
+        if service not in ("Read", "Write") or not nodes or len(values) != len(nodes) or len(codes) != len(nodes):
+            return None
+        variants = [
+            None if value is None else ua.Variant(value, getattr(ua.VariantType, type_name))
+            for type_name, value in values
+        ]
+        handle = int(exchange.transaction_id or 0)
+        if service == "Read":
+            asked: Any = ua.ReadRequest()
+            asked.Parameters.NodesToRead = [
+                ua.ReadValueId(NodeId=ua.NodeId.from_string(node), AttributeId=VALUE_ATTRIBUTE) for node in nodes
+            ]
+            answered: Any = ua.ReadResponse()
+            answered.Results = [
+                ua.DataValue(variant if not code & 0x80000000 else None, StatusCode=ua.StatusCode(code))
+                for variant, code in zip(variants, codes, strict=True)
+            ]
+        else:
+            asked = ua.WriteRequest()
+            asked.Parameters.NodesToWrite = [
+                ua.WriteValue(
+                    NodeId=ua.NodeId.from_string(node), AttributeId=VALUE_ATTRIBUTE, Value=ua.DataValue(variant)
+                )
+                for node, variant in zip(nodes, variants, strict=True)
+            ]
+            answered = ua.WriteResponse()
+            answered.Results = [ua.StatusCode(code) for code in codes]
+        asked.RequestHeader.RequestHandle = handle
+        answered.ResponseHeader.RequestHandle = handle
+        return 0, encode(asked), encode(answered)
+
+    def is_handshake(self, request: bytes) -> bool:
+        return False  # the replay's server answers the channel and session itself, and is no Replayer
+
+    def replay_devices(
+        self, device: str, units: Sequence[int], listen: str, transport: str, replay: dict[str, Any]
+    ) -> dict[str, dict[str, Any]]:
+        """One OPC UA server, whose nodes are the ones the capture showed (simulators.recording.opcua_replay)."""
+        return {device: {"protocol": "opcua", "listen": listen, "replay": dict(replay)}}
 
 
 NodeKey = tuple[str, int]

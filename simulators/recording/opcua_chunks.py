@@ -20,6 +20,10 @@ from __future__ import annotations
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from simulators.recording.codec import Cut
 
 NONE_POLICY = "http://opcfoundation.org/UA/SecurityPolicy#None"
 MESSAGE_TYPES = frozenset({b"HEL", b"ACK", b"ERR", b"RHE", b"OPN", b"CLO", b"MSG"})
@@ -235,12 +239,122 @@ def _error_text(body: bytes) -> str:
     return f"{text}: {reason.decode('utf-8', 'replace')}" if reason else text
 
 
+Frame = tuple[float, int | None, int, bytes]
+"""(time of the packet completing it, request id, unit 0, service message): what an import pairs."""
+
+
+def captured_frames(
+    chunks: list[tuple[float, bytes]], gap_before: set[int], notes: list[str], who: str, origin: float
+) -> list[Frame]:
+    """One captured direction's service messages (OPN, CLO, MSG), each with the time of the packet
+    that completed it. After bytes the capture lost, framing starts afresh (the next chunk most
+    likely begins a message); what cannot be read is said in `notes`."""
+    framer = ChunkFramer()
+    out: list[Frame] = []
+    secured = 0
+    for index, (when, data) in enumerate(chunks):
+        if index in gap_before:
+            framer = ChunkFramer()
+            notes.append(f"{who}: bytes lost before t={when - origin:.6f}s; framing restarted there")
+        for item in framer.feed(data):
+            if isinstance(item, Broken):
+                notes.append(f"{who}: at t={when - origin:.6f}s: {item.reason}")
+            elif item.kind == "ERR":
+                notes.append(f"{who}: ERR at t={when - origin:.6f}s: {_error_text(item.body)}")
+            elif item.secured:
+                secured += 1
+            elif item.aborted:
+                notes.append(
+                    f"{who}: request {item.request_id} aborted at t={when - origin:.6f}s: {_error_text(item.body)}"
+                )
+            elif item.kind in ("OPN", "CLO", "MSG"):
+                out.append((when, item.request_id, 0, item.body))
+    if secured:
+        notes.append(f"{who}: {secured} message(s) left out: security policy {framer.policy}; only None can be read")
+    return out
+
+
+class OpcuaCutter:
+    """One direction of a relayed connection cut into whole messages as bytes arrive (the recording
+    proxy's Cutter): the chunks of a message are held until its final one, then passed on together,
+    unchanged, with the service message they carry."""
+
+    def __init__(self) -> None:
+        self._framer = ChunkFramer()
+        self._buffer = bytearray()
+        self._held = bytearray()
+        self._passing = False
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer) + len(self._held)
+
+    def feed(self, data: bytes) -> list[Cut]:
+        from simulators.recording.codec import Cut
+
+        if self._passing:
+            return [Cut(data, text=f"{len(data)} bytes after a stream that is not OPC UA")] if data else []
+        self._buffer += data
+        out: list[Cut] = []
+        while len(self._buffer) >= 8:
+            kind, chunk, size = _HEADER.unpack_from(self._buffer)
+            if kind not in MESSAGE_TYPES or chunk[0] not in CHUNK_TYPES or not 8 <= size <= MAX_CHUNK:
+                self._passing = True
+                rest = bytes(self._held + self._buffer)
+                self._held.clear()
+                self._buffer.clear()
+                out.append(Cut(rest, text=f"not an OPC UA message: {rest[:8].hex(' ')}"))
+                return out
+            if len(self._buffer) < size:
+                break
+            raw = bytes(self._buffer[:size])
+            del self._buffer[:size]
+            self._held += raw
+            for item in self._framer.feed(raw):
+                piece = bytes(self._held)
+                self._held.clear()
+                if isinstance(item, Broken):
+                    out.append(Cut(piece, text=item.reason))
+                elif item.kind in ("HEL", "ACK", "RHE"):
+                    out.append(Cut(piece, text={"HEL": "Hello", "ACK": "Acknowledge"}.get(item.kind, item.kind)))
+                elif item.kind == "ERR":
+                    out.append(Cut(piece, text=f"ERR {_error_text(item.body)}"))
+                elif item.secured:
+                    out.append(Cut(piece, text=f"{item.kind} signed or encrypted ({self._framer.policy})"))
+                elif item.aborted:
+                    out.append(Cut(piece, text=f"{item.kind} {item.request_id} aborted: {_error_text(item.body)}"))
+                else:
+                    out.append(Cut(piece, 0, item.request_id, item.body))
+        return out
+
+    def flush(self) -> list[Cut]:
+        from simulators.recording.codec import Cut
+
+        rest = bytes(self._held + self._buffer)
+        self._held.clear()
+        self._buffer.clear()
+        return [Cut(rest, text=f"{len(rest)} bytes of an unfinished message")] if rest else []
+
+
+def unwrap(data: bytes) -> bytes | None:
+    """The service message of one whole message as relayed (a cut's piece: its chunks); None if none."""
+    found = [item for item in ChunkFramer().feed(data) if isinstance(item, Message)]
+    last = found[-1] if found else None
+    if last is None or last.kind not in ("OPN", "CLO", "MSG") or last.aborted or last.secured:
+        return None
+    return last.body
+
+
 __all__ = [
     "NONE_POLICY",
     "Broken",
     "ChunkFramer",
     "Exchange",
+    "Frame",
     "Message",
+    "OpcuaCutter",
     "OpcuaPairer",
+    "captured_frames",
     "looks_like_opcua",
+    "unwrap",
 ]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import struct
 import threading
 import time
@@ -114,7 +115,7 @@ class OpcuaReplayServer:
         self.timing = timing
         self.speed = speed
         self.host = host
-        self.port = port
+        self.port_wanted = port
         self.path = path
         self.notes: list[str] = []
         self.misses: list[Miss] = []
@@ -127,6 +128,9 @@ class OpcuaReplayServer:
         self._turns: dict[str, int] = {}
         self._native: Any = None
         self._server: asyncio.Server | None = None
+        self._sock: socket.socket | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self.fallback: Any = None  # the pytest plugin sets it; an OPC UA replay asks no live device
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -194,12 +198,15 @@ class OpcuaReplayServer:
     # --- serving ------------------------------------------------------------------------------------
 
     @property
-    def url(self) -> str:
-        if self._server is None:
+    def port(self) -> int:
+        if self._sock is None:
             raise RuntimeError(f"{self.device}: the replay is not started")
-        port = self._server.sockets[0].getsockname()[1]
+        return int(self._sock.getsockname()[1])
+
+    @property
+    def url(self) -> str:
         shown = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
-        return f"opc.tcp://{shown}:{port}{self.path}"
+        return f"opc.tcp://{shown}:{self.port}{self.path}"
 
     def _variables(self) -> list[tuple[str, list[str], str, bool, None, Any]]:
         out: list[tuple[str, list[str], str, bool, None, Any]] = []
@@ -227,9 +234,21 @@ class OpcuaReplayServer:
         ]
         return application, uris or [f"urn:bifrost:replay:{self.device}:ns2"]
 
-    async def start(self) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop, *, advertised_url: str | None = None) -> None:
+        """Listen now (the URL is known at once) and serve on `loop`, which must be running it soon."""
         from bifrost._native import OpcuaServer
 
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port_wanted))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"{self.device}: cannot listen on {self.host}:{self.port_wanted}: {exc}") from None
+        sock.listen(128)
+        sock.setblocking(False)
+        self._sock = sock
         application, uris = self._namespace_uris()
         try:
             self._native = OpcuaServer(
@@ -241,22 +260,27 @@ class OpcuaReplayServer:
                 namespaces=uris,
                 application_uri=application,
                 security=["None"],
+                advertised_url=advertised_url or self.url,
             )
         except (OSError, ValueError, RuntimeError) as exc:
-            raise ConfigError(f"{self.device}: cannot serve the replay: {exc}") from None
-        self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._native.wake_fd(), self._take_writes)
-        self.reset()
-        try:
-            self._server = await asyncio.start_server(self._client, self.host, self.port)
-        except OSError as exc:
             self.stop()
-            raise ConfigError(f"{self.device}: cannot listen on {self.host}:{self.port}: {exc}") from None
+            raise ConfigError(f"{self.device}: cannot serve the replay: {exc}") from None
+        self._loop = loop
+        loop.add_reader(self._native.wake_fd(), self._take_writes)
+        self.reset()
+
+        async def serve() -> None:
+            self._server = await asyncio.start_server(self._client, sock=sock)
+
+        self._starting = loop.create_task(serve())
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.close()
             self._server = None
+        elif self._sock is not None:
+            self._sock.close()
+        self._sock = None
         for writer in list(self._writers):
             with contextlib.suppress(Exception):
                 writer.close()
@@ -265,6 +289,17 @@ class OpcuaReplayServer:
             if self._loop is not None:
                 self._loop.remove_reader(native.wake_fd())
             native.stop()
+
+    def disconnect(self) -> int:
+        """Drop every client connection (and the server's sessions); how many there were."""
+        writers = list(self._writers)
+        for writer in writers:
+            with contextlib.suppress(Exception):
+                writer.close()
+        self._writers.clear()
+        if self._native is not None:
+            self._native.drop_sessions()
+        return len(writers) // 2
 
     def reset(self) -> None:
         """Back to the start of the cassette: every node's first value again; misses cleared."""
@@ -406,6 +441,29 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.close()
 
 
+def replay_server(name: str, spec: Any, host: str, port: int, path: str) -> OpcuaReplayServer:
+    """The server of a scenario's `replay:` OPC UA device (a ReplaySpec), as simulators.opcua serves it."""
+    if spec.unknown != "default":
+        raise ConfigError(
+            f"device {name}: replay unknown cannot be set for OPC UA: a node the capture never showed is "
+            "one the server does not have, and it answers BadNodeIdUnknown"
+        )
+    cassette = load_cassette(Path(spec.cassette))
+    device = spec.device
+    if device is None and name in cassette.devices():
+        device = name
+    return OpcuaReplayServer(
+        cassette,
+        device=device,
+        mode=spec.mode,
+        timing=spec.timing,
+        speed=spec.speed,
+        host=host,
+        port=port,
+        path=path,
+    )
+
+
 class OpcuaReplay:
     """An `OpcuaReplayServer` on an event loop of its own thread: `with OpcuaReplay(FILE) as r: r.url`."""
 
@@ -426,7 +484,7 @@ class OpcuaReplay:
     def start(self) -> OpcuaReplay:
         self._thread.start()
         try:
-            self._call(self.server.start)
+            self._call(lambda: self.server.start(self._loop))
         except BaseException:
             self.stop()
             raise
@@ -459,4 +517,4 @@ class OpcuaReplay:
         self.stop()
 
 
-__all__ = ["OPCUA_MODES", "OpcuaReplay", "OpcuaReplayServer", "ReplayedNode"]
+__all__ = ["OPCUA_MODES", "OpcuaReplay", "OpcuaReplayServer", "ReplayedNode", "replay_server"]
