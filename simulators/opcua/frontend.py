@@ -220,7 +220,12 @@ def _logger(setup: DeviceSetup, device: OpcuaDeviceServer) -> Callable[[ServiceE
 
     def record(event: ServiceEvent) -> None:
         at, service, request_id, channel, session, touched = event
-        request = OpcuaRequest(service, tuple(device.node_id(i) for i, _ in touched), session)
+        native = device.native
+        held = [native.value(i) if native is not None else None for i, _ in touched]
+        values = tuple(
+            (nodes[i].type, None if value is None else value[0]) for (i, _), value in zip(touched, held, strict=True)
+        )
+        request = OpcuaRequest(service, tuple(device.node_id(i) for i, _ in touched), session, values)
         written = {nodes[i].tag: plant.get(nodes[i].tag) for i, code in touched if service == "Write" and code == 0}
         log_.record(
             Exchange(
