@@ -109,10 +109,12 @@ class _Thread:
 
 def _address(url: str) -> tuple[str, int, int, str]:
     parts = urlsplit(url)
+    if parts.scheme == "opc.tcp" and parts.hostname is not None and parts.port is not None:
+        return parts.hostname, parts.port, 0, parts.scheme
     if parts.scheme not in ("modbus", "modbus+rtu+tcp") or parts.hostname is None or parts.port is None:
         pytest.fail(
             f"bifrost_cassette: cannot record from {url!r}: expected modbus://HOST:PORT?unit=N "
-            "(or modbus+rtu+tcp://...)",
+            "(or modbus+rtu+tcp://..., opc.tcp://HOST:PORT/PATH)",
             pytrace=False,
         )
     unit = int(parse_qs(parts.query).get("unit", ["1"])[0])
@@ -126,9 +128,12 @@ def _record(device: CassetteDevice, target: str, *, append: bool) -> None:
 
     host, port, unit, scheme = _address(target)
     framing = "rtu" if scheme == "modbus+rtu+tcp" else "mbap"
-    recorder = ProxyRecorder(device.path, device=device.device, framing=framing, append=append, source=target)
+    protocol = "opcua" if scheme == "opc.tcp" else "modbus"
+    recorder = ProxyRecorder(
+        device.path, device=device.device, framing=framing, append=append, source=target, protocol=protocol
+    )
     runner = _Thread()
-    proxy = Proxy((host, port), log=recorder, framing=framing)  # type: ignore[arg-type]
+    proxy = Proxy((host, port), log=recorder, framing=framing, protocol=protocol)  # type: ignore[arg-type]
     runner.run(proxy.start())
     listen_host, listen_port = proxy.address
 
@@ -138,7 +143,10 @@ def _record(device: CassetteDevice, target: str, *, append: bool) -> None:
         recorder.close()
 
     device._stoppers.append(stop)
-    device.url = f"{scheme}://{listen_host}:{listen_port}?unit={unit}"
+    if protocol == "opcua":
+        device.url = f"opc.tcp://{listen_host}:{listen_port}{urlsplit(target).path}"
+    else:
+        device.url = f"{scheme}://{listen_host}:{listen_port}?unit={unit}"
     device.unit = unit
 
 
@@ -235,6 +243,12 @@ def bifrost_cassette(request: pytest.FixtureRequest, bifrost_record_target: str 
         elif mode == "new_episodes":
             # What the cassette has is replayed; the rest goes to the target through the recording proxy.
             assert bifrost_record_target is not None
+            if urlsplit(bifrost_record_target).scheme == "opc.tcp":
+                pytest.fail(
+                    f"{path}: record_mode 'new_episodes' is not offered for OPC UA: the replay is a server of "
+                    "its own, whose sessions cannot forward one request to the device; re-record with 'all'",
+                    pytrace=False,
+                )
             _record(device, bifrost_record_target, append=True)
             host, port, _, _ = _address(device.url)
             forward = _Forward(host, port)

@@ -51,7 +51,25 @@ VOLATILE = frozenset(
         "SessionName",
     }
 )
+# And in a response, for diff: what the server makes anew each run (times, the session's ids and
+# nonces, the channel's token, sequence numbers).
+RESPONSE_VOLATILE = VOLATILE | {
+    "SourceTimestamp",
+    "ServerTimestamp",
+    "SourcePicoseconds",
+    "ServerPicoseconds",
+    "SessionId",
+    "ServerNonce",
+    "ServerCertificate",
+    "ServerSignature",
+    "SecurityToken",
+    "SequenceNumber",
+    "PublishTime",
+    "AvailableSequenceNumbers",
+    "SubscriptionId",
+}
 _HEADERS = ("TypeId", "RequestHeader", "ResponseHeader")
+_EPOCH = datetime.datetime(1601, 1, 1, tzinfo=datetime.timezone.utc)  # OPC UA's DateTime zero
 
 
 def _asyncua() -> tuple[Any, Any, Any]:
@@ -114,16 +132,14 @@ def plain(value: Any) -> Any:
     """An asyncua value as JSON: NodeIds as strings, status codes by name, bytes in hex, structures as
     objects of their fields."""
     ua, _, _ = _asyncua()
+    if isinstance(value, enum.Enum):
+        return value.name.rstrip("_")  # asyncua's None_ and others that are Python words
     if value is None or isinstance(value, bool | int | float | str):
-        if isinstance(value, enum.Enum):
-            return value.name
         return value
     if isinstance(value, bytes | bytearray):
         return bytes(value).hex()
     if isinstance(value, datetime.datetime):
         return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return value.name
     if isinstance(value, ua.NodeId):
         return node_text(value)
     if isinstance(value, ua.StatusCode):
@@ -251,24 +267,27 @@ def response_text(obj: Any) -> str:
     return status
 
 
-def _blank(obj: Any) -> None:
+def _blank(obj: Any, volatile: frozenset[str] = VOLATILE) -> None:
     """Blank, in place and all the way down, the fields that change from run to run (VOLATILE)."""
     if isinstance(obj, list):
         for item in obj:
-            _blank(item)
+            _blank(item, volatile)
         return
     if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
         return
     for f in dataclasses.fields(obj):
-        if f.name in VOLATILE:
+        if f.name in volatile:
             if f.default is not dataclasses.MISSING:
-                setattr(obj, f.name, f.default)
+                blank = f.default
             elif f.default_factory is not dataclasses.MISSING:
-                setattr(obj, f.name, f.default_factory())
+                blank = f.default_factory()
             else:
-                setattr(obj, f.name, None)
+                blank = None
+            if isinstance(blank, datetime.datetime):
+                blank = _EPOCH  # a timestamp's default is "now"
+            setattr(obj, f.name, blank)
         else:
-            _blank(getattr(obj, f.name))
+            _blank(getattr(obj, f.name), volatile)
 
 
 class OpcuaCodec:
@@ -316,6 +335,16 @@ class OpcuaCodec:
             return (unit, request)
         _blank(obj)
         return (unit, encode(obj))
+
+    def answer_key(self, response: bytes) -> Hashable:
+        """What makes two responses "the same" for diff: the response without its times, handles and
+        the session's and channel's ids and nonces."""
+        try:
+            obj = decode(response)
+        except ValueError:
+            return response
+        _blank(obj, RESPONSE_VOLATILE)
+        return encode(obj)
 
     def error_response(self, request: bytes, code: int) -> bytes:
         """A ServiceFault with status `code` (a small number, as Modbus's exception codes are, means
