@@ -313,3 +313,53 @@ def test_diff_lists_the_reads_whose_values_changed(tmp_path: Path) -> None:
     assert result.returncode == 1 and "ns=2;s=tank.level" in result.stdout
     save_cassette(tmp_path / "same.jsonl", load_cassette(first).entries)
     assert diff_cassettes(load_cassette(first), load_cassette(tmp_path / "same.jsonl")) == []
+
+
+def test_subscriptions_read_as_lines_too(tmp_path: Path) -> None:
+    path = tmp_path / "subscribed.jsonl"
+
+    class Changes:
+        def __init__(self) -> None:
+            self.seen: asyncio.Queue[Any] = asyncio.Queue()
+
+        def datachange_notification(self, node: Any, value: Any, data: Any) -> None:
+            self.seen.put_nowait(value)
+
+    async def record() -> None:
+        server, port, _ = await _tank_server()
+        try:
+            with ProxyRecorder(path, device="tank", protocol="opcua") as recorder:
+                async with (
+                    Proxy(("127.0.0.1", port), log=recorder, protocol="opcua") as proxy,
+                    Client(f"opc.tcp://127.0.0.1:{proxy.address[1]}/tank") as client,
+                ):
+                    changes = Changes()
+                    subscription = await client.create_subscription(50, changes)
+                    await subscription.subscribe_data_change(client.get_node("ns=2;s=tank.level"))
+                    assert await asyncio.wait_for(changes.seen.get(), 10) == 4.25
+                    await subscription.delete()
+        finally:
+            await server.stop()
+
+    asyncio.run(record())
+    texts = [entry.describe().split(": ", 1)[1] for entry in load_cassette(path)]
+    (created,) = [t for t in texts if t.startswith("CreateSubscription every 50ms -> Good subscription ")]
+    subscription = created.rsplit(" ", 1)[1]  # the server numbers it
+    assert f"CreateMonitoredItems subscription {subscription}: ns=2;s=tank.level -> Good" in texts
+    assert any(t.startswith(f"Publish -> subscription {subscription}, 1 change(s): #") for t in texts)
+    assert any(t.startswith("Publish -> ") and t.endswith("Good 4.25") for t in texts)
+
+
+def test_the_replay_survives_bytes_that_are_not_opc_ua(recorded: Path) -> None:
+    async def garbage(url: str) -> bytes:
+        host, port = url.split("//")[1].split("/")[0].rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"MSGF\xff\xff\xff\xff" + b"\x00" * 64 + b"GET / HTTP/1.1\r\n\r\n")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)  # the server refuses, then closes
+        writer.close()
+        return answer
+
+    with OpcuaReplay(recorded) as replay:
+        asyncio.run(garbage(replay.url))
+        assert asyncio.run(_poll(replay.url))["level"] == [4.25, 4.5]
