@@ -10,16 +10,15 @@ What follows is the message body: the service, its type's NodeId first — what 
 Only security policy None can be read: a channel opened with another policy is said so, and its
 messages are left out (they are signed or encrypted).
 
-`OpcuaPairer` pairs each request (`OPN`, `CLO`, `MSG` from the client) with the response of the same
-request id from the server; `CLO` is never answered; an `ERR` from the server ends every request
-still waiting.
+`captured_frames` cuts a captured direction into service messages for the importer (which pairs them
+by request id: a response carries its request's id); `OpcuaCutter` cuts a relayed direction for the
+recording proxy, passing each message on unchanged. `CLO` is never answered.
 """
 
 from __future__ import annotations
 
 import struct
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -138,90 +137,6 @@ class ChunkFramer:
         if chunk == b"A":
             return Message(kind, channel, request_id, body, aborted=True, secured=self.secured)
         return Message(kind, channel, request_id, b"".join([*parts, body]), secured=self.secured)
-
-
-@dataclass(frozen=True, slots=True)
-class Exchange:
-    """A request and its response (None: none came), with the times they completed."""
-
-    t: float
-    request_id: int
-    request: bytes
-    response: bytes | None
-    answered_at: float | None
-    note: str | None = None
-
-
-@dataclass
-class OpcuaPairer:
-    """One connection's exchanges: feed each direction's bytes in the order they were seen."""
-
-    client: ChunkFramer = field(default_factory=ChunkFramer)
-    server: ChunkFramer = field(default_factory=ChunkFramer)
-    notes: list[str] = field(default_factory=list)
-    unmatched: int = 0
-    secured_messages: int = 0
-    _pending: OrderedDict[int, tuple[float, bytes]] = field(default_factory=OrderedDict)
-
-    def from_client(self, data: bytes, when: float) -> list[Exchange]:
-        out: list[Exchange] = []
-        for item in self.client.feed(data):
-            if isinstance(item, Broken):
-                self.notes.append(f"client: {item.reason}")
-                continue
-            if item.kind not in ("OPN", "CLO", "MSG") or item.request_id is None:
-                continue  # Hello: buffer sizes and the endpoint URL, the channel's and no service's
-            if item.secured:
-                self.secured_messages += 1
-                continue
-            if item.aborted:
-                self.notes.append(f"client: request {item.request_id} aborted by the client")
-                continue
-            if item.kind == "CLO":
-                out.append(Exchange(when, item.request_id, item.body, None, None, "CloseSecureChannel has no response"))
-                continue
-            if item.request_id in self._pending:
-                out.append(self._unanswered(item.request_id, "its request id was used again"))
-            self._pending[item.request_id] = (when, item.body)
-        return out
-
-    def from_server(self, data: bytes, when: float) -> list[Exchange]:
-        out: list[Exchange] = []
-        for item in self.server.feed(data):
-            if isinstance(item, Broken):
-                self.notes.append(f"server: {item.reason}")
-                continue
-            if item.kind == "ERR":
-                reason = _error_text(item.body)
-                self.notes.append(f"server: ERR {reason}")
-                for request_id in list(self._pending):
-                    out.append(self._unanswered(request_id, f"the server closed the channel: {reason}"))
-                continue
-            if item.kind not in ("OPN", "MSG") or item.request_id is None:
-                continue
-            if item.secured:
-                self.secured_messages += 1
-                continue
-            pending = self._pending.pop(item.request_id, None)
-            if pending is None:
-                self.unmatched += 1
-                self.notes.append(f"server: a response to request {item.request_id}, which no request asked")
-                continue
-            if item.aborted:
-                asked_at, request = pending
-                reason = f"the server aborted its response: {_error_text(item.body)}"
-                out.append(Exchange(asked_at, item.request_id, request, None, None, reason))
-                continue
-            out.append(Exchange(pending[0], item.request_id, pending[1], item.body, when))
-        return out
-
-    def _unanswered(self, request_id: int, why: str) -> Exchange:
-        asked_at, request = self._pending.pop(request_id)
-        return Exchange(asked_at, request_id, request, None, None, why)
-
-    def close(self) -> list[Exchange]:
-        """The requests still waiting: unanswered."""
-        return [self._unanswered(request_id, "no response") for request_id in list(self._pending)]
 
 
 def _error_text(body: bytes) -> str:
@@ -349,11 +264,9 @@ __all__ = [
     "NONE_POLICY",
     "Broken",
     "ChunkFramer",
-    "Exchange",
     "Frame",
     "Message",
     "OpcuaCutter",
-    "OpcuaPairer",
     "captured_frames",
     "looks_like_opcua",
     "unwrap",

@@ -51,6 +51,8 @@ OPCUA_MODES = ("request", "image")
 NAMESPACE_ARRAY = ("i=2255", VALUE_ATTRIBUTE)
 _HEADER = struct.Struct("<3scI")
 _READ = 65536
+# The type ids (four-byte NodeIds, ns 0) a Read and a Write request start with: 631 and 673.
+_READ_OR_WRITE = (b"\x01\x00" + (631).to_bytes(2, "little"), b"\x01\x00" + (673).to_bytes(2, "little"))
 
 
 @dataclass
@@ -337,6 +339,8 @@ class OpcuaReplayServer:
     def before(self, body: bytes) -> float:
         """What a request needs before the server answers it: values stepped, misses noted. Returns
         the recorded delay to wait (timing recorded)."""
+        if body[:4] not in _READ_OR_WRITE:
+            return 0.0  # the server's own business: not decoded at all
         try:
             asked = decode(body)
         except ValueError:

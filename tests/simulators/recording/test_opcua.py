@@ -26,7 +26,7 @@ from simulators.recording import Entry, load_cassette, save_cassette
 from simulators.recording.diff import diff_cassettes
 from simulators.recording.importer import import_capture
 from simulators.recording.opcua import OpcuaCodec, decode, encode
-from simulators.recording.opcua_chunks import Broken, ChunkFramer, OpcuaPairer
+from simulators.recording.opcua_chunks import Broken, ChunkFramer, OpcuaCutter
 from simulators.recording.opcua_replay import OpcuaReplay
 from simulators.recording.record import ProxyRecorder, save_traffic
 from simulators.recording.serve import misses, replay_scenario
@@ -102,16 +102,15 @@ def test_the_image_answers_reads_of_what_it_saw_and_takes_writes() -> None:
 # --- chunks -----------------------------------------------------------------------------------------
 
 
-def test_chunks_of_one_request_are_joined_and_paired_with_its_response() -> None:
-    request, response = read_request("ns=2;s=a"), read_response(3.0)
-    pairer = OpcuaPairer()
-    wire = chunks(b"MSG", request, 41, size=10)
-    assert len(wire) > len(request) + 24  # more than one chunk
-    exchanges = [item for byte in range(0, len(wire), 7) for item in pairer.from_client(wire[byte : byte + 7], 1.0)]
-    assert exchanges == []
-    (exchange,) = pairer.from_server(chunks(b"MSG", response, 41, size=1000), 1.5)
-    assert (exchange.request, exchange.response, exchange.request_id) == (request, response, 41)
-    assert exchange.answered_at == 1.5
+def test_the_chunks_of_one_message_are_passed_on_unchanged_with_the_service_they_carry() -> None:
+    request = read_request("ns=2;s=a")
+    hello = b"HELF" + struct.pack("<I", 8 + 4) + b"\x00" * 4
+    wire = hello + chunks(b"MSG", request, 41, size=10)
+    assert len(wire) > len(hello) + len(request) + 24  # more than one chunk
+    cutter = OpcuaCutter()
+    cuts = [cut for at in range(0, len(wire), 7) for cut in cutter.feed(wire[at : at + 7])]
+    assert [(cut.pdu, cut.ident, cut.text) for cut in cuts] == [(None, None, "Hello"), (request, 41, "")]
+    assert b"".join(cut.piece for cut in cuts) == wire and cutter.pending == 0
 
 
 def test_a_stream_that_is_not_opc_ua_is_said_so() -> None:
