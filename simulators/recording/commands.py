@@ -157,9 +157,9 @@ def replay_command(
     from simulators.recording.serve import misses, replay_scenario
 
     try:
-        code: int | str | None = (
-            None if unknown.lower() == "none" else unknown if unknown == "default" else int(unknown, 0)
-        )
+        code: int | str | None = None if unknown.lower() == "none" else unknown if unknown == "default" else None
+        if unknown.lower() not in ("none", "default"):
+            code = int(unknown, 16) if unknown.lower().startswith("0x") else int(unknown)
         scenario = replay_scenario(
             cassette,
             device=device,

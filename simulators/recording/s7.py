@@ -265,6 +265,20 @@ class S7Codec:
             if index in side.gap_before:
                 cutter = S7Cutter(expect, unit=cutter.unit)  # start afresh where bytes were lost
                 notes.append(f"{who}: bytes lost before t={when - origin:.6f}s; framing restarted there")
+            size = len(data)
+            if (
+                size > 13
+                and not cutter.pending
+                and data[0] == 3
+                and data[2] << 8 | data[3] == size
+                and data[4:7] == b"\x02\xf0\x80"
+                and data[7] == 0x32
+            ):
+                # The common segment: one whole TPKT packet holding one whole S7 PDU (what a client and
+                # a CPU send, one write each): cut here, as S7Cutter would, without its decoding.
+                unit = cutter.unit if cutter.unit is not None else DEFAULT_UNIT
+                out.append((when, data[11] << 8 | data[12], unit, data[7:]))
+                continue
             for cut in cutter.feed(data):
                 if cut.pdu is not None:
                     out.append((when, cut.ident, cut.unit if cut.unit is not None else DEFAULT_UNIT, cut.pdu))

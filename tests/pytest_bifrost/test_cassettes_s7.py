@@ -14,8 +14,8 @@ import pytest
 pytest.importorskip("snap7")
 # Imported here, so the in-process runs below share them: pytester drops the modules an inner run
 # imported, and the codec registry (kept) would then hold an S7 codec of classes no longer in use.
-import simulators.recording.s7_device  # noqa: E402, F401
-import simulators.s7.frontend  # noqa: E402, F401
+import simulators.recording.s7_device
+import simulators.s7.frontend  # noqa: F401
 
 CONFTEST = """
 import logging

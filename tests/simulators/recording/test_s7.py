@@ -28,6 +28,8 @@ from simulators.recording.replay import Replayer
 from simulators.recording.serve import misses, replay_scenario
 from simulators.shipped import shipped_scenario
 
+from .conftest import Conversation, write_pcap
+
 snap7 = pytest.importorskip("snap7")
 from snap7.error import S7Error  # noqa: E402
 from snap7.type import Areas, SrvArea, WordLen  # noqa: E402 - only once python-snap7 is known to be there
@@ -272,3 +274,67 @@ def test_diff_names_the_s7_exchange_whose_answer_changed(data: Path, tmp_path: P
     )
     assert same.returncode == 0 and other.returncode == 1
     assert "read DB1.DBB0 x8" in other.stdout
+
+
+# --- the wire, byte by byte -------------------------------------------------------------------------------
+
+
+def _tpkt(payload: bytes) -> bytes:
+    from bifrost.s7 import framing
+
+    return framing.encode_tpkt(payload)
+
+
+def test_the_cutter_gives_every_byte_back_and_joins_cotp_fragments() -> None:
+    from bifrost.s7 import framing
+    from simulators.recording.s7 import S7Cutter
+
+    connect = framing.ClientConnection(0, 2).connect_request()  # rack 0, slot 2
+    job = pdu.encode_request(7, pdu.ReadRequest((pdu.VarSpec(pdu.Area.DB, 0, 4, db=1),)))
+    split = _tpkt(framing.encode_cotp_data(job[:9], eot=False)) + _tpkt(framing.encode_cotp_data(job[9:]))
+    stream = connect + split
+    for step in (1, 5, len(stream)):
+        cutter = S7Cutter("requests")
+        cuts = [cut for at in range(0, len(stream), step) for cut in cutter.feed(stream[at : at + step])]
+        assert b"".join(cut.piece for cut in cuts) == stream  # nothing changed, nothing lost
+        assert [cut.text for cut in cuts if cut.pdu is None] == ["COTP connect request (rack 0, slot 2)"]
+        assert [(cut.unit, cut.ident, cut.pdu) for cut in cuts if cut.pdu is not None] == [(2, 7, job)]
+        assert S7.unwrap("s7", cuts[-1].piece, "requests") == job
+
+
+def test_a_broken_stream_is_relayed_as_it_is_and_said_so() -> None:
+    from simulators.recording.s7 import S7Cutter
+
+    cutter = S7Cutter("responses")
+    cuts = cutter.feed(b"\x05\x00\x00\x10garbage")
+    assert [cut.piece for cut in cuts] == [b"\x05\x00\x00\x10garbage"] and cuts[0].text.startswith("broken")
+    assert [cut.piece for cut in cutter.feed(b"more")] == [b"more"]
+
+
+def test_sniff_tells_s7_from_other_first_bytes(data: Path) -> None:
+    from bifrost.modbus.framing import encode_mbap
+    from bifrost.s7 import framing
+
+    assert S7.sniff(framing.ClientConnection().connect_request()) == "s7"
+    assert S7.sniff(encode_mbap(0x0300, 1, b"\x03\x00\x00\x00\x01")) is None  # an MBAP id of 0x03..
+    assert S7.sniff(b"GET / HTTP/1.1\r\n") is None
+    assert S7.sniff(b"\x03\x00\x00\x16") is None  # too short to tell
+
+
+def test_a_capture_whose_segments_split_frames_imports_the_same(data: Path, tmp_path: Path) -> None:
+    from bifrost.s7 import framing
+
+    whole, _ = import_capture(data / "s7" / "replay_session.pcap")
+    talk = Conversation(("10.0.0.9", 40100), ("10.0.0.5", 10102))
+    cr = framing.ClientConnection(0, 1).connect_request()
+    talk.send("client", cr[:5])
+    talk.send("client", cr[5:])
+    for entry in whole:
+        request = _tpkt(framing.encode_cotp_data(entry.request))
+        talk.send("client", request[:3])  # every job in two segments
+        talk.send("client", request[3:])
+        assert entry.response is not None
+        talk.send("server", _tpkt(framing.encode_cotp_data(entry.response)))
+    cassette, report = import_capture(write_pcap(tmp_path / "split.pcap", talk.packets), framing="s7")
+    assert report.connections[0].framing == "s7"
+    assert [(e.unit, e.request, e.response) for e in cassette] == [(e.unit, e.request, e.response) for e in whole]
