@@ -111,11 +111,13 @@ class _Thread:
 def _address(url: str) -> tuple[str, int, int, str]:
     """Host, port, unit and scheme of a device URL (for S7 the unit is rack * 32 + slot)."""
     parts = urlsplit(url)
+    if parts.scheme == "opc.tcp" and parts.hostname is not None and parts.port is not None:
+        return parts.hostname, parts.port, 0, parts.scheme
     schemes = ("modbus", "modbus+rtu+tcp", "s7")
     if parts.scheme not in schemes or parts.hostname is None or parts.port is None:
         pytest.fail(
             f"bifrost_cassette: cannot record from {url!r}: expected modbus://HOST:PORT?unit=N "
-            "(or modbus+rtu+tcp://..., s7://HOST:PORT?rack=R&slot=S)",
+            "(or modbus+rtu+tcp://..., s7://HOST:PORT?rack=R&slot=S, opc.tcp://HOST:PORT/PATH)",
             pytrace=False,
         )
     query = parse_qs(parts.query)
@@ -138,8 +140,8 @@ def _record(device: CassetteDevice, target: str, *, append: bool) -> None:
     from simulators.recording.record import ProxyRecorder
 
     host, port, unit, scheme = _address(target)
-    protocol = "s7" if scheme == "s7" else "modbus"
-    framing = {"modbus+rtu+tcp": "rtu", "s7": "s7"}.get(scheme, "mbap")
+    protocol = {"s7": "s7", "opc.tcp": "opcua"}.get(scheme, "modbus")
+    framing = {"modbus+rtu+tcp": "rtu", "s7": "s7", "opc.tcp": "opcua"}.get(scheme, "mbap")
     recorder = ProxyRecorder(
         device.path, device=device.device, framing=framing, append=append, source=target, protocol=protocol
     )
@@ -154,7 +156,10 @@ def _record(device: CassetteDevice, target: str, *, append: bool) -> None:
         recorder.close()
 
     device._stoppers.append(stop)
-    device.url = _url(scheme, listen_host, listen_port, unit)
+    if protocol == "opcua":
+        device.url = f"opc.tcp://{listen_host}:{listen_port}{urlsplit(target).path}"
+    else:
+        device.url = _url(scheme, listen_host, listen_port, unit)
     device.unit = unit
 
 
@@ -294,6 +299,12 @@ def bifrost_cassette(request: pytest.FixtureRequest, bifrost_record_target: str 
         elif mode == "new_episodes":
             # What the cassette has is replayed; the rest goes to the target through the recording proxy.
             assert bifrost_record_target is not None
+            if urlsplit(bifrost_record_target).scheme == "opc.tcp":
+                pytest.fail(
+                    f"{path}: record_mode 'new_episodes' is not offered for OPC UA: the replay is a server of "
+                    "its own, whose sessions cannot forward one request to the device; re-record with 'all'",
+                    pytrace=False,
+                )
             _record(device, bifrost_record_target, append=True)
             host, port, unit, scheme = _address(device.url)
             forward = _S7Forward(host, port, unit) if scheme == "s7" else _Forward(host, port)

@@ -711,7 +711,7 @@ def command(
     ),
     append: bool = typer.Option(False, "--append", help="Add to the cassette instead of replacing it."),
     protocol: str = typer.Option(
-        "modbus", help="modbus | s7: what the traffic is (faults other than transport ones act on Modbus only)."
+        "modbus", help="modbus | s7 | opcua: what the traffic is (faults other than transport ones act on Modbus only)."
     ),
 ) -> None:
     """Relay Modbus TCP (or S7) to a device through injected faults, logging each request and reply.

@@ -157,7 +157,11 @@ class Codec(Protocol):
 
 
 _CODECS: dict[str, Codec] = {}
-_BUILTIN = {"modbus": "simulators.recording.modbus", "s7": "simulators.recording.s7"}
+_BUILTIN = {
+    "modbus": "simulators.recording.modbus",
+    "s7": "simulators.recording.s7",
+    "opcua": "simulators.recording.opcua",
+}
 
 
 def register_codec(codec: Codec) -> None:

@@ -82,7 +82,7 @@ def record_command(
     device: str | None = typer.Option(None, help="The device name in the cassette (default: the target's HOST:PORT)."),
     append: bool = typer.Option(False, "--append", help="Add to the cassette instead of replacing it."),
     rtu: bool = typer.Option(False, "--rtu", help="The traffic is RTU frames over TCP, not Modbus TCP."),
-    protocol: str = typer.Option("modbus", help="modbus | s7: the device's protocol."),
+    protocol: str = typer.Option("modbus", help="modbus | s7 | opcua: the device's protocol."),
 ) -> None:
     """Record a device: `proxy --record` without faults. Clients connect to --listen; every exchange
     goes to the cassette as it completes. Prints `listening on HOST:PORT`; Ctrl-C or SIGTERM stops."""

@@ -76,6 +76,7 @@ def replayers(host: Any) -> dict[str, Any]:
             replayer = getattr(device, "replayer", None)
             if replayer is not None:
                 found[device.name] = replayer
+        found.update(getattr(server, "replayed", {}))  # OPC UA: the replay is its own server
     return found
 
 
