@@ -423,10 +423,10 @@ def _pair_rtu(asked: Sequence[CutFrame], answered: Sequence[CutFrame]) -> list[P
 
 
 class _Cutter:
-    """The proxy's Splitter (simulators.faults.frames) as a Cutter: MBAP or RTU frames as they come."""
+    """The proxy's Splitter (simulators.modbus.frames) as a Cutter: MBAP or RTU frames as they come."""
 
     def __init__(self, framing: str, expect: Expect) -> None:
-        from simulators.faults.frames import Splitter
+        from simulators.modbus.frames import Splitter
 
         self._splitter = Splitter("rtu" if framing == "rtu" else "mbap", expect)
 
@@ -441,8 +441,8 @@ class _Cutter:
         return [_cut(piece, frame) for piece, frame in self._splitter.rest()]
 
 
-def _cut(piece: bytes, frame: Frame | None) -> Cut:
-    if frame is None:
+def _cut(piece: bytes, frame: object) -> Cut:
+    if not isinstance(frame, Frame):
         return Cut(piece, text=f"{len(piece)} bytes that are no frame")
     return Cut(piece, frame.unit, frame.transaction_id, frame.pdu)
 
