@@ -158,7 +158,8 @@ def import_capture(
         report.connections.append(conn_report)
         if found is None:
             shown = sorted(codecs, key=lambda codec: codec.protocol != "modbus")  # Modbus first: the common case
-            known = " or ".join(_TITLES.get(codec.protocol, codec.protocol) for codec in shown)
+            titles = [_TITLES.get(codec.protocol, codec.protocol) for codec in shown]
+            known = titles[0] if len(titles) == 1 else f"{', '.join(titles[:-1])} or {titles[-1]}"
             conn_report.notes.append(f"not {known}: the client's first bytes are {first[:12].hex(' ')}")
             continue
         codec, chosen = found

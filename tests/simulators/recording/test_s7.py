@@ -357,4 +357,4 @@ def test_the_import_command_reads_s7_and_names_the_framing(data: Path, tmp_path:
         text=True,
         timeout=60,
     )
-    assert wrong.returncode == 2 and "no protocol travels as 'iso' (known: s7, mbap, rtu)" in wrong.stderr
+    assert wrong.returncode == 2 and "no protocol travels as 'iso' (known: s7, opcua, mbap, rtu)" in wrong.stderr
