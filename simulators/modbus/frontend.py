@@ -10,18 +10,27 @@ from collections.abc import Sequence
 from typing import Any
 
 from bifrost.errors import ConfigError
+from bifrost.modbus.pdu import ExceptionCode
 from simulators.hooks import FaultHooks, ListenerInfo
 from simulators.modbus.device import ModbusDevice
 from simulators.modbus.model import ModbusDeviceModel
 from simulators.modbus.server import Endpoint, ModbusServer
-from simulators.protocols import DeviceAbout, DeviceSetup, Sleep
+from simulators.protocols import DeviceAbout, DeviceSetup, FaultCodes, Sleep
 
 log = logging.getLogger(__name__)
+
+_NAMES = {code.name.lower(): int(code) for code in ExceptionCode}
+FAULT_CODES = FaultCodes(
+    help=f"a Modbus exception code ({', '.join(map(str, sorted(_NAMES.values())))}) or one of {', '.join(_NAMES)}",
+    names=_NAMES,
+    numbers=frozenset(_NAMES.values()),
+)
 
 
 class ModbusFrontend:
     name = "modbus"
     device_model = ModbusDeviceModel
+    fault_codes = FAULT_CODES
 
     def create(self, devices: Sequence[DeviceSetup], *, hooks: FaultHooks, sleep: Sleep) -> ModbusProtocolServer:
         return ModbusProtocolServer(devices, hooks, sleep)
@@ -34,7 +43,7 @@ def _device(setup: DeviceSetup, hooks: FaultHooks) -> Any:
     spec = setup.spec
     if spec.replay is None:
         return ModbusDevice(setup.scenario, setup.name, setup.plant, hooks, setup.log)
-    from simulators.recording.device import ReplayDevice  # record and replay: docs/replay.md
+    from simulators.recording.modbus_device import ReplayDevice  # record and replay: docs/replay.md
 
     unit = 1 if spec.unit is None else spec.unit
     return ReplayDevice(setup.name, unit, spec.transport, spec.replay, setup.plant, setup.log)
@@ -47,7 +56,7 @@ class ModbusProtocolServer:
         self.devices: list[Any] = [_device(setup, hooks) for setup in setups]
         replayed = {device.name: device for device in self.devices if not isinstance(device, ModbusDevice)}
         if replayed:
-            from simulators.recording.device import ReplayHooks
+            from simulators.recording.hooks import ReplayHooks
 
             hooks = ReplayHooks(hooks, replayed)  # recorded delays and silences, on top of the faults
         endpoints = {
