@@ -140,14 +140,16 @@ async def test_a_block_over_a_hole_is_split_and_the_split_kept(columnar: bool) -
                     f"t{i}": 10 + i for i in range(10) if i != 4
                 }
             assert batches.errors == {}  # the split read every tag
-            await asyncio.wait_for(batches.__anext__(), 10)  # the split plan is in use from here on
+            for _ in range(3):  # the split plan is in use from the next cycle on
+                await asyncio.wait_for(batches.__anext__(), 10)
             session = plc.engine._session  # type: ignore[attr-defined]
             before = session.stats()["requests"]
             host.plant.set("t9", 99)
-            for _ in range(5):
+            for _ in range(10):
                 batch = await asyncio.wait_for(batches.__anext__(), 10)
                 assert batches.errors == {}
                 if isinstance(batch, Columns):
                     assert all(batch.good.tolist()) and batch.values.tolist()[-1] == 99.0
-            # Two requests a cycle (0..3 and 5..9), none refused: the split is remembered.
-            assert session.stats()["requests"] - before == 2 * 5
+            # Two requests a cycle (0..3 and 5..9), give or take the cycle under way at either end;
+            # a poll that forgot the split would send three (the refused block, then its halves).
+            assert session.stats()["requests"] - before <= 2 * 10 + 3
