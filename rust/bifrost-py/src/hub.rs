@@ -9,6 +9,9 @@
 //! one wake-up. A cycle's batch is only handed over once its last reply is in, so the window
 //! delays the batch by at most that much and no reply is read later than the batch needs.
 //!
+//! A rest that gathers fewer than two replies ends the resting for the rest of the cycle: the
+//! devices answer further apart than the window, and a rest would only add a wake-up.
+//!
 //! Session timeouts stay on the loop's timers; a session whose deadline falls in a window reads
 //! its socket before it calls a timeout (see `TcpSession::_on_timer`).
 
@@ -43,6 +46,9 @@ pub(crate) struct Hub {
     cycle_open: AtomicBool,
     /// The resting window in nanoseconds (0: never rest).
     window: AtomicU64,
+    /// A rest of this cycle found fewer than two replies in: the device answer further apart
+    /// than the window, and resting would only add a timer's wake-up to each reply's.
+    wasted: AtomicBool,
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -58,7 +64,7 @@ pub(crate) struct HubDriver {
 #[pymethods]
 impl HubDriver {
     fn _on_ready(&self, py: Python<'_>) {
-        self.hub.on_ready(py);
+        self.hub.on_ready(py, false);
     }
 
     fn _resume(&self, py: Python<'_>) {
@@ -89,6 +95,7 @@ impl Hub {
             driver: Mutex::new(None),
             cycle_open: AtomicBool::new(false),
             window: AtomicU64::new(0),
+            wasted: AtomicBool::new(false),
         });
         let driver = Py::new(
             py,
@@ -158,9 +165,15 @@ impl Hub {
 
     pub(crate) fn set_cycle_open(&self, open: bool) {
         self.cycle_open.store(open, Ordering::Relaxed);
+        if open {
+            self.wasted.store(false, Ordering::Relaxed);
+        }
     }
 
-    fn on_ready(&self, py: Python<'_>) {
+    /// Take every reply that is in; then rest, if a cycle waits and resting pays. `resumed`: after
+    /// a rest, which is judged by what it gathered.
+    fn on_ready(&self, py: Python<'_>, resumed: bool) {
+        let mut taken = 0;
         loop {
             let (ready, full) = {
                 let mut state = lock(&self.state);
@@ -189,6 +202,7 @@ impl Hub {
                 (ready, full)
             };
             // No lock held here: a session that loses its connection deregisters its socket.
+            taken += ready.len();
             for session in &ready {
                 if let Err(err) = TcpSession::_on_readable(session.bind(py)) {
                     err.write_unraisable(py, None);
@@ -198,8 +212,14 @@ impl Hub {
                 break;
             }
         }
+        if resumed && taken < 2 {
+            self.wasted.store(true, Ordering::Relaxed);
+        }
         let window = self.window.load(Ordering::Relaxed);
-        if window > 0 && self.cycle_open.load(Ordering::Relaxed) {
+        if window > 0
+            && self.cycle_open.load(Ordering::Relaxed)
+            && !self.wasted.load(Ordering::Relaxed)
+        {
             self.rest(py, Duration::from_nanos(window));
         }
     }
@@ -243,7 +263,7 @@ impl Hub {
             err.write_unraisable(py, None);
             return;
         }
-        self.on_ready(py);
+        self.on_ready(py, true);
     }
 
     /// Stop: the loop no longer watches the epoll. Sessions must have been moved off it.
