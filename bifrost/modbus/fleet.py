@@ -94,7 +94,11 @@ class Poll:
             return Columns(timestamp, memoryview(values).cast("d"), memoryview(good).cast("?"), self.columns, errors)
         changes, errors = cast("tuple[Changes, dict[str, BifrostError]]", batch)
         for name, points in (await self._split(errors)).items():
-            changes[name] = points
+            # Only the points this batch holds (what changed) are amended: the BAD ones of the
+            # refused block get the values of the split reads.
+            for key, point in list(changes.get(name, {}).items()):
+                if not point.good and key in points:
+                    changes[name][key] = points[key]
         self.errors = errors
         return changes
 
@@ -112,7 +116,14 @@ class Poll:
             plan, formats = connection._plan(device.names)
             compiled = connection.engine.compile(plan, formats, connection.planner)  # type: ignore[attr-defined]
             positions = [device.keys.index(key) for key in compiled.keys]
-            self._native.replace(device.index, compiled.native, positions)
+            # The change filter takes what the split reads handed out as reported (so that a value
+            # within the deadband of it is not a change), for the batches of changes.
+            seen = [
+                (column, point.value)
+                for column, key in enumerate(device.keys)
+                if (point := points.get(key)) is not None and point.good and point.value is not None
+            ]
+            self._native.replace(device.index, compiled.native, positions, seen)
             found[name] = points
             if all(point.good for point in points.values()):
                 del errors[name]

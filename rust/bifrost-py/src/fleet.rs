@@ -16,7 +16,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 
-use crate::codec::value_to_py;
+use crate::codec::{value_from_py, value_to_py};
 use crate::errors;
 use crate::hub::Hub;
 use crate::modbus::{seconds, Keys, NativePlan};
@@ -383,12 +383,16 @@ impl FleetPoll {
 
     /// Device `index` is read with `plan` from the next cycle on (its first plan split around
     /// holes): `positions[i]` is the column, among the device's first ones, of the plan's tag `i`.
+    /// `seen`: (column, value) handed out for the device by the split reads, which the change
+    /// filter takes as reported.
+    #[pyo3(signature = (index, plan, positions, seen=Vec::new()))]
     fn replace(
         &self,
         py: Python<'_>,
         index: usize,
         plan: PyRef<'_, NativePlan>,
         positions: Vec<usize>,
+        seen: Vec<(usize, Bound<'_, PyAny>)>,
     ) -> PyResult<()> {
         let keys = plan.keys(py)?;
         let mut fleet = lock(&self.fleet);
@@ -404,6 +408,11 @@ impl FleetPoll {
                 py,
                 format!("one column (below {}) per tag of the plan", member.width),
             ));
+        }
+        for (column, value) in seen {
+            if column < member.width {
+                member.filter.remember(column, value_from_py(&value)?);
+            }
         }
         member.next = Some((Arc::clone(&plan.plan), keys, positions));
         Ok(())
