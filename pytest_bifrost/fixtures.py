@@ -56,7 +56,13 @@ def bifrost_plant(request: pytest.FixtureRequest, bifrost_host: HostRegistry) ->
     scenario = bifrost_host.scenario(path)
     settings = bifrost_host.settings
     if settings.real:
-        plant = BifrostPlant(scenario, path=path, real_urls=settings.devices, devices_file=settings.devices_file)
+        plant = BifrostPlant(
+            scenario,
+            path=path,
+            real_urls=settings.devices,
+            real_options=settings.connect_options,
+            devices_file=settings.devices_file,
+        )
         put_back(plant, settings.before_each, settings.devices_file)
         return plant
     host = bifrost_host.host_for(scenario, str(path))
@@ -115,16 +121,16 @@ def put_back(plant: BifrostPlant, before_each: Mapping[str, Mapping[str, Value]]
             continue  # another plant's device of the same name (a project may mix scenarios)
         if unknown:
             pytest.fail(f"{devices_file}: {name}.before_each: {device.tags.unknown(unknown[0])}", pytrace=False)
-        problem = _write_all(device.url, device.tags, values)
+        problem = _write_all(device.url, device.tags, values, device.options)
         if problem:
             pytest.fail(f"{devices_file}: {name}.before_each: writing {name} failed: {problem}", pytrace=False)
 
 
-def _write_all(url: str, tags: TagMap, values: Mapping[str, Value]) -> str:
+def _write_all(url: str, tags: TagMap, values: Mapping[str, Value], options: Mapping[str, Any]) -> str:
     import bifrost
 
     async def write() -> None:
-        async with bifrost.connect(url, tags=tags) as plc:
+        async with bifrost.connect(url, tags=tags, **options) as plc:
             await plc.write_many(dict(values))
 
     # On a thread of its own: the test's event loop (pytest-asyncio) may already be running here.

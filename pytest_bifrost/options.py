@@ -130,6 +130,8 @@ class Settings:
     devices: Mapping[str, str] = field(default_factory=dict)
     # Device name -> tag values written before each test that uses the device (real target only).
     before_each: Mapping[str, Mapping[str, Value]] = field(default_factory=dict)
+    # Device name -> bifrost.connect's arguments beside the URL (OPC UA security, user...; real target only).
+    connect_options: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     mqtt_broker: MqttBrokerKind = "auto"
     record_mode: str | None = None
     """--bifrost-record-mode or the ini key; None: the marker's record_mode, else "none"."""
@@ -197,6 +199,7 @@ def read_settings(config: pytest.Config) -> Settings:
     devices_file = path("devices")
     devices: Mapping[str, str] = {}
     before_each: Mapping[str, Mapping[str, Value]] = {}
+    connect_options: Mapping[str, Mapping[str, str]] = {}
     if target == "real":
         if devices_file is None:
             raise pytest.UsageError(
@@ -210,7 +213,7 @@ def read_settings(config: pytest.Config) -> Settings:
             read = read_devices_file(devices_file)
         except DevicesFileError as exc:
             raise pytest.UsageError(f"{given['devices'][2]}: {exc}") from None
-        devices, before_each = read.urls, read.before_each
+        devices, before_each, connect_options = read.urls, read.before_each, read.options
 
     record_mode = given["record-mode"][1]
     from_command_line = config.getoption(given["record-mode"][0].dest)
@@ -224,6 +227,7 @@ def read_settings(config: pytest.Config) -> Settings:
         devices_file=devices_file,
         devices=devices,
         before_each=before_each,
+        connect_options=connect_options,
         mqtt_broker=cast(MqttBrokerKind, given["mqtt-broker"][1]),
         host_url=given["host"][1],
     )

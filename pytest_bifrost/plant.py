@@ -17,6 +17,7 @@ import pytest
 from bifrost.tags import TagMap, Value
 
 if TYPE_CHECKING:
+    from bifrost.connection import Connection
     from simulators import SimHost, TrafficLog
     from simulators.clock import VirtualClock
     from simulators.faults import FaultHandle
@@ -27,6 +28,22 @@ REAL = "--bifrost-target=real talks to hardware"
 
 def _skip_on_real(what: str) -> NoReturn:
     pytest.skip(f"{what} needs a simulated plant; {REAL}")
+
+
+def _sim_options(scenario: Scenario, name: str) -> dict[str, str]:
+    """What a client needs beside the URL to be let in by a simulated device (none for most)."""
+    spec = scenario.devices[name]
+    if spec.protocol != "opcua":
+        return {}
+    options: dict[str, str] = {}
+    security = list(getattr(spec, "security", ()))
+    if security and "None" not in security:
+        options["security"] = str(security[0])
+    for user, entry in dict(getattr(spec, "users", {})).items():
+        options["user"] = str(user)
+        options["password"] = entry if isinstance(entry, str) else str(entry.password)
+        break
+    return options
 
 
 class PlantFault:
@@ -99,12 +116,30 @@ class PlantDevice:
     """One device of the plant: where it answers and its tag database, and on the sim target its
     traffic log."""
 
-    def __init__(self, plant: BifrostPlant, name: str, protocol: str, url: str, tags: TagMap) -> None:
+    def __init__(
+        self,
+        plant: BifrostPlant,
+        name: str,
+        protocol: str,
+        url: str,
+        tags: TagMap,
+        options: Mapping[str, str] | None = None,
+    ) -> None:
         self.plant = plant
         self.name = name
         self.protocol = protocol
         self.url = url
         self.tags = tags
+        self.options: dict[str, str] = dict(options or {})
+        """`bifrost.connect`'s arguments beside the URL: on the real target the devices file's (OPC UA
+        security, mode, user, password, certificate, private_key); on the sim target what the scenario's
+        device asks of a client (an OPC UA device's first user, its policy when it offers no None)."""
+
+    def connect(self, **overrides: Any) -> Connection:
+        """`bifrost.connect(url, tags=tags, **options)` for this device; keyword arguments win."""
+        import bifrost
+
+        return bifrost.connect(self.url, tags=self.tags, **{**self.options, **overrides})
 
     @property
     def log(self) -> TrafficLog:
@@ -137,12 +172,14 @@ class BifrostPlant:
         path: Path | None,
         host: SimHost | None = None,
         real_urls: Mapping[str, str] | None = None,
+        real_options: Mapping[str, Mapping[str, str]] | None = None,
         devices_file: Path | None = None,
     ) -> None:
         self.scenario = scenario
         self.path = path
         self._host = host
         self._real_urls = real_urls
+        self._real_options = real_options or {}
         self._devices_file = devices_file
         self._devices: dict[str, PlantDevice] = {}
         self.clock = PlantClock(self)
@@ -191,7 +228,7 @@ class BifrostPlant:
             if device is None:
                 why = self._host.skipped.get(name, "the host does not serve it")
                 pytest.skip(f"device {name!r} ({protocol}) is not simulated: {why}")
-            return PlantDevice(self, name, protocol, device.url, device.tags)
+            return PlantDevice(self, name, protocol, device.url, device.tags, _sim_options(self.scenario, name))
         urls = self._real_urls or {}
         if name not in urls:
             listed = ", ".join(urls) or "(none)"
@@ -200,7 +237,8 @@ class BifrostPlant:
                 f"{self._devices_file} (it names: {listed}); add a line `{name}: <url>`",
                 pytrace=False,
             )
-        return PlantDevice(self, name, protocol, urls[name], self.scenario.tag_map(name))
+        options = dict(self._real_options.get(name, {}))
+        return PlantDevice(self, name, protocol, urls[name], self.scenario.tag_map(name), options)
 
     # --- the plant behind the devices' backs (sim target only) --------------------------------------
 

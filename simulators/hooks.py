@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from simulators.faults.frames import Framer
     from simulators.plant import Plant
 
 
@@ -103,9 +104,10 @@ class ListenerInfo:
     transport: str  # "tcp", or a protocol's own (Modbus: "rtu+tcp", "rtu")
     address: str  # "127.0.0.1:40123", or the pty's path "/dev/pts/7"
     devices: tuple[str, ...]
-    framing: str | None = None
-    """How the byte stream splits into frames, for faults that act on whole frames (Modbus "mbap" or
-    "rtu"); None when the front-end applies those faults itself and lanes see plain bytes."""
+    framing: Framer | None = None
+    """How the byte stream splits into frames, for faults that act on whole frames (the front-end's
+    Framer: Modbus MBAP or RTU, S7 TPKT, OPC UA messages); None: the lanes see plain chunks, and the
+    faults that need frames are refused for the devices served here."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,11 @@ The core (scenario, plant, host, hooks, traffic) names no protocol. A front-end 
   device with the model of its `protocol`, so every mistake still names `file:line:col`.
 - `create(devices, hooks=..., sleep=...)`: the protocol's server for the host's devices of that
   protocol, as a `ProtocolServer`: started on the host's loop thread, it gives each device's URL, the
-  listeners the fault hooks see, and drops connections for a reboot.
+  listeners the fault hooks see, and drops connections for a reboot. Each listener's `framing` is the
+  front-end's `Framer` (simulators.faults.frames): how the fault lanes cut its bytes into frames and
+  pair replies with requests. A front-end that gives none has its frame-level faults refused at load.
+- `fault_codes` (optional): the codes its `exception` faults take (`FaultCodes`), which the fault
+  vocabulary accepts and the scenario schema lists.
 
 A front-end is imported when a scenario first names its protocol, so a protocol's heavy dependencies
 are never loaded by a scenario that does not use it. Built-in front-ends are found by the module
@@ -19,8 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bifrost.errors import ConfigError
@@ -35,10 +39,11 @@ Sleep = Callable[[float], Awaitable[None]]
 
 BUILTIN: dict[str, str] = {
     "modbus": "simulators.modbus",
-    "opcua": "simulators.opcua",
     "s7": "simulators.s7",
+    "opcua": "simulators.opcua",
 }
-"""The built-in front-ends: protocol name -> the module that registers it when imported."""
+"""The built-in front-ends: protocol name -> the module that registers it when imported (in this order
+their `exception` codes are named in errors)."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,18 @@ class ProtocolServer(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class FaultCodes:
+    """The codes a protocol's `exception` faults take: `names` (lower case) and `numbers`, or names
+    `pattern` matches, looked up by `lookup` (OPC UA status names). `help` says them in an error."""
+
+    help: str
+    names: Mapping[str, int] = field(default_factory=dict)
+    numbers: frozenset[int] = frozenset()
+    pattern: str | None = None
+    lookup: Callable[[str], int | None] | None = None
+
+
 class Frontend(Protocol):
     """What a protocol registers."""
 
@@ -176,14 +193,27 @@ def frontends() -> list[Frontend]:
     return [found for name in names() if (found := frontend(name)) is not None]
 
 
+def fault_codes() -> list[FaultCodes]:
+    """The `exception` codes of every front-end that has some, built-in ones first in BUILTIN's order."""
+    found = [frontend(name) for name in BUILTIN] + [f for name, f in _registered.items() if name not in BUILTIN]
+    out: list[FaultCodes] = []
+    for front in found:
+        codes = getattr(front, "fault_codes", None)
+        if isinstance(codes, FaultCodes) and codes not in out:
+            out.append(codes)
+    return out
+
+
 __all__ = [
     "BUILTIN",
     "DeviceAbout",
     "DeviceSetup",
+    "FaultCodes",
     "Frontend",
     "ListenerGate",
     "ProtocolServer",
     "Sleep",
+    "fault_codes",
     "frontend",
     "frontends",
     "names",

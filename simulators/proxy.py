@@ -51,10 +51,10 @@ from bifrost.modbus.pdu import (
 )
 from simulators.clock import Clock, SystemClock
 from simulators.faults import FaultSet, FaultSpec, Lane
-from simulators.faults.frames import Splitter
-from simulators.faults.protocol import exception_frame, rewrite_reply
 from simulators.faults.streams import abort_with_reset
 from simulators.hooks import Action, RequestInfo
+from simulators.modbus.faults import exception_frame, rewrite_reply
+from simulators.modbus.frames import Splitter, framer_for
 from simulators.modbus.requests import ModbusRequestInfo
 
 log = logging.getLogger(__name__)
@@ -183,12 +183,15 @@ class Proxy:
             self.faults = faults
         else:
             self.faults = FaultSet(
-                PROXY_DEVICE, clock=clock if clock is not None else SystemClock(), seed=seed, framing=framing
+                PROXY_DEVICE,
+                clock=clock if clock is not None else SystemClock(),
+                seed=seed,
+                framer=framer_for(framing),
             )
             for spec in faults:
                 self.faults.add(spec)
         self.framing: Framing = framing
-        self.faults.framing = framing
+        self.faults.framer = framer_for(framing)
         self._log = log
         self.connect_timeout = connect_timeout
         self._server: asyncio.Server | None = None
@@ -561,7 +564,7 @@ def _peer(peer: object) -> str:
 # --- the command ------------------------------------------------------------------------------------------
 
 
-def _faults_from_scenario(path: Path, seed: int | None) -> FaultSet:
+def _faults_from_scenario(path: Path, seed: int | None, framing: Framing = "mbap") -> FaultSet:
     from simulators.plant import Plant
     from simulators.scenario import load_scenario
 
@@ -578,7 +581,7 @@ def _faults_from_scenario(path: Path, seed: int | None) -> FaultSet:
                 where=f"{path}: events[{index}].fault: ",
             )
     plant = Plant(scenario, SystemClock())
-    return FaultSet(PROXY_DEVICE, plant=plant, seed=seed)
+    return FaultSet(PROXY_DEVICE, plant=plant, seed=seed, framer=framer_for(framing))
 
 
 async def run(
@@ -598,9 +601,9 @@ async def run(
     """The `proxy` command: start, print `listening on HOST:PORT`, relay until SIGINT or SIGTERM."""
     framing: Framing = "rtu" if rtu else "mbap"
     fault_set = (
-        _faults_from_scenario(scenario, seed)
+        _faults_from_scenario(scenario, seed, framing)
         if scenario is not None
-        else FaultSet(PROXY_DEVICE, clock=SystemClock(), seed=seed, framing=framing)
+        else FaultSet(PROXY_DEVICE, clock=SystemClock(), seed=seed, framer=framer_for(framing))
     )
     for text in faults:
         fault_set.add(FaultSpec.parse(text))

@@ -709,8 +709,11 @@ class FaultMatch(_Strict):
     unit: Annotated[
         list[Annotated[int, Field(ge=0, le=255)]] | None, BeforeValidator(_one_or_more), _one_or_more_schema(0, 255)
     ] = None
+    # The protocol's function or service code: Modbus 1..127, an S7 function, an OPC UA request's DataType id.
     function: Annotated[
-        list[Annotated[int, Field(ge=1, le=127)]] | None, BeforeValidator(_one_or_more), _one_or_more_schema(1, 127)
+        list[Annotated[int, Field(ge=1, le=0xFFFF)]] | None,
+        BeforeValidator(_one_or_more),
+        _one_or_more_schema(1, 0xFFFF),
     ] = None
     address: Annotated[str, Field(pattern=r"^(coil|di|ir|hr):\d{1,5}(-\d{1,5})?$")] | None = Field(
         default=None, description="an address or range, such as hr:0-9"

@@ -30,9 +30,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from bifrost.errors import ConfigError
-from bifrost.modbus.framing import Framing
 from simulators.clock import Clock, VirtualClock
-from simulators.faults.frames import RequestRef, request_info
+from simulators.faults.frames import FRAME_KINDS, Framer, RequestRef, frame_unit
 from simulators.faults.protocol import action_for
 from simulators.faults.spec import DIRECTED_KINDS, FaultSpec
 from simulators.faults.timing import Timing
@@ -144,9 +143,10 @@ class FaultSet:
     """The faults of one device; see the module docstring.
 
     `clock` (or the plant's) gives their time and the delays' sleep; `seed` (default: the plant's
-    seed, else 0) seeds the draws; `framing` says how the device's bytes are cut into frames ("mbap" or
-    "rtu"); `units`, if set, limits transport faults to frames of those units (a listener shared by
-    several devices carries their frames on one wire).
+    seed, else 0) seeds the draws; `framer` says how the device's bytes are cut into frames (its
+    front-end's Framer; None: plain chunks, and the faults that need frames are refused); `units`, if
+    set, limits transport faults to frames of those units (a listener shared by several devices carries
+    their frames on one wire).
     """
 
     def __init__(
@@ -156,7 +156,7 @@ class FaultSet:
         plant: Plant[Any] | None = None,
         clock: Clock | None = None,
         seed: int | str | None = None,
-        framing: Framing = "mbap",
+        framer: Framer | None = None,
         units: Iterable[int] | None = None,
         timing: Timing | None = None,
         faults: Iterable[FaultSpec | str] = (),
@@ -165,7 +165,8 @@ class FaultSet:
         self.plant = plant
         self.clock = plant.clock if plant is not None and clock is None else clock
         self.timing = timing if timing is not None else Timing.of(self.clock)
-        self.framing: Framing = framing
+        self.framer = framer
+        self.framed = True  # the framer is known (a PlantFaults' set learns it when the host starts)
         self.units = None if units is None else frozenset(units)
         self._seed = seed
         self._lock = threading.RLock()
@@ -187,16 +188,37 @@ class FaultSet:
     def now(self) -> float:
         return self.timing.now()
 
-    def attach(self, plant: Plant[Any] | None, timing: Timing, framing: Framing, units: frozenset[int] | None) -> None:
+    def seed_for(self, stream: str) -> int:
+        """A 64-bit seed for draws made elsewhere (a C server's), from the same seed as this set's own
+        draws (the given one, else the plant's scenario seed), for `stream`; drawing nothing from `rng`."""
+        if self._seed is None and self.plant is not None:
+            base: object = self.plant.scenario.seed
+        else:
+            base = 0 if self._seed is None else self._seed
+        return random.Random(f"{base}:faults:{self.device}:{stream}").getrandbits(64)
+
+    def attach(
+        self,
+        plant: Plant[Any] | None,
+        timing: Timing,
+        framer: Framer | None,
+        units: frozenset[int] | None,
+        framed: bool = True,
+    ) -> None:
         """Move onto a plant (PlantFaults.bind, when a host starts). Faults added while there was none
-        start again now, on the plant's clock; on the same plant again (a restart) they carry on."""
+        start again now, on the plant's clock; on the same plant again (a restart) they carry on.
+
+        A fault that needs frames, on a device whose front-end cuts none, is a ConfigError here."""
         with self._lock:
             early = self.plant is None and plant is not None
             self.plant = plant
             self.clock = None if plant is None else plant.clock
             self.timing = timing
-            self.framing = framing
+            self.framer = framer
             self.units = units
+            self.framed = framed
+            for fault in self._faults:
+                self.check_framed(fault.spec)
             if early:
                 now = self.now()
                 for fault in self._faults:
@@ -209,12 +231,25 @@ class FaultSet:
         """Switch a fault on now: a FaultSpec, CLI text (`"latency,delay=200ms"`), a mapping, or keywords
         (`add(kind="latency", delay="200ms")`). Returns a handle that clears it."""
         fault = ActiveFault(_as_spec(spec, keys), self.now())
+        self.check_framed(fault.spec)
         with self._lock:
             self._faults.append(fault)
         if fault.spec.kind == "reboot":
             self.poll()
         self._changed()
         return FaultHandle(self, fault)
+
+    def check_framed(self, spec: FaultSpec, what: str = "") -> None:
+        """A ConfigError when `spec` needs frames and this device's bytes are not cut into any."""
+        if self.framer is not None or not self.framed or spec.kind not in DIRECTED_KINDS:
+            return
+        if spec.kind in FRAME_KINDS or not spec.match.empty:
+            needs = f"{spec.kind} with a match" if spec.kind not in FRAME_KINDS else spec.kind
+            raise ConfigError(
+                f"{what}fault {spec.kind} on device {self.device}: {needs} acts on whole frames, and this "
+                "device's front-end gives no framer to cut its bytes into frames; use a fault that acts on the "
+                "byte stream (latency, bandwidth, slicer, stall, reset, close, refuse) without a match"
+            )
 
     def clear(self, kind: str | None = None) -> None:
         """Switch off every active fault (of `kind`, if given), the scenario's included, as its `clear` event does."""
@@ -356,7 +391,7 @@ class FaultSet:
         if self._quiet():
             return []
         units = self.units
-        if units is not None and request is not None and request.unit not in units:
+        if units is not None and request is not None and frame_unit(request) not in units:
             return []  # another device's frame on a shared wire
         hits = []
         info: RequestInfo | None = None
@@ -368,7 +403,8 @@ class FaultSet:
                     continue
                 if not spec.match.empty:
                     if not decoded:
-                        info, decoded = request_info(request), True
+                        framer = self.framer
+                        info, decoded = (None if framer is None else framer.info(request)), True
                     if not spec.match.matches(info):
                         continue
                 if self._draw(spec):
@@ -514,9 +550,26 @@ class PlantFaults(NoFaults):
             sets = dict(self._sets)
         # The FaultSets made before (faults added before the host started) are kept, so their handles
         # and listeners stay good: they move onto the plant, and their faults start again now, on its clock.
+        served = {name for listener in context.listeners for name in listener.devices}
         for name, faults in sets.items():
-            plant, timing, framing, units = self._placement(name)
-            faults.attach(plant, timing, framing, units)
+            plant, timing, framer, units = self._placement(name)
+            faults.attach(plant, timing, framer, units, framed=name in served)
+        self._check_scenario(context)
+
+    def _check_scenario(self, context: HookContext) -> None:
+        """A scenario's faults are refused at load (here, as the host starts) when they cannot act: one
+        that needs frames, on a device whose front-end cuts none."""
+        from simulators.plant import FaultRecord
+
+        served = {name for listener in context.listeners for name in listener.devices}
+        for index, event in enumerate(context.plant.scenario.events):
+            fault = event.fault
+            if fault is None or fault.device not in served:
+                continue
+            record = FaultRecord(
+                fault.device, fault.kind, 0.0, fault.duration, fault.probability, fault.match, fault.count, fault.params
+            )
+            self.device(fault.device).check_framed(FaultSpec.from_record(record), f"events[{index}]: ")
 
     def device(self, name: str) -> FaultSet:
         found = self._sets.get(name)  # the hot path: one lookup, no lock
@@ -528,27 +581,29 @@ class PlantFaults(NoFaults):
                 found = self._sets[name] = self._create(name)
             return found
 
-    def _placement(self, name: str) -> tuple[Plant[Any] | None, Timing, Framing, frozenset[int] | None]:
-        """Where a device's faults live: its plant, their timing, its framing and, on a shared listener,
+    def _placement(self, name: str) -> tuple[Plant[Any] | None, Timing, Framer | None, frozenset[int] | None]:
+        """Where a device's faults live: its plant, their timing, its framer and, on a shared listener,
         its unit. Before `bind` there is no plant: a clock that stays at 0 stands in."""
         context = self.context
         if context is None:
-            return None, Timing.of(VirtualClock()), "mbap", None
+            return None, Timing.of(VirtualClock()), None, None
         plant = context.plant
-        framing: Framing = "mbap"
+        framer: Framer | None = None
         units: frozenset[int] | None = None
         for listener in context.listeners:
             if name in listener.devices:
-                framing = "rtu" if listener.framing == "rtu" else "mbap"
+                framer = listener.framing
                 if len(listener.devices) > 1:
                     unit = getattr(plant.scenario.devices[name], "unit", None)
                     units = frozenset({1 if unit is None else unit})
         # The host's sleep: a reset of the host wakes its sleepers (the plant's clock reset cancels timers).
-        return plant, Timing(plant.clock.now, context.sleep), framing, units
+        return plant, Timing(plant.clock.now, context.sleep), framer, units
 
     def _create(self, name: str) -> FaultSet:
-        plant, timing, framing, units = self._placement(name)
-        faults = FaultSet(name, plant=plant, seed=self._seed, framing=framing, units=units, timing=timing)
+        plant, timing, framer, units = self._placement(name)
+        faults = FaultSet(name, plant=plant, seed=self._seed, framer=framer, units=units, timing=timing)
+        # Before the host starts, the device's framer is not known yet: its faults are checked at bind.
+        faults.framed = self.context is not None and any(name in lst.devices for lst in self.context.listeners)
         faults.on_reboot(lambda: self._reboot(name))
         return faults
 

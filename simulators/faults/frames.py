@@ -1,207 +1,259 @@
-"""Frames in relayed bytes, found without changing a byte, and which request each reply answers.
+"""How relayed bytes are cut into frames for the faults, without changing a byte: the `Framer`.
 
-Faults act per frame (a latency delays a reply, a drop loses one, a match picks some requests), so
-the bytes a wrapper or the proxy relays are cut into frames with bifrost's framers. Relaying must not
-repair anything, though: bytes that are no frame (a broken MBAP stream, RTU noise) pass on unchanged,
-as pieces of their own that no match can pick.
+Faults act per frame (a latency delays a reply, a drop loses one, a match picks some requests), so the
+lanes need the bytes in frames and, for a reply, the request it answers. The core knows no protocol:
+each front-end gives a `Framer` with its listeners (`ListenerInfo.framing`, from its ProtocolServer in
+simulators.protocols). Modbus cuts MBAP and RTU frames (simulators/modbus/frames.py); S7 and OPC UA
+frames carry their length in a header, which `LengthFramer` reads.
+
+Relaying must not repair anything: bytes that are no frame (a broken stream, RTU noise) pass on
+unchanged, as pieces of their own that no match can pick. A listener whose front-end gives no framer
+relays plain chunks; the faults that need frames (`FRAME_KINDS`, and any transport fault with a match)
+are refused there, naming the fault and the device.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import Literal, TypeAlias
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypeAlias
 
-from bifrost.modbus.framing import (
-    BrokenStream,
-    DamagedFrame,
-    Frame,
-    Framing,
-    MbapFramer,
-    RtuFramer,
-    encode_mbap,
-    encode_rtu,
-)
-from bifrost.modbus.pdu import MAX_PDU, MalformedFrame, decode_request
 from simulators.hooks import RequestInfo
-from simulators.modbus.requests import ModbusRequestInfo
 
-Piece = tuple[bytes, Frame | None]
-"""Bytes to relay, and the frame they are (None: bytes that are no frame)."""
+Expect = Literal["requests", "responses"]
+Piece: TypeAlias = "tuple[bytes, object | None]"
+"""Bytes to relay, and the frame they are (None: bytes that are no frame), in the framer's own type."""
+
+RequestRef: TypeAlias = "RequestInfo | object | None"
+"""A request as a match needs it: decoded already, a frame decoded only if a match asks, or unknown."""
+
+FRAME_KINDS = frozenset({"drop", "corrupt"})
+"""Transport faults that act on whole frames (lose one, flip bits in one): a stream cut into plain chunks
+would lose or damage half a frame, which is no fault a real network commits."""
 
 
-class Splitter:
-    """Cuts a relayed byte stream into whole frames and the bytes between them, byte for byte.
+class Splitter(Protocol):
+    """Cuts one direction of a stream into frames and the bytes between them, byte for byte.
 
-    `feed(data)` returns what is complete; a partial frame waits for more. Over RTU nothing says how
-    long a frame of an unknown function is, so `flush()` after a silence gives out whatever waits.
-    """
-
-    def __init__(self, framing: Framing, expect: Literal["requests", "responses"]) -> None:
-        self.framing = framing
-        self._rtu = framing == "rtu"
-        self._framer: MbapFramer | RtuFramer = RtuFramer(expect) if self._rtu else MbapFramer()
-        self._raw = bytearray()  # fed, not yet given out
-        self._broken = False
-        self._damage_given = 0  # RTU bytes the framer discarded that were given out already
+    `feed(data)` returns what is complete; a partial frame waits for more."""
 
     @property
     def pending(self) -> int:
         """Bytes held back, waiting for the rest of a frame."""
+        ...
+
+    def feed(self, data: bytes) -> list[Piece]: ...
+
+    def whole_frame(self, data: bytes) -> bool:
+        """Whether `data` is one whole frame with nothing held: feeding it would change nothing here."""
+        ...
+
+    def rest(self) -> list[Piece]:
+        """Every held byte, given out as it is; for a writer's whole writes."""
+        ...
+
+    def flush(self) -> list[Piece]:
+        """The line went quiet (a frame that is not known to be unfinished is given out)."""
+        ...
+
+
+class Pairing(Protocol):
+    """Which request a reply answers."""
+
+    def request(self, frame: object | None) -> None: ...
+
+    def reply(self, frame: object | None) -> object | None:
+        """The request `frame` answers (forgotten once answered); None if unknown."""
+        ...
+
+
+class Framer(Protocol):
+    """What a front-end tells the lanes about its byte streams."""
+
+    @property
+    def name(self) -> str:
+        """Such as "mbap", "rtu", "tpkt", "opcua" (for messages)."""
+        ...
+
+    def splitter(self, expect: Expect) -> Splitter: ...
+
+    def cut_whole(self, data: bytes, expect: Expect) -> list[Piece]:
+        """A write that holds whole frames (or bytes cut short on purpose), as pieces; no state kept."""
+        ...
+
+    def pairing(self) -> Pairing: ...
+
+    def info(self, request: RequestRef) -> RequestInfo | None:
+        """What a match sees of a request (one of this framer's frames, or a RequestInfo); None when it
+        does not decode."""
+        ...
+
+
+# --- frames with their length in a header (TPKT, OPC UA) ---------------------------------------------
+
+
+class _Chunks:
+    """No framer: every chunk passes as bytes that are no frame."""
+
+    pending = 0
+
+    def feed(self, data: bytes) -> list[Piece]:
+        return [(bytes(data), None)] if data else []
+
+    def whole_frame(self, data: bytes) -> bool:
+        return False
+
+    def rest(self) -> list[Piece]:
+        return []
+
+    def flush(self) -> list[Piece]:
+        return []
+
+
+class _NoPairing:
+    def request(self, frame: object | None) -> None:
+        pass
+
+    def reply(self, frame: object | None) -> object | None:
+        return None
+
+
+CHUNKS = _Chunks()
+NO_PAIRING = _NoPairing()
+
+
+class LengthSplitter:
+    """Frames whose header gives their whole length: `length(header)` is it (None: the bytes are no
+    frame, and the stream can no longer be cut: the rest passes as it comes)."""
+
+    def __init__(self, header: int, length: Callable[[bytes], int | None]) -> None:
+        self._header = header
+        self._length = length
+        self._raw = bytearray()
+        self._broken = False
+
+    @property
+    def pending(self) -> int:
         return len(self._raw)
+
+    def _size(self, data: bytes | bytearray, at: int) -> int | None:
+        size = self._length(bytes(data[at : at + self._header]))
+        return size if size is not None and size >= self._header else None
+
+    def whole_frame(self, data: bytes) -> bool:
+        return not self._raw and not self._broken and len(data) >= self._header and self._size(data, 0) == len(data)
 
     def feed(self, data: bytes) -> list[Piece]:
         if self._broken:
             return [(bytes(data), None)] if data else []
-        if not self._raw and not self._rtu:
-            frame = _one_mbap_frame(data)
-            if frame is not None:
-                return [(bytes(data), frame)]  # the usual read: one whole frame (the framer holds nothing)
-        self._raw += data
-        damaged = self._framer.discarded if isinstance(self._framer, RtuFramer) else 0
-        items = self._framer.feed(data)
-        if self._whole(items, damaged):
-            # The common case, frames and nothing else: cut them in order, no search needed.
-            out: list[Piece] = []
-            start = 0
-            raw = self._raw
-            for item in items:
-                assert isinstance(item, Frame)
-                end = start + len(item.pdu) + (3 if self._rtu else 7)
-                out.append((bytes(raw[start:end]), item))
-                start = end
-            del raw[:start]
-            return out
-        return self._take(items)
-
-    def _whole(self, items: Sequence[Frame | DamagedFrame | BrokenStream], damaged: int) -> bool:
-        if isinstance(self._framer, RtuFramer) and self._framer.discarded != damaged:
-            return False
-        return all(type(item) is Frame for item in items)
-
-    def whole_frame(self, data: bytes) -> bool:
-        """Whether `data` is one whole MBAP frame with nothing held: feeding it would change nothing here."""
-        return not self._raw and not self._rtu and not self._broken and _one_mbap_frame(data) is not None
+        if self.whole_frame(data):
+            return [(bytes(data), bytes(data))]  # the usual read: one whole frame
+        raw = self._raw
+        raw += data
+        out: list[Piece] = []
+        while len(raw) >= self._header:
+            size = self._size(raw, 0)
+            if size is None:
+                self._broken = True
+                out.append((bytes(raw), None))
+                raw.clear()
+                break
+            if len(raw) < size:
+                break
+            frame = bytes(raw[:size])
+            out.append((frame, frame))
+            del raw[:size]
+        return out
 
     def rest(self) -> list[Piece]:
-        """Every held byte, given out as it is (RTU: after a silence); for a writer's whole writes."""
-        out = self.flush()
-        if self._raw:
-            out.append((bytes(self._raw), None))
-            self._raw.clear()
+        out: list[Piece] = [(bytes(self._raw), None)] if self._raw else []
+        self._raw.clear()
         return out
 
     def flush(self) -> list[Piece]:
-        """The line went quiet: an unfinished RTU frame will not be finished. Gives out every held byte."""
-        if not self._rtu or not self._raw:
-            return []
-        assert isinstance(self._framer, RtuFramer)
-        out = self._take(self._framer.silence())
-        if self._raw:
-            out.append((bytes(self._raw), None))  # not counted by the framer, so not added to _damage_given
-            self._raw.clear()
-        return out
-
-    def _take(self, items: Sequence[Frame | DamagedFrame | BrokenStream]) -> list[Piece]:
-        raw = self._raw
-        out: list[Piece] = []
-        for item in items:
-            if isinstance(item, Frame):
-                encoded = (
-                    encode_rtu(item.unit, item.pdu)
-                    if self._rtu
-                    else encode_mbap(item.transaction_id or 0, item.unit, item.pdu)
-                )
-                at = raw.find(encoded)
-                if at < 0:  # cannot happen: the framer cut it from these bytes
-                    continue
-                if at:
-                    out.append((bytes(raw[:at]), None))
-                    self._damage_given += at
-                out.append((encoded, item))
-                del raw[: at + len(encoded)]
-            elif isinstance(item, BrokenStream):
-                # The stream can no longer be cut: the rest goes out as it comes.
-                self._broken = True
-                if raw:
-                    out.append((bytes(raw), None))
-                raw.clear()
-                return out
-        if self._rtu:
-            assert isinstance(self._framer, RtuFramer)
-            damage = self._framer.discarded - self._damage_given
-            if damage > 0:
-                out.append((bytes(raw[:damage]), None))
-                del raw[:damage]
-                self._damage_given += damage
-        return out
+        return []  # the length says a frame is unfinished: silence does not end it
 
 
-RequestRef: TypeAlias = "RequestInfo | Frame | None"
-"""A request as a match needs it: decoded already, a frame decoded only if a match asks, or unknown."""
-
-
-def request_info(request: RequestRef) -> RequestInfo | None:
-    """What a match sees of a request; None when it does not decode."""
-    if request is None or not isinstance(request, Frame):
-        return request
-    try:
-        return ModbusRequestInfo(request.unit, decode_request(request.pdu))
-    except MalformedFrame:
-        return None
-
-
-def request_unit(request: RequestRef) -> int | None:
-    return None if request is None else request.unit
-
-
-def _one_mbap_frame(data: bytes) -> Frame | None:
-    """`data` as one whole, valid MBAP frame, or None."""
-    if 8 <= len(data) <= MAX_PDU + 7 and data[2] == 0 and data[3] == 0 and (data[4] << 8 | data[5]) + 6 == len(data):
-        return Frame(data[6], bytes(data[7:]), data[0] << 8 | data[1])
-    return None
-
-
-def cut_whole(data: bytes, framing: Framing, expect: Literal["requests", "responses"]) -> list[Piece]:
-    """A write that holds whole frames (or bytes cut short on purpose), as pieces; no state kept."""
-    if framing == "mbap" and (frame := _one_mbap_frame(data)) is not None:
-        return [(data, frame)]
-    splitter = Splitter(framing, expect)
-    return splitter.feed(data) + splitter.rest()
-
-
-class Pairing:
-    """Which request a reply answers: by transaction id over MBAP, the last request over RTU.
-
-    Requests are kept as frames and decoded only if a fault's match asks (`request_info`).
-    """
+class KeyedPairing:
+    """Replies paired with requests by a key both carry (a PDU reference, a request id); a frame without
+    one pairs with nothing."""
 
     _LIMIT = 1024  # a client that never reads its replies must not grow this without bound
 
-    def __init__(self, framing: Framing) -> None:
-        self._rtu = framing == "rtu"
-        self._by_id: OrderedDict[int, Frame] = OrderedDict()
-        self._last: Frame | None = None
+    def __init__(self, key: Callable[[bytes], int | None]) -> None:
+        self._key = key
+        self._by_key: OrderedDict[int, object] = OrderedDict()
 
-    def request(self, frame: Frame | None) -> None:
-        if frame is None:
+    def request(self, frame: object | None) -> None:
+        if not isinstance(frame, bytes):
             return
-        if self._rtu or frame.transaction_id is None:
-            self._last = frame
+        key = self._key(frame)
+        if key is None:
             return
-        by_id = self._by_id
-        by_id[frame.transaction_id] = frame
-        if len(by_id) > self._LIMIT:
-            by_id.popitem(last=False)
+        self._by_key[key] = frame
+        if len(self._by_key) > self._LIMIT:
+            self._by_key.popitem(last=False)
 
-    def reply(self, frame: Frame | None) -> Frame | None:
-        """The request `frame` answers (forgotten once answered); None if unknown."""
-        if frame is None:
+    def reply(self, frame: object | None) -> object | None:
+        if not isinstance(frame, bytes):
             return None
-        if self._rtu or frame.transaction_id is None:
-            request, self._last = self._last, None
-            return request
-        return self._by_id.pop(frame.transaction_id, None)
+        key = self._key(frame)
+        return None if key is None else self._by_key.pop(key, None)
 
 
-__all__ = ["Pairing", "Piece", "RequestRef", "Splitter", "cut_whole", "request_info", "request_unit"]
+@dataclass(frozen=True)
+class LengthFramer:
+    """A Framer for frames that carry their length in a fixed header (`header` bytes): TPKT, OPC UA.
+
+    Frames are their bytes; `key` pairs a reply with its request; `describe` decodes a request frame for
+    a match (None when it does not decode, or cannot be read: an encrypted message)."""
+
+    name: str
+    header: int
+    length: Callable[[bytes], int | None]
+    key: Callable[[bytes], int | None]
+    describe: Callable[[bytes], RequestInfo | None]
+
+    def splitter(self, expect: Expect) -> LengthSplitter:
+        return LengthSplitter(self.header, self.length)
+
+    def cut_whole(self, data: bytes, expect: Expect) -> list[Piece]:
+        splitter = self.splitter(expect)
+        return splitter.feed(data) + splitter.rest()
+
+    def pairing(self) -> KeyedPairing:
+        return KeyedPairing(self.key)
+
+    def info(self, request: RequestRef) -> RequestInfo | None:
+        if request is None:
+            return None
+        if isinstance(request, bytes):
+            try:
+                return self.describe(request)
+            except (ValueError, IndexError):
+                return None
+        return request  # type: ignore[return-value]  # a RequestInfo already
+
+
+def frame_unit(request: RequestRef) -> int | None:
+    """The unit a frame or request is addressed to, where the protocol has one."""
+    unit = getattr(request, "unit", None)
+    return unit if isinstance(unit, int) else None
+
+
+__all__ = [
+    "CHUNKS",
+    "FRAME_KINDS",
+    "NO_PAIRING",
+    "Expect",
+    "Framer",
+    "KeyedPairing",
+    "LengthFramer",
+    "LengthSplitter",
+    "Pairing",
+    "Piece",
+    "RequestRef",
+    "Splitter",
+    "frame_unit",
+]

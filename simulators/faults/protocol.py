@@ -1,29 +1,29 @@
 """Protocol faults: what a faulty device does with one decoded request, as an `Action`.
 
 The FaultSet picks the faults that hit a request (match, probability, count); `action_for` folds them
-into one `Action` (simulators.hooks) that a server (or the proxy) carries out: answer an exception
-instead, lose the reply, cut it short, or send it on the wrong transaction. The reply rewrites
-themselves (`rewrite_reply`) work on frame bytes, so the proxy and a simulator change replies alike.
+into one `Action` (simulators.hooks) that a server (or the proxy) carries out in its own protocol:
+answer an exception instead, lose the reply, cut it short, or send it on the wrong transaction (the
+Modbus reply rewrites are simulators/modbus/faults.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bifrost.modbus.framing import Framing, encode_mbap, encode_rtu
-from bifrost.modbus.pdu import ExceptionCode
-from simulators.faults.spec import FaultSpec
+from simulators.faults.spec import DEVICE_FAILURE, FaultSpec
 from simulators.hooks import Action
 
-BAD_QUALITY_CODE = int(ExceptionCode.SERVER_DEVICE_FAILURE)  # what bad_quality means to a Modbus client
-TRUNCATE_KEEP = 3  # fewer bytes than any Modbus reply frame, TCP or RTU: every reply is left unfinished
+BAD_QUALITY_CODE = DEVICE_FAILURE  # bad_quality, to a front-end that has no value status: the device failed
+TRUNCATE_KEEP = 3  # the vocabulary's default `keep`: fewer bytes than any reply frame of the protocols here
 
 
 def action_for(hits: Sequence[FaultSpec]) -> tuple[Action, tuple[str, ...]] | None:
     """One Action from the protocol faults that hit a request, with their kinds; None if none did.
 
     When several hit, the first exception (or bad_quality) decides the answer, and truncate and
-    wrong_transaction both apply to whatever reply is sent (the shortest truncate wins).
+    wrong_transaction both apply to whatever reply is sent (the shortest truncate wins). The code is
+    the fault's, in its protocol's numbers; a front-end reads one that is not its own (an OPC UA status
+    at a Modbus device) as a device failure.
     """
     if not hits:
         return None
@@ -34,9 +34,7 @@ def action_for(hits: Sequence[FaultSpec]) -> tuple[Action, tuple[str, ...]] | No
     delay = 0.0
     for spec in hits:
         if spec.kind == "exception" and exception is None:
-            exception = spec.integer("code", BAD_QUALITY_CODE)
-            if exception > 0xFF:  # an OPC UA status: to a Modbus client, the device failed
-                exception = BAD_QUALITY_CODE
+            exception = spec.integer("code", DEVICE_FAILURE)
         elif spec.kind == "bad_quality" and exception is None:
             exception = BAD_QUALITY_CODE
         elif spec.kind == "truncate":
@@ -52,30 +50,4 @@ def action_for(hits: Sequence[FaultSpec]) -> tuple[Action, tuple[str, ...]] | No
     return action, tuple(spec.kind for spec in hits)
 
 
-def exception_pdu(function: int, code: int) -> bytes:
-    """The PDU of an exception reply to `function`."""
-    return bytes(((function & 0x7F) | 0x80, code & 0xFF))
-
-
-def exception_frame(framing: Framing, unit: int, function: int, code: int, transaction_id: int | None) -> bytes:
-    pdu = exception_pdu(function, code)
-    if framing == "rtu":
-        return encode_rtu(unit, pdu)
-    return encode_mbap(transaction_id or 0, unit, pdu)
-
-
-def rewrite_reply(action: Action, frame: bytes, framing: Framing) -> bytes:
-    """`frame` (a whole reply) as the action sends it: on the wrong transaction and/or cut short."""
-    if action.wrong_transaction and len(frame) >= 2:
-        if framing == "rtu":
-            # RTU has no transaction id: the reply comes from the next unit, with a CRC that fits it.
-            frame = encode_rtu((frame[0] + 1) & 0xFF, frame[1:-2])
-        else:
-            transaction_id = (int.from_bytes(frame[:2], "big") + 1) & 0xFFFF
-            frame = transaction_id.to_bytes(2, "big") + frame[2:]
-    if action.truncate is not None:
-        frame = frame[: max(0, action.truncate)]
-    return frame
-
-
-__all__ = ["BAD_QUALITY_CODE", "TRUNCATE_KEEP", "action_for", "exception_frame", "exception_pdu", "rewrite_reply"]
+__all__ = ["BAD_QUALITY_CODE", "TRUNCATE_KEEP", "action_for"]

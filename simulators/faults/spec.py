@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast, get_args
 
 from bifrost import durations
 from bifrost.errors import ConfigError
-from bifrost.modbus.pdu import ExceptionCode
 from simulators.hooks import RequestInfo
 from simulators.scenario import FAULT_KINDS
 
@@ -95,45 +94,49 @@ def _probability(value: object, key: str) -> float:
     return float(number)
 
 
-_CODE_NAMES = {code.name.lower(): int(code) for code in ExceptionCode}
+DEVICE_FAILURE = 4
+"""`exception`'s code when none is given, and what `bad_quality` asks of a front-end without value statuses:
+the device failed (Modbus server_device_failure; S7 answers a hardware fault, OPC UA BadCommunicationError)."""
 
 
-_CODES = frozenset(_CODE_NAMES.values())
-_STATUS_NAME = re.compile(r"(Good|Uncertain|Bad)[A-Za-z0-9]*")
+def _code_tables() -> list[Any]:
+    # The codes are the front-ends' (simulators.protocols); the core names none of them.
+    from simulators import protocols
+
+    return protocols.fault_codes()
 
 
 def _status_code(value: object, key: str) -> int:
-    """An OPC UA status name (`BadCommunicationError`) as its 32-bit code (the C library's table)."""
-    from bifrost._native import opcua_status_code
-
-    code = opcua_status_code(value.strip()) if isinstance(value, str) else None
-    if code is None:
-        raise ConfigError(f"{key}: expected an OPC UA status name such as BadCommunicationError, not {value!r}")
-    return code
-
-
-# S7's own codes (bifrost.s7.pdu): item return codes, and the error classes of a whole job's refusal.
-_S7_ITEM_CODES = frozenset({0x01, 0x03, 0x05, 0x06, 0x07, 0x0A})
-_S7_ERROR_CLASSES = frozenset(range(0x81, 0x88))
+    """A status name (`BadCommunicationError`) as its code, by the front-end whose names it matches."""
+    if isinstance(value, str):
+        for table in _code_tables():
+            if table.pattern is not None and table.lookup is not None and re.fullmatch(table.pattern, value.strip()):
+                code = table.lookup(value.strip())
+                if code is not None:
+                    return int(code)
+    raise ConfigError(f"{key}: expected an OPC UA status name such as BadCommunicationError, not {value!r}")
 
 
 def _exception_code(value: object, key: str) -> int:
-    """A fault's code in its protocol's own numbers: a Modbus exception code (number or name), an S7 item
-    return code or error class, or an OPC UA status name.
+    """A fault's code in its protocol's own numbers, as a front-end gives them (simulators.protocols
+    FaultCodes): a Modbus exception code (number or name), an S7 item return code or error class, or an
+    OPC UA status name.
 
     Numbers are only those the protocols define: a client under test meets no other from a real device, and
     a typo such as 99 would otherwise pass as a fault that tests nothing anyone meant."""
-    if isinstance(value, str) and value.strip().lower() in _CODE_NAMES:
-        return _CODE_NAMES[value.strip().lower()]
-    if isinstance(value, str) and _STATUS_NAME.fullmatch(value.strip()):
-        return _status_code(value, key)
-    what = (
-        f"a Modbus exception code ({', '.join(map(str, sorted(_CODES)))}) or one of {', '.join(_CODE_NAMES)}; "
-        "an S7 item return code (0x01, 0x03, 0x05, 0x06, 0x07, 0x0A) or error class (0x81..0x87); "
-        "or an OPC UA status name"
-    )
+    tables = _code_tables()
+    if isinstance(value, str):
+        text = value.strip()
+        for table in tables:
+            if text.lower() in table.names:
+                return int(table.names[text.lower()])
+        if any(table.pattern is not None and re.fullmatch(table.pattern, text) for table in tables):
+            return _status_code(value, key)
+    helps = [table.help for table in tables]
+    what = "; ".join(helps[:-1]) + f"; or {helps[-1]}" if len(helps) > 1 else "".join(helps) or "a code"
+    numbers = frozenset(number for table in tables for number in table.numbers)
     code = _integer(value, key, 1, 255, what)
-    if code not in _CODES | _S7_ITEM_CODES | _S7_ERROR_CLASSES:
+    if code not in numbers:
         raise ConfigError(f"{key}: expected {what}, not {value!r}")
     return code
 
@@ -220,7 +223,14 @@ class Match:
             unit=None if unit is None else _int_set(unit, f"{where}.unit", 0, 255, "a unit id 0..255"),
             function=None
             if function is None
-            else _int_set(function, f"{where}.function", 1, 127, "a function code 1..127"),
+            else _int_set(
+                function,
+                f"{where}.function",
+                1,
+                0xFFFF,
+                "a function or service code 1..65535 (Modbus 1..127, an S7 function, an OPC UA request's DataType "
+                "id such as 629 for Read)",
+            ),
             address=None if address is None else AddressRange.parse(address, f"{where}.address"),
             node=None if node is None else str(node),
         )
@@ -280,11 +290,13 @@ class _Param:
                 "description": self.help,
             }
         if self.parse is _exception_code:
+            tables = _code_tables()
+            patterns = [{"type": "string", "pattern": table.pattern} for table in tables if table.pattern is not None]
             return {
                 "anyOf": [
-                    {"enum": sorted(_CODES | _S7_ITEM_CODES | _S7_ERROR_CLASSES)},
-                    {"enum": sorted(_CODE_NAMES)},
-                    {"type": "string", "pattern": _STATUS_NAME.pattern},
+                    {"enum": sorted({number for table in tables for number in table.numbers})},
+                    {"enum": sorted({name for table in tables for name in table.names})},
+                    *patterns,
                 ],
                 "description": "the protocol's own code: Modbus (number or name), S7 item code or error class, "
                 "or an OPC UA status name",
@@ -309,7 +321,7 @@ _PARAMS: dict[str, dict[str, _Param]] = {
     "refuse": {},
     "corrupt": {"bits": _Param(_positive_int, 1, help="bits flipped in each chunk it hits")},
     "drop": {},
-    "exception": {"code": _Param(_exception_code, int(ExceptionCode.SERVER_DEVICE_FAILURE), help="exception code")},
+    "exception": {"code": _Param(_exception_code, DEVICE_FAILURE, help="exception code")},
     "wrong_transaction": {},
     "truncate": {"keep": _Param(_non_negative_int, 3, help="bytes of the reply frame that are sent")},
     "freeze": {},
@@ -575,6 +587,7 @@ def parse_faults(texts: Iterable[str]) -> list[FaultSpec]:
 
 __all__ = [
     "COMMON_KEYS",
+    "DEVICE_FAILURE",
     "DIRECTIONS",
     "MATCH_KEYS",
     "PROTOCOL_KINDS",

@@ -1,8 +1,9 @@
 """Transport faults around a server's byte streams: `wrap_streams(faults, reader, writer)`.
 
 The wrapped reader carries requests (upstream), the wrapped writer replies (downstream); each has a
-Lane of the FaultSet. Both cut their bytes into frames first (simulators.faults.frames), so a fault
-acts per frame and a `match` sees the request a reply answers. With no fault in force the bytes go
+Lane of the FaultSet. Both cut their bytes into frames first, with the FaultSet's framer (the
+front-end's, simulators.faults.frames), so a fault acts per frame and a `match` sees the request a reply
+answers; with no framer the bytes go on as the chunks they came in. With no fault in force the bytes go
 straight through, so a device pays little for being wrapped. The wrappers speak the `Reader` and
 `Writer` protocols of simulators.hooks, so they chain: a listener serving several devices wraps the
 wire once per device.
@@ -21,7 +22,7 @@ import struct
 from typing import Any
 
 from simulators.faults.faultset import FaultSet
-from simulators.faults.frames import Pairing, Piece, Splitter, cut_whole
+from simulators.faults.frames import CHUNKS, NO_PAIRING, Pairing, Piece, Splitter
 from simulators.faults.lanes import HIGH_WATER, Lane
 from simulators.hooks import Reader, Writer
 
@@ -82,7 +83,8 @@ class FaultyReader:
         self._inner = inner
         self._connection = connection
         self._pairing = pairing
-        self._splitter = Splitter(faults.framing, "requests")
+        framer = faults.framer
+        self._splitter: Splitter = CHUNKS if framer is None else framer.splitter("requests")
         self._out: asyncio.StreamReader | None = None
         self._task: asyncio.Task[None] | None = None
         self._unread = 0  # bytes through the lane that the server has not read yet
@@ -165,7 +167,7 @@ class FaultyWriter:
     """
 
     def __init__(self, faults: FaultSet, inner: Writer, connection: _Connection, pairing: Pairing) -> None:
-        self._framing = faults.framing
+        self._framer = faults.framer
         self._inner = inner
         self._connection = connection
         self._pairing = pairing
@@ -179,7 +181,11 @@ class FaultyWriter:
         if self.lane.clear and self.lane.faults.quiet():
             self._inner.write(data)  # no fault at all and nothing held back: straight through
             return
-        for piece, frame in cut_whole(data if type(data) is bytes else bytes(data), self._framing, "responses"):
+        data = data if type(data) is bytes else bytes(data)
+        if self._framer is None:
+            self.lane.push(data)
+            return
+        for piece, frame in self._framer.cut_whole(data, "responses"):
             self.lane.push(piece, self._pairing.reply(frame))
 
     async def drain(self) -> None:
@@ -230,7 +236,7 @@ class FaultyWriter:
 def wrap_streams(faults: FaultSet, reader: Reader, writer: Writer) -> tuple[FaultyReader, FaultyWriter]:
     """`reader` and `writer` with `faults`' transport faults; call on the connection's event loop."""
     connection = _Connection(writer)
-    pairing = Pairing(faults.framing)
+    pairing = NO_PAIRING if faults.framer is None else faults.framer.pairing()
     connection.reader = FaultyReader(faults, reader, connection, pairing)
     connection.faulty_writer = FaultyWriter(faults, writer, connection, pairing)
     return connection.reader, connection.faulty_writer

@@ -10,18 +10,27 @@ from collections.abc import Sequence
 from typing import Any
 
 from bifrost.errors import ConfigError
+from bifrost.modbus.pdu import ExceptionCode
 from simulators.hooks import FaultHooks, ListenerInfo
 from simulators.modbus.device import ModbusDevice
 from simulators.modbus.model import ModbusDeviceModel
 from simulators.modbus.server import Endpoint, ModbusServer
-from simulators.protocols import DeviceAbout, DeviceSetup, Sleep
+from simulators.protocols import DeviceAbout, DeviceSetup, FaultCodes, Sleep
 
 log = logging.getLogger(__name__)
+
+_NAMES = {code.name.lower(): int(code) for code in ExceptionCode}
+FAULT_CODES = FaultCodes(
+    help=f"a Modbus exception code ({', '.join(map(str, sorted(_NAMES.values())))}) or one of {', '.join(_NAMES)}",
+    names=_NAMES,
+    numbers=frozenset(_NAMES.values()),
+)
 
 
 class ModbusFrontend:
     name = "modbus"
     device_model = ModbusDeviceModel
+    fault_codes = FAULT_CODES
 
     def create(self, devices: Sequence[DeviceSetup], *, hooks: FaultHooks, sleep: Sleep) -> ModbusProtocolServer:
         return ModbusProtocolServer(devices, hooks, sleep)

@@ -46,6 +46,8 @@ from bifrost.modbus.pdu import ExceptionCode, ExceptionResponse, RequestPdu, Res
 from bifrost.tags import Value
 from simulators.hooks import Action, FaultHooks, ListenerInfo, NoFaults, Reader, Writer
 from simulators.modbus.device import WRITE_FUNCTIONS, ModbusDevice
+from simulators.modbus.faults import modbus_code
+from simulators.modbus.frames import framer_for
 from simulators.modbus.requests import ModbusRequestInfo
 from simulators.modbus.traffic import MODBUS
 from simulators.traffic import NOTHING_WRITTEN, Exchange
@@ -495,8 +497,9 @@ class _Session:
                 self.close()
                 return
             if action.exception is not None:
-                response = ExceptionResponse(event.request.function, action.exception)
-                notes.append(f"exception {action.exception} by a fault")
+                code = modbus_code(action.exception)
+                response = ExceptionResponse(event.request.function, code)
+                notes.append(f"exception {code} by a fault")
             else:
                 response, written, error = device.serve(event.request)
                 if error:
@@ -606,7 +609,7 @@ class _Listener:
             self.units.setdefault(255, devices[0])
         self.sessions: set[_Session] = set()
         self.info = ListenerInfo(
-            "modbus", endpoint.transport, str(endpoint), tuple(d.name for d in devices), self.framing
+            "modbus", endpoint.transport, str(endpoint), tuple(d.name for d in devices), framer_for(self.framing)
         )
         self.address = ""  # what the URL says: host:port, or the pty's path
         self._socket: socket.socket | None = None
@@ -646,7 +649,7 @@ class _Listener:
         # would hide that other machines reach it too; SimHost warns about it and says where.
         shown = host or "0.0.0.0"
         self.address = f"[{shown}]:{bound[1]}" if ":" in shown else f"{shown}:{bound[1]}"
-        self.info = ListenerInfo("modbus", self.endpoint.transport, self.address, self.info.devices, self.framing)
+        self.info = ListenerInfo("modbus", self.endpoint.transport, self.address, self.info.devices, self.info.framing)
         self.loop.add_reader(sock.fileno(), self._accept)
 
     def _accept(self) -> None:
@@ -718,7 +721,7 @@ class _Listener:
         # path open, and a client may open and close it as often as it likes.
         self._pty = (master, slave)
         self.address = path
-        self.info = ListenerInfo("modbus", "rtu", path, self.info.devices, self.framing)
+        self.info = ListenerInfo("modbus", "rtu", path, self.info.devices, self.info.framing)
 
         def release() -> None:
             os.close(master)

@@ -22,15 +22,25 @@ from simulators.opcua.nodes import resolve
 from simulators.opcua.relay import Relay
 from simulators.opcua.server import OpcuaDeviceServer, OpcuaSettings, ServiceEvent, status_code
 from simulators.opcua.traffic import CODEC, OpcuaRequest
-from simulators.protocols import DeviceAbout, DeviceSetup, ListenerGate, Sleep
+from simulators.protocols import DeviceAbout, DeviceSetup, FaultCodes, ListenerGate, Sleep
 from simulators.traffic import NOTHING_WRITTEN, Exchange
 
 log = logging.getLogger(__name__)
 
 
+def _lookup(name: str) -> int | None:
+    from bifrost._native import opcua_status_code  # the C library's table of status names
+
+    return opcua_status_code(name)
+
+
+FAULT_CODES = FaultCodes(help="an OPC UA status name", pattern=r"(Good|Uncertain|Bad)[A-Za-z0-9]*", lookup=_lookup)
+
+
 class OpcuaFrontend:
     name = "opcua"
     device_model = OpcuaDeviceModel
+    fault_codes = FAULT_CODES
 
     def create(self, devices: Sequence[DeviceSetup], *, hooks: FaultHooks, sleep: Sleep) -> OpcuaProtocolServer:
         return OpcuaProtocolServer(devices, hooks)
@@ -145,9 +155,15 @@ class OpcuaProtocolServer:
         if exception is None:
             device.clear_exception()
         else:
-            code = exception.params.get("code") or "BadCommunicationError"
+            code = exception.integer("code", 0)
+            # A code that is no OPC UA status (the default, a Modbus or S7 number): the device failed.
+            status = code if code > 0xFF else status_code("BadCommunicationError")
             device.set_exception(
-                status_code(code), _nodes(device, exception), exception.probability, exception.count, 0
+                status,
+                _nodes(device, exception),
+                exception.probability,
+                exception.count,
+                _seed(self.hooks, name, "exception"),
             )
         quality = next((f for f in faults if f.kind == "bad_quality"), None)
         if quality is None:
@@ -213,6 +229,13 @@ def _active(hooks: FaultHooks, device: str) -> list[Any]:
         return [fault.spec for fault in faults(device).active()]
     except (KeyError, ConfigError):
         return []
+
+
+def _seed(hooks: FaultHooks, device: str, stream: str) -> int:
+    """The seed of the server's own draws (a probable exception), from the host's fault seed as the
+    Modbus faults draw theirs: the same scenario seed gives the same answers run after run."""
+    faults = getattr(hooks, "device", None)
+    return 0 if faults is None else int(faults(device).seed_for(stream))
 
 
 def _nodes(device: OpcuaDeviceServer, spec: Any) -> list[int] | None:

@@ -3,8 +3,9 @@ a relay's, and each client connection is relayed to the server (on a port of its
 through the host's fault hooks, as simulators/proxy.py relays to a real device.
 
 Transport faults (latency, bandwidth, slicer, stall, reset, close, corrupt, drop) act on the bytes
-(`hooks.wrap`); `refuse` closes connections as they arrive (`hooks.accepting`). The bytes are OPC UA
-chunks, passed on unchanged and unparsed (they may be encrypted).
+(`hooks.wrap`), cut into OPC UA message chunks by the listener's framer (simulators/opcua/frames.py);
+`refuse` closes connections as they arrive (`hooks.accepting`). The chunks pass on unchanged (they may
+be encrypted); the server's are relayed a whole chunk per write, so a fault acts on whole replies.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import socket
 
 from bifrost.errors import ConfigError
 from simulators.hooks import FaultHooks, ListenerInfo, Reader, Writer
+from simulators.opcua.frames import HEADER, MESSAGES, message_size
 
 log = logging.getLogger(__name__)
 CHUNK = 65536
@@ -30,7 +32,7 @@ class Relay:
         self.host = host
         self.port = port
         self.upstream = 0
-        self.info = ListenerInfo("opcua", "tcp", f"{host}:{port}", (device,), None)
+        self.info = ListenerInfo("opcua", "tcp", f"{host}:{port}", (device,), MESSAGES)
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[Writer] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -50,7 +52,7 @@ class Relay:
         self._sock = sock
         self.port = int(sock.getsockname()[1])
         shown = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
-        self.info = ListenerInfo("opcua", "tcp", f"{shown}:{self.port}", (self.device,), None)
+        self.info = ListenerInfo("opcua", "tcp", f"{shown}:{self.port}", (self.device,), MESSAGES)
         return self.port
 
     def start(self, loop: asyncio.AbstractEventLoop, upstream: int) -> None:
@@ -84,7 +86,7 @@ class Relay:
             return
         self._writers.update((client_writer, up_writer))
         try:
-            await asyncio.gather(_pump(client_reader, up_writer), _pump(up_reader, client_writer))
+            await asyncio.gather(_pump(client_reader, up_writer), _pump_messages(up_reader, client_writer))
         finally:
             for w in (client_writer, up_writer):
                 self._writers.discard(w)
@@ -121,6 +123,30 @@ async def _pump(reader: Reader, writer: Writer) -> None:
             writer.write(data)
             await writer.drain()
     except (ConnectionError, OSError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            writer.close()
+
+
+async def _pump_messages(reader: asyncio.StreamReader, writer: Writer) -> None:
+    """The server's bytes, a whole message chunk per write (the wrapped writer cuts each write on its
+    own); bytes that are no chunk go on as they come."""
+    try:
+        while True:
+            header = await reader.readexactly(HEADER)
+            size = message_size(header)
+            if size is None or size < HEADER:
+                writer.write(header)
+                await _pump(reader, writer)
+                return
+            writer.write(header + await reader.readexactly(size - HEADER))
+            await writer.drain()
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            with contextlib.suppress(Exception):
+                writer.write(exc.partial)
+    except (ConnectionError, OSError):
         pass
     finally:
         with contextlib.suppress(Exception):

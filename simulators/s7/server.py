@@ -26,6 +26,7 @@ from bifrost.s7.pdu import RequestPdu, ResponsePdu
 from bifrost.tags import Value
 from simulators.hooks import Action, FaultHooks, ListenerInfo, NoFaults, Reader, Writer
 from simulators.s7.device import S7Device
+from simulators.s7.frames import TPKT
 from simulators.s7.traffic import S7, S7RequestInfo
 from simulators.traffic import NOTHING_WRITTEN, Exchange
 
@@ -197,7 +198,7 @@ class S7Listener:
         self.sleep = sleep
         self.sessions: set[_Session] = set()
         self.address = ""
-        self.info = ListenerInfo("s7", "tcp", f"{host}:{port}", (device.name,), None)
+        self.info = ListenerInfo("s7", "tcp", f"{host}:{port}", (device.name,), TPKT)
         self._server: asyncio.AbstractServer | None = None
         self._starting: asyncio.Task[asyncio.AbstractServer] | None = None
         self._socket: socket.socket | None = None
@@ -224,7 +225,7 @@ class S7Listener:
         shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
         bound = sock.getsockname()[1]
         self.address = f"[{shown}]:{bound}" if ":" in shown else f"{shown}:{bound}"
-        self.info = ListenerInfo("s7", "tcp", self.address, (self.device.name,), None)
+        self.info = ListenerInfo("s7", "tcp", self.address, (self.device.name,), TPKT)
         self._starting = loop.create_task(asyncio.start_server(self._accept, sock=sock))
         self._starting.add_done_callback(self._started)
 

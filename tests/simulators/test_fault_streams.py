@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from bifrost.modbus.framing import crc16, encode_mbap, encode_rtu
 from simulators.clock import SystemClock, VirtualClock
 from simulators.faults import FaultSet, Lane, Timing, clock_sleep, flip_bits, wrap_streams
-from simulators.faults.frames import Pairing, Splitter, request_info
+from simulators.modbus.frames import MBAP, Pairing, Splitter, request_info
 
 REQUEST = encode_mbap(1, 1, bytes([3, 0, 0, 0, 2]))
 REPLY = encode_mbap(1, 1, bytes([3, 4, 0, 1, 0, 2]))
@@ -45,7 +45,7 @@ class Arrivals:
 
 def lane_with(*faults: str, seed: int = 0) -> tuple[VirtualClock, FaultSet, Lane, Arrivals]:
     clock = VirtualClock()
-    fault_set = FaultSet(clock=clock, seed=seed, faults=faults)
+    fault_set = FaultSet(framer=MBAP, clock=clock, seed=seed, faults=faults)
     arrivals = Arrivals(clock)
     return clock, fault_set, Lane(fault_set, "downstream", arrivals), arrivals
 
@@ -188,7 +188,7 @@ def test_flip_bits_is_seeded() -> None:
 @pytest.mark.asyncio
 async def test_reset_and_close_end_the_connection_in_place_of_the_chunk(kind: str) -> None:
     clock = VirtualClock()
-    fault_set = FaultSet(clock=clock)
+    fault_set = FaultSet(framer=MBAP, clock=clock)
     arrivals = Arrivals(clock)
     ended: list[str] = []
     lane = Lane(fault_set, "downstream", arrivals, ended.append)
@@ -203,7 +203,7 @@ async def test_reset_and_close_end_the_connection_in_place_of_the_chunk(kind: st
 @pytest.mark.asyncio
 async def test_a_direction_limits_a_fault_to_its_way() -> None:
     clock = VirtualClock()
-    fault_set = FaultSet(clock=clock, faults=["drop,direction=upstream"])
+    fault_set = FaultSet(framer=MBAP, clock=clock, faults=["drop,direction=upstream"])
     up, down = Arrivals(clock), Arrivals(clock)
     Lane(fault_set, "upstream", up).push(REQUEST)
     Lane(fault_set, "downstream", down).push(REPLY)
@@ -330,7 +330,7 @@ async def wrapped_server(
 @pytest.mark.asyncio
 async def test_wrapped_streams_delay_replies_on_the_virtual_clock() -> None:
     clock = VirtualClock()
-    fault_set = FaultSet(clock=clock, faults=["latency,delay=2s"])
+    fault_set = FaultSet(framer=MBAP, clock=clock, faults=["latency,delay=2s"])
     answered = asyncio.Event()
     async with wrapped_server(fault_set, lambda request: REPLY, answered) as (reader, writer):
         writer.write(REQUEST)
@@ -343,7 +343,7 @@ async def test_wrapped_streams_delay_replies_on_the_virtual_clock() -> None:
 
 @pytest.mark.asyncio
 async def test_wrapped_streams_reset_the_client() -> None:
-    fault_set = FaultSet(clock=VirtualClock(), faults=["reset"])
+    fault_set = FaultSet(framer=MBAP, clock=VirtualClock(), faults=["reset"])
     async with wrapped_server(fault_set, lambda request: REPLY) as (reader, writer):
         writer.write(REQUEST)
         with pytest.raises(ConnectionResetError):
@@ -352,7 +352,7 @@ async def test_wrapped_streams_reset_the_client() -> None:
 
 @pytest.mark.asyncio
 async def test_wrapped_streams_close_the_client_gracefully() -> None:
-    fault_set = FaultSet(clock=VirtualClock(), faults=["close,direction=upstream"])
+    fault_set = FaultSet(framer=MBAP, clock=VirtualClock(), faults=["close,direction=upstream"])
     async with wrapped_server(fault_set, lambda request: REPLY) as (reader, writer):
         writer.write(REQUEST)
         assert await asyncio.wait_for(reader.read(100), 5) == b""
@@ -360,7 +360,7 @@ async def test_wrapped_streams_close_the_client_gracefully() -> None:
 
 @pytest.mark.asyncio
 async def test_wrapped_streams_pass_everything_untouched_without_faults() -> None:
-    fault_set = FaultSet(clock=VirtualClock())
+    fault_set = FaultSet(framer=MBAP, clock=VirtualClock())
     async with wrapped_server(fault_set, lambda request: request[::-1]) as (reader, writer):
         writer.write(REQUEST)
         assert await asyncio.wait_for(reader.readexactly(len(REQUEST)), 5) == REQUEST[::-1]

@@ -20,8 +20,9 @@ from bifrost.modbus.pdu import (
 )
 from simulators.clock import VirtualClock
 from simulators.faults import FaultSet, FaultSpec, Match, PlantFaults, clock_sleep, parse_duration
-from simulators.faults.protocol import exception_frame, rewrite_reply
 from simulators.hooks import Action, HookContext, ListenerInfo
+from simulators.modbus.faults import exception_frame, rewrite_reply
+from simulators.modbus.frames import MBAP
 from simulators.modbus.requests import ModbusRequestInfo
 from simulators.plant import Plant
 from simulators.scenario import FAULT_KINDS, load_scenario
@@ -120,7 +121,7 @@ def test_round_trip_with_everything() -> None:
         ("exception,direction=upstream", "direction: exception takes no such key"),
         ("exception,code=0", r"code: expected a Modbus exception code \(1, 2, 3, 4, 5, 6, 8, 10, 11\)"),
         ("exception,code=99", "code: expected a Modbus exception code .* not .99."),
-        ("exception,function=200", r"function: expected a function code 1\.\.127"),
+        ("exception,function=70000", r"function: expected a function or service code 1\.\.65535"),
         ("exception,unit=300", r"unit: expected a unit id 0\.\.255"),
         ("exception,address=hr:9-2", "not a range of addresses"),
         ("exception,address=xx:1", "expected an address or range such as hr:0"),
@@ -180,7 +181,7 @@ def test_a_scenario_fault_match_converts() -> None:
 
 
 def test_add_clear_and_with_block() -> None:
-    faults = FaultSet("plc1", clock=VirtualClock())
+    faults = FaultSet("plc1", framer=MBAP, clock=VirtualClock())
     handle = faults.add("exception,code=6")
     assert handle.active and [fault.spec.kind for fault in faults.active()] == ["exception"]
     handle.clear()
@@ -193,7 +194,7 @@ def test_add_clear_and_with_block() -> None:
 
 def test_for_ends_a_fault_on_the_clock() -> None:
     clock = VirtualClock()
-    faults = FaultSet(clock=clock)
+    faults = FaultSet(framer=MBAP, clock=clock)
     clock.advance(5)
     handle = faults.add("exception,code=6,for=2s")
     clock.advance(1.999)
@@ -204,7 +205,7 @@ def test_for_ends_a_fault_on_the_clock() -> None:
 
 
 def test_count_ends_a_fault_after_that_many_hits() -> None:
-    faults = FaultSet(clock=VirtualClock())
+    faults = FaultSet(framer=MBAP, clock=VirtualClock())
     handle = faults.add("exception,code=6,function=3,count=2")
     assert faults.decide(READ_IR) is None  # not matched: not counted
     assert faults.decide(READ_HR) is not None
@@ -214,7 +215,7 @@ def test_count_ends_a_fault_after_that_many_hits() -> None:
 
 
 def test_exception_matches_and_answers_its_code() -> None:
-    faults = FaultSet(clock=VirtualClock())
+    faults = FaultSet(framer=MBAP, clock=VirtualClock())
     faults.add("exception,code=6,function=3,address=hr:0-4")
     decided = faults.decide(READ_HR)
     assert decided == (Action(exception=6), ("exception",))
@@ -223,7 +224,7 @@ def test_exception_matches_and_answers_its_code() -> None:
 
 
 def test_bad_quality_is_exception_4_and_the_other_protocol_kinds_fold_into_one_action() -> None:
-    faults = FaultSet(clock=VirtualClock())
+    faults = FaultSet(framer=MBAP, clock=VirtualClock())
     faults.add("bad_quality")
     faults.add("truncate,keep=5")
     faults.add("wrong_transaction")
@@ -235,7 +236,7 @@ def test_bad_quality_is_exception_4_and_the_other_protocol_kinds_fold_into_one_a
 
 
 def test_on_request_takes_a_server_event() -> None:
-    faults = FaultSet(clock=VirtualClock())
+    faults = FaultSet(framer=MBAP, clock=VirtualClock())
     faults.add("exception,code=2,unit=7")
     assert faults.on_request("plc1", Request(1, 7, ReadHoldingRegistersRequest(0, 1))) == Action(exception=2)
     assert faults.on_request("plc1", Request(1, 1, ReadHoldingRegistersRequest(0, 1))) is None
@@ -243,7 +244,7 @@ def test_on_request_takes_a_server_event() -> None:
 
 def test_probability_draws_from_the_seed_and_repeats() -> None:
     def run(seed: int) -> list[bool]:
-        faults = FaultSet(clock=VirtualClock(), seed=seed)
+        faults = FaultSet(framer=MBAP, clock=VirtualClock(), seed=seed)
         faults.add("exception,code=6,probability=0.3")
         return [faults.decide(READ_HR) is not None for _ in range(400)]
 
@@ -256,7 +257,7 @@ def test_probability_draws_from_the_seed_and_repeats() -> None:
 
 
 def test_reset_starts_the_draws_afresh_and_forgets_run_time_faults() -> None:
-    faults = FaultSet(clock=VirtualClock(), seed=1)
+    faults = FaultSet(framer=MBAP, clock=VirtualClock(), seed=1)
     faults.add("exception,probability=0.5")
     before = [faults.decide(READ_HR) is not None for _ in range(50)]
     faults.reset()
@@ -266,7 +267,7 @@ def test_reset_starts_the_draws_afresh_and_forgets_run_time_faults() -> None:
 
 
 def test_refuse_freeze_and_a_refuse_with_a_count() -> None:
-    faults = FaultSet(clock=VirtualClock())
+    faults = FaultSet(framer=MBAP, clock=VirtualClock())
     assert faults.accepting() and not faults.frozen()
     faults.add("refuse,count=1")
     assert not faults.closes_listener()  # connections are let in, to be refused one by one
@@ -278,7 +279,7 @@ def test_refuse_freeze_and_a_refuse_with_a_count() -> None:
 
 def test_reboot_happens_once_then_refuses_for_its_boot_time() -> None:
     clock = VirtualClock()
-    faults = FaultSet(clock=clock)
+    faults = FaultSet(framer=MBAP, clock=clock)
     reboots: list[float] = []
     faults.on_reboot(lambda: reboots.append(clock.now()))
     faults.add("reboot,for=3s")
@@ -292,7 +293,7 @@ def test_reboot_happens_once_then_refuses_for_its_boot_time() -> None:
 
 
 def test_change_listeners_hear_add_clear_and_reset() -> None:
-    faults = FaultSet(clock=VirtualClock())
+    faults = FaultSet(framer=MBAP, clock=VirtualClock())
     heard: list[int] = []
     unsubscribe = faults.on_change(lambda: heard.append(len(faults.active())))
     handle = faults.add("freeze")
@@ -328,7 +329,7 @@ events:
 
 def test_scenario_events_switch_faults_on_and_off() -> None:
     plant = Plant(load_scenario("inline.yaml", text=SCENARIO))
-    faults = FaultSet("plc1", plant=plant)
+    faults = FaultSet("plc1", plant=plant, framer=MBAP)
     assert faults.active() == []
     plant.clock.advance(1)
     (latency,) = faults.active()
@@ -345,7 +346,7 @@ def test_scenario_events_switch_faults_on_and_off() -> None:
 
 def test_a_scenario_reboot_is_carried_out_once() -> None:
     plant = Plant(load_scenario("inline.yaml", text=SCENARIO))
-    faults = FaultSet("plc1", plant=plant)
+    faults = FaultSet("plc1", plant=plant, framer=MBAP)
     reboots: list[float] = []
     faults.on_reboot(lambda: reboots.append(plant.time))
     plant.clock.advance(5)
@@ -383,7 +384,7 @@ async def test_plant_faults_reboot_drops_connections_and_sets_the_device_tags_ba
 
 def test_clear_ends_the_scenario_faults_too_and_draws_come_from_the_plant_seed() -> None:
     plant = Plant(load_scenario("inline.yaml", text=SCENARIO))
-    faults = FaultSet("plc1", plant=plant)
+    faults = FaultSet("plc1", plant=plant, framer=MBAP)
     plant.clock.advance(2)
     faults.clear("exception")
     assert [fault.spec.kind for fault in faults.active()] == ["latency"]

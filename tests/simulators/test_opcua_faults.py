@@ -138,3 +138,33 @@ def test_reset_between_tests_puts_written_values_back(host: SimHost) -> None:
             return written, await pump.read_value()
 
     assert asyncio.run(write_then_read()) == (True, False)
+
+
+def _exception_draws(tmp_path: Path, seed: int, reads: int = 24) -> list[bool]:
+    """Which of `reads` reads a probable exception hit, on a fresh host whose scenario has `seed`."""
+    path = tmp_path / f"ua-{seed}.yaml"
+    path.write_text(SCENARIO.replace("scenario: ua-faults", f"scenario: ua-faults\nseed: {seed}"))
+
+    async def run(sim: SimHost) -> list[bool]:
+        async with Client(sim.url("hmi")) as client:
+            with sim.inject_fault("hmi", "exception", code="BadCommunicationError", probability=0.5):
+                return [await _status(client, LEVEL) != ua.StatusCodes.Good for _ in range(reads)]
+
+    with SimHost(str(path), clock="virtual", any_port=True) as sim:
+        return asyncio.run(run(sim))
+
+
+def test_a_probable_exception_draws_from_the_scenario_seed(tmp_path: Path) -> None:
+    first = _exception_draws(tmp_path, 1)
+    assert _exception_draws(tmp_path, 1) == first  # the same seed: the same answers, run after run
+    assert _exception_draws(tmp_path, 2) != first  # another seed: another sequence
+    assert 0 < sum(first) < len(first)  # a draw each read, not all or nothing
+
+
+def test_an_exception_without_an_opcua_status_answers_bad_communication_error(host: SimHost) -> None:
+    async def run() -> None:
+        async with Client(host.url("hmi")) as client:
+            with host.inject_fault("hmi", "exception"):  # the vocabulary's default code is a device failure
+                assert await _status(client, LEVEL) == ua.StatusCodes.BadCommunicationError
+
+    asyncio.run(run())

@@ -199,6 +199,19 @@ def test_a_registered_protocol_is_served_faulted_and_logged_by_the_host(toy: Non
         assert "GET level -> ERR 3" in device.log.format()
 
 
+def test_frame_faults_are_refused_where_the_front_end_gives_no_framer(toy: None) -> None:
+    # The toy's listeners carry no framer: its bytes are plain chunks, so faults on whole frames cannot act.
+    text = SCENARIO + "events:\n  - at: 1s\n    fault: {device: t1, kind: drop}\n"
+    with pytest.raises(ConfigError, match=r"events\[0\]: fault drop on device t1: drop acts on whole frames"):
+        SimHost(_toy_scenario(text), clock="virtual", any_port=True).start()
+    with SimHost(_toy_scenario(), clock="virtual", any_port=True) as host:
+        with pytest.raises(ConfigError, match="fault corrupt on device t1: corrupt acts on whole frames"):
+            host.inject_fault("t1", "corrupt")
+        with pytest.raises(ConfigError, match="latency with a match acts on whole frames"):
+            host.inject_fault("t1", "latency", delay="1s", match={"function": 1})
+        host.inject_fault("t1", "latency", delay="1s").clear()  # a fault on the byte stream needs no frames
+
+
 def test_a_protocol_without_a_front_end_here_is_skipped_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     # A built-in protocol whose package is not installed (as a front-end not written yet).
     monkeypatch.setitem(protocols.BUILTIN, "ghost", "simulators.ghost")
@@ -208,7 +221,14 @@ def test_a_protocol_without_a_front_end_here_is_skipped_with_the_reason(monkeypa
         assert host.devices == {}
 
 
-@pytest.mark.parametrize("module", CORE)
+FAULTS = sorted(f"faults/{path.name}" for path in (ROOT / "simulators" / "faults").glob("*.py"))
+
+
+def test_the_fault_core_is_checked_whole() -> None:
+    assert "faults/frames.py" in FAULTS and "faults/lanes.py" in FAULTS and len(FAULTS) >= 9
+
+
+@pytest.mark.parametrize("module", CORE + FAULTS)
 def test_the_core_imports_no_protocol(module: str) -> None:
     tree = ast.parse((ROOT / "simulators" / module).read_text())
     imported = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)] + [

@@ -468,9 +468,9 @@ DEVICE = "devices:\n  plc: {protocol: modbus}\n"
         ("{at: 1s, fault: {device: plc, kind: stall, count: 2, for: 1s}}", "events.0.fault.count", "count or for"),
         ("{at: 1s, fault: {device: plc, kind: stall, count: 0}}", "events.0.fault.count", "greater than or equal to 1"),
         (
-            "{at: 1s, fault: {device: plc, kind: stall, match: {function: 300}}}",
+            "{at: 1s, fault: {device: plc, kind: stall, match: {function: 70000}}}",
             "events.0.fault.match.function",
-            "less than or equal to 127",
+            "less than or equal to 65535",
         ),
         (
             "{at: 1s, fault: {device: plc, kind: stall, match: {adress: hr:0}}}",
