@@ -3,6 +3,8 @@
 1. Import: Modbus frames per second from a pcap into a cassette (`import_capture`: read, reassemble,
    frame, pair), against scapy reading the same file and decoding each packet with its Modbus layer
    (scapy.contrib.modbus, on port 502 — the only port it knows). Target: >= 100k frames/s.
+   Then S7 frames per second (TPKT, COTP, S7 PDU cut; paired by PDU reference), against scapy reading
+   the same file to its TCP payloads (scapy has no S7comm layer).
 2. Serving: requests per second a replayed device answers, against the simulated device it was
    recorded from, each on a SimHost, with the same lean raw-socket client (one request on the wire
    at a time). Target: a ratio of about 1.
@@ -56,6 +58,41 @@ def make_capture(path: Path, exchanges: int) -> int:
     return 2 * exchanges
 
 
+def make_s7_capture(path: Path, exchanges: int) -> int:
+    """A pcap of one S7 connection (COTP connect, setup) reading DB1.DBB0 x10 `exchanges` times."""
+    from bifrost.s7 import framing, pdu
+
+    client, server = (bytes((10, 0, 0, 9)), 40001), (bytes((10, 0, 0, 5)), 102)
+    connection = framing.ClientConnection(0, 1)
+    cpu = framing.ServerConnection()
+    frames = [("c", connection.connect_request())]
+    cpu.receive_data(frames[0][1])
+    cpu.next_event()
+    frames.append(("s", cpu.accept()))
+    setup = pdu.SetupRequest(480, 1, 1)
+    frames += [
+        ("c", framing.encode_tpkt(framing.encode_cotp_data(pdu.encode_request(1, setup)))),
+        ("s", framing.encode_tpkt(framing.encode_cotp_data(pdu.encode_response(1, pdu.SetupResponse(480, 1, 1))))),
+    ]
+    read = pdu.ReadRequest((pdu.VarSpec(pdu.Area.DB, 0, 10, db=1),))
+    for index in range(exchanges):
+        reference = (index + 2) & 0xFFFF
+        answer = pdu.ReadResponse((pdu.ItemData(0xFF, pdu.DataTransport.BYTE, bytes((index % 256,)) * 10),))
+        frames.append(("c", framing.encode_tpkt(framing.encode_cotp_data(pdu.encode_request(reference, read)))))
+        frames.append(("s", framing.encode_tpkt(framing.encode_cotp_data(pdu.encode_response(reference, answer)))))
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    seq = {"c": 1, "s": 1}
+    when = 1_700_000_000.0
+    for side, frame in frames:
+        src, dst = (client, server) if side == "c" else (server, client)
+        packet = _packet(src, dst, seq[side], frame)
+        seq[side] += len(frame)
+        when += 0.0001
+        out.append(struct.pack("<IIII", int(when), int(when % 1 * 1e6), len(packet), len(packet)) + packet)
+    path.write_bytes(b"".join(out))
+    return 2 * exchanges
+
+
 def _rates(frames: int, run: Callable[[], object]) -> tuple[float, float]:
     """Frames per second of `run()` by the wall clock and by this process's CPU time (time.process_time,
     which a loaded machine's other processes do not inflate)."""
@@ -100,6 +137,29 @@ def bench_import(exchanges: int, rounds: int = 3) -> None:
         f"ratio {ours[0] / theirs[0]:.0f}x wall, {ours[1] / theirs[1]:.0f}x CPU (target >= 100k frames/s)"
     )
     print(f"writing the cassette: {written[0]:,.0f} frames/s wall, {written[1]:,.0f} CPU")
+
+
+def bench_import_s7(exchanges: int, rounds: int = 3) -> None:
+    from simulators.recording.importer import import_capture
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "s7.pcap"
+        frames = make_s7_capture(path, exchanges)
+        assert len(import_capture(path)[0]) == exchanges + 1  # and the setup communication
+        ours = max(_rates(frames, lambda: import_capture(path)) for _ in range(rounds))
+        try:
+            from scapy.layers.inet import TCP
+            from scapy.utils import rdpcap
+        except ImportError:
+            print(f"import S7: bifrost {ours[0]:,.0f} frames/s (scapy not installed: pip install 'bifrost[bench]')")
+            return
+        sample = min(frames, 20_000)
+        theirs = _rates(sample, lambda: [bytes(p[TCP].payload) for p in rdpcap(str(path), count=sample) if TCP in p])
+    print(
+        f"import S7 {frames:,} frames (best of {rounds}): bifrost {ours[0]:,.0f} frames/s wall, {ours[1]:,.0f} CPU; "
+        f"scapy (TCP payloads only, no S7 layer) {theirs[0]:,.0f} wall, {theirs[1]:,.0f} CPU on {sample:,}; "
+        f"ratio {ours[0] / theirs[0]:.0f}x wall, {ours[1] / theirs[1]:.0f}x CPU"
+    )
 
 
 def _poll(url: str, requests: int) -> float:
@@ -152,6 +212,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2_000, help="requests per server and round")
     args = parser.parse_args()
     bench_import(args.exchanges)
+    bench_import_s7(args.exchanges // 4)
     bench_serving(args.requests)
 
 

@@ -8,7 +8,8 @@ talks to a device that is a cassette, recorded from the real one when the mode s
 | `new_episodes` | replay it; what it cannot answer is asked of the target and appended | record it |
 | `all` | record it again (replacing it) | record it |
 
-While replaying, a request the cassette cannot answer is answered with exception 2 and fails the test,
+Modbus and S7 devices alike (`target=` a `modbus://` or `s7://` URL). While replaying, a request the
+cassette cannot answer is refused with the protocol's error (Modbus exception 2, S7 item code 0x0A) and fails the test,
 naming the request. The target to record from is the marker's `target=` URL, else the `--bifrost-devices`
 file's URL for the marker's `device=` (default `plc1`), or whatever the `bifrost_record_target` fixture
 returns (override it in a conftest, e.g. to start a device for recording). `--bifrost-record-mode` on
@@ -108,15 +109,29 @@ class _Thread:
 
 
 def _address(url: str) -> tuple[str, int, int, str]:
+    """Host, port, unit and scheme of a device URL (for S7 the unit is rack * 32 + slot)."""
     parts = urlsplit(url)
-    if parts.scheme not in ("modbus", "modbus+rtu+tcp") or parts.hostname is None or parts.port is None:
+    if parts.scheme == "opc.tcp" and parts.hostname is not None and parts.port is not None:
+        return parts.hostname, parts.port, 0, parts.scheme
+    schemes = ("modbus", "modbus+rtu+tcp", "s7")
+    if parts.scheme not in schemes or parts.hostname is None or parts.port is None:
         pytest.fail(
             f"bifrost_cassette: cannot record from {url!r}: expected modbus://HOST:PORT?unit=N "
-            "(or modbus+rtu+tcp://...)",
+            "(or modbus+rtu+tcp://..., s7://HOST:PORT?rack=R&slot=S, opc.tcp://HOST:PORT/PATH)",
             pytrace=False,
         )
-    unit = int(parse_qs(parts.query).get("unit", ["1"])[0])
+    query = parse_qs(parts.query)
+    if parts.scheme == "s7":
+        unit = int(query.get("rack", ["0"])[0]) << 5 | int(query.get("slot", ["1"])[0])
+    else:
+        unit = int(query.get("unit", ["1"])[0])
     return parts.hostname, parts.port, unit, parts.scheme
+
+
+def _url(scheme: str, host: str, port: int, unit: int) -> str:
+    if scheme == "s7":
+        return f"s7://{host}:{port}?rack={unit >> 5}&slot={unit & 0x1F}"
+    return f"{scheme}://{host}:{port}?unit={unit}"
 
 
 def _record(device: CassetteDevice, target: str, *, append: bool) -> None:
@@ -125,10 +140,13 @@ def _record(device: CassetteDevice, target: str, *, append: bool) -> None:
     from simulators.recording.record import ProxyRecorder
 
     host, port, unit, scheme = _address(target)
-    framing = "rtu" if scheme == "modbus+rtu+tcp" else "mbap"
-    recorder = ProxyRecorder(device.path, device=device.device, framing=framing, append=append, source=target)
+    protocol = {"s7": "s7", "opc.tcp": "opcua"}.get(scheme, "modbus")
+    framing = {"modbus+rtu+tcp": "rtu", "s7": "s7", "opc.tcp": "opcua"}.get(scheme, "mbap")
+    recorder = ProxyRecorder(
+        device.path, device=device.device, framing=framing, append=append, source=target, protocol=protocol
+    )
     runner = _Thread()
-    proxy = Proxy((host, port), log=recorder, framing=framing)  # type: ignore[arg-type]
+    proxy = Proxy((host, port), log=recorder, framing="rtu" if framing == "rtu" else "mbap", protocol=protocol)
     runner.run(proxy.start())
     listen_host, listen_port = proxy.address
 
@@ -138,7 +156,10 @@ def _record(device: CassetteDevice, target: str, *, append: bool) -> None:
         recorder.close()
 
     device._stoppers.append(stop)
-    device.url = f"{scheme}://{listen_host}:{listen_port}?unit={unit}"
+    if protocol == "opcua":
+        device.url = f"opc.tcp://{listen_host}:{listen_port}{urlsplit(target).path}"
+    else:
+        device.url = _url(scheme, listen_host, listen_port, unit)
     device.unit = unit
 
 
@@ -175,6 +196,49 @@ class _Forward:
             self.sock.close()
 
 
+class _S7Forward(_Forward):
+    """`new_episodes` over S7: one job at a time on one connection (COTP connect and setup first)."""
+
+    def __init__(self, host: str, port: int, unit: int) -> None:
+        super().__init__(host, port)
+        self.unit = unit
+        self.connection: Any = None
+
+    def _next(self, kinds: tuple[type, ...]) -> Any:
+        assert self.sock is not None and self.connection is not None
+        while True:
+            event = self.connection.next_event()
+            if event is None:
+                data = self.sock.recv(4096)
+                if not data:
+                    raise ConnectionError("the device closed the connection")
+                self.connection.receive_data(data)
+                continue
+            if isinstance(event, kinds):
+                return event
+
+    def __call__(self, unit: int, request: bytes) -> bytes | None:
+        from bifrost.s7 import framing, pdu
+
+        with self.lock:
+            try:
+                if self.sock is None:
+                    self.sock = socket.create_connection(self.address, timeout=_TIMEOUT)
+                    self.connection = framing.ClientConnection(self.unit >> 5, self.unit & 0x1F)
+                    self.sock.sendall(self.connection.connect_request())
+                    self._next((framing.Connected,))
+                    self.sock.sendall(self.connection.setup())
+                    self._next((framing.Ready,))
+                reference, asked = pdu.decode_request(request)
+                self.sock.sendall(self.connection.send(asked))
+                event = self._next((framing.Response, framing.MismatchedReply))
+                return pdu.encode_response(reference, event.response)
+            except (OSError, ConnectionError):
+                self.close()
+                self.sock = None
+                return None
+
+
 def _replay(device: CassetteDevice, marker: pytest.Mark, fallback: Any = None) -> None:
     from simulators.host import SimHost
     from simulators.recording.serve import replay_scenario, replayers
@@ -185,7 +249,7 @@ def _replay(device: CassetteDevice, marker: pytest.Mark, fallback: Any = None) -
         mode=marker.kwargs.get("mode", "request"),
         timing=marker.kwargs.get("timing", "fast"),
         speed=float(marker.kwargs.get("speed", 1.0)),
-        unknown=marker.kwargs.get("unknown", 2),
+        unknown=marker.kwargs.get("unknown", "default"),
     )
     host = SimHost(scenario, clock="system").start()
     device._stoppers.append(host.stop)
@@ -225,7 +289,7 @@ def bifrost_cassette(request: pytest.FixtureRequest, bifrost_record_target: str 
     if device.recording and bifrost_record_target is None:
         pytest.fail(
             f"{path}: record_mode {mode!r} records, but there is no device to record from: give the marker "
-            "target='modbus://HOST:PORT?unit=N', a --bifrost-devices file naming "
+            "target='modbus://HOST:PORT?unit=N' (or s7://HOST:PORT?rack=R&slot=S), a --bifrost-devices file naming "
             f"{device.device!r}, or a bifrost_record_target fixture",
             pytrace=False,
         )
@@ -235,9 +299,15 @@ def bifrost_cassette(request: pytest.FixtureRequest, bifrost_record_target: str 
         elif mode == "new_episodes":
             # What the cassette has is replayed; the rest goes to the target through the recording proxy.
             assert bifrost_record_target is not None
+            if urlsplit(bifrost_record_target).scheme == "opc.tcp":
+                pytest.fail(
+                    f"{path}: record_mode 'new_episodes' is not offered for OPC UA: the replay is a server of "
+                    "its own, whose sessions cannot forward one request to the device; re-record with 'all'",
+                    pytrace=False,
+                )
             _record(device, bifrost_record_target, append=True)
-            host, port, _, _ = _address(device.url)
-            forward = _Forward(host, port)
+            host, port, unit, scheme = _address(device.url)
+            forward = _S7Forward(host, port, unit) if scheme == "s7" else _Forward(host, port)
             device._stoppers.append(forward.close)
             _replay(device, marker, fallback=forward)
         else:

@@ -56,6 +56,7 @@ from simulators.hooks import Action, RequestInfo
 from simulators.modbus.faults import exception_frame, rewrite_reply
 from simulators.modbus.frames import Splitter, framer_for
 from simulators.modbus.requests import ModbusRequestInfo
+from simulators.recording.codec import Codec, codec_for
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,12 @@ class Proxy:
         seed: int | str | None = None,
         log: TrafficLog | None = None,
         connect_timeout: float = 5.0,
+        protocol: str = "modbus",
     ) -> None:
+        self.protocol = protocol
+        # Another protocol's bytes are cut by its recording codec (simulators.recording.codec): relayed
+        # and logged frame by frame, under transport faults only (protocol faults are Modbus's here).
+        self._codec: Codec | None = None if protocol == "modbus" else codec_for(protocol)
         self.target = parse_address(target, "--target") if isinstance(target, str) else target
         self._listen = parse_address(listen, "--listen") if isinstance(listen, str) else listen
         if isinstance(faults, FaultSet):
@@ -416,7 +422,38 @@ class Proxy:
         except (ConnectionError, OSError) as exc:
             self._record(session, "error", summary=repr(exc))
 
+    async def _relay(self, session: _Session, upstream: bool) -> None:
+        """Another protocol's direction: its codec's cuts, relayed as they are and logged."""
+        assert self._codec is not None
+        reader = session.client_reader if upstream else session.target_reader
+        lane = session.upstream if upstream else session.downstream
+        assert reader is not None and lane is not None
+        cutter = self._codec.cutter(self._codec.framings[0], "requests" if upstream else "responses")
+        event = "request" if upstream else "response"
+        try:
+            while session.ended is None:
+                data = await reader.read(READ_SIZE)
+                cuts = cutter.feed(data) if data else cutter.flush()
+                for cut in cuts:
+                    hit = lane.push(cut.piece, None)
+                    if cut.pdu is None:
+                        self._record(session, event, summary=cut.text, data=cut.piece, faults=hit)
+                        continue
+                    shown = self._codec.describe(cut.pdu, None) if upstream else f"{len(cut.pdu)}-byte answer"
+                    fields = {"unit": cut.unit, "transaction_id": cut.ident, "function": cut.pdu[0]}
+                    self._record(session, event, **fields, summary=shown, data=cut.piece, faults=hit)
+                if not data:
+                    break
+        except (ConnectionError, OSError) as exc:
+            self._record(session, "error", summary=repr(exc))
+        if lane is not None and session.ended is None:
+            await lane.drained()
+        self._end(session, "client closed" if upstream else "target closed")
+
     async def _client_to_target(self, session: _Session) -> None:
+        if self._codec is not None:
+            await self._relay(session, upstream=True)
+            return
         splitter = Splitter(self.framing, "requests")
         await self._pump(
             session, session.client_reader, splitter, lambda piece, frame: self._request(session, piece, frame)
@@ -430,6 +467,9 @@ class Proxy:
 
     async def _target_to_client(self, session: _Session) -> None:
         assert session.target_reader is not None
+        if self._codec is not None:
+            await self._relay(session, upstream=False)
+            return
         splitter = Splitter(self.framing, "responses")
         await self._pump(
             session, session.target_reader, splitter, lambda piece, frame: self._reply(session, piece, frame)
@@ -597,8 +637,14 @@ async def run(
     record: Path | None = None,
     record_device: str | None = None,
     append: bool = False,
+    protocol: str = "modbus",
 ) -> None:
     """The `proxy` command: start, print `listening on HOST:PORT`, relay until SIGINT or SIGTERM."""
+    if protocol != "modbus":
+        try:
+            codec_for(protocol)
+        except ValueError as exc:
+            raise ConfigError(f"--protocol: {exc}") from None
     framing: Framing = "rtu" if rtu else "mbap"
     fault_set = (
         _faults_from_scenario(scenario, seed, framing)
@@ -613,7 +659,9 @@ async def run(
     if record is not None:
         from simulators.recording.record import ProxyRecorder  # record and replay: docs/replay.md
 
-        recorder = ProxyRecorder(record, device=record_device or target, framing=framing, append=append)
+        recorder = ProxyRecorder(
+            record, device=record_device or target, framing=framing, append=append, protocol=protocol
+        )
 
     def write(line: TrafficRecord) -> None:
         if recorder is not None:
@@ -624,7 +672,7 @@ async def run(
         else:
             print(line, file=out, flush=True)
 
-    proxy = Proxy(target, listen=listen, faults=fault_set, framing=framing, log=write)
+    proxy = Proxy(target, listen=listen, faults=fault_set, framing=framing, log=write, protocol=protocol)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -662,8 +710,11 @@ def command(
         None, "--record-device", help="The device name in the cassette (default: the target's HOST:PORT)."
     ),
     append: bool = typer.Option(False, "--append", help="Add to the cassette instead of replacing it."),
+    protocol: str = typer.Option(
+        "modbus", help="modbus | s7 | opcua: what the traffic is (faults other than transport ones act on Modbus only)."
+    ),
 ) -> None:
-    """Relay Modbus TCP to a device through injected faults, logging each request and reply.
+    """Relay Modbus TCP (or S7) to a device through injected faults, logging each request and reply.
 
     Prints `listening on HOST:PORT` first; stops cleanly on Ctrl-C and SIGTERM.
     """
@@ -681,6 +732,7 @@ def command(
                 record=record,
                 record_device=record_device,
                 append=append,
+                protocol=protocol,
             )
         )
     except ConfigError as exc:

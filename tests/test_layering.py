@@ -55,3 +55,28 @@ def test_codecs_import_no_io(relative: str) -> None:
                 found = module_file(name)
                 if found is not None and found.name != "__init__.py":
                     todo.append(found)
+
+
+PROTOCOL_PACKAGES = (
+    "bifrost.modbus",
+    "bifrost.s7",
+    "bifrost.opcua",
+    "simulators.modbus",
+    "simulators.s7",
+    "simulators.opcua",
+)
+RECORDING = ROOT / "simulators" / "recording"
+
+
+def _per_protocol(path: Path) -> bool:
+    """A protocol's own module of recording: its codec (`modbus.py`, `s7.py`) or replayed device."""
+    return path.stem.split("_")[0] in {"modbus", "s7", "opcua"}
+
+
+@pytest.mark.parametrize(
+    "path", sorted(p for p in RECORDING.glob("*.py") if not _per_protocol(p)), ids=lambda p: p.name
+)
+def test_recording_reaches_protocols_only_through_their_codecs(path: Path) -> None:
+    """Cassettes, import, the recorder and replay name no protocol: each is reached through its Codec."""
+    found = [name for name in imports(path) if name.startswith(PROTOCOL_PACKAGES)]
+    assert not found, f"simulators/recording/{path.name} imports {found}: go through the protocol's codec"

@@ -43,7 +43,7 @@ def _device(setup: DeviceSetup, hooks: FaultHooks) -> Any:
     spec = setup.spec
     if spec.replay is None:
         return ModbusDevice(setup.scenario, setup.name, setup.plant, hooks, setup.log)
-    from simulators.recording.device import ReplayDevice  # record and replay: docs/replay.md
+    from simulators.recording.modbus_device import ReplayDevice  # record and replay: docs/replay.md
 
     unit = 1 if spec.unit is None else spec.unit
     return ReplayDevice(setup.name, unit, spec.transport, spec.replay, setup.plant, setup.log)
@@ -56,7 +56,7 @@ class ModbusProtocolServer:
         self.devices: list[Any] = [_device(setup, hooks) for setup in setups]
         replayed = {device.name: device for device in self.devices if not isinstance(device, ModbusDevice)}
         if replayed:
-            from simulators.recording.device import ReplayHooks
+            from simulators.recording.hooks import ReplayHooks
 
             hooks = ReplayHooks(hooks, replayed)  # recorded delays and silences, on top of the faults
         endpoints = {

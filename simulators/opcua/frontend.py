@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bifrost.errors import ConfigError
 from simulators.hooks import FaultHooks, ListenerInfo, NoFaults
@@ -24,6 +24,9 @@ from simulators.opcua.server import OpcuaDeviceServer, OpcuaSettings, ServiceEve
 from simulators.opcua.traffic import CODEC, OpcuaRequest
 from simulators.protocols import DeviceAbout, DeviceSetup, FaultCodes, ListenerGate, Sleep
 from simulators.traffic import NOTHING_WRITTEN, Exchange
+
+if TYPE_CHECKING:
+    from simulators.recording.opcua_replay import OpcuaReplayServer
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +83,19 @@ class OpcuaProtocolServer:
         self.hooks = hooks
         self.devices: dict[str, OpcuaDeviceServer] = {}
         self.relays: dict[str, Relay] = {}
+        self.replayed: dict[str, OpcuaReplayServer] = {}
         self._rebooted: dict[str, set[int]] = {}
         direct = type(hooks) is NoFaults  # nothing to inject: the bare fast path
         for setup in setups:
+            if setup.spec.replay is not None:
+                from simulators.recording.opcua_replay import replay_server  # record and replay: docs/replay.md
+
+                self.replayed[setup.name] = replay_server(
+                    setup.name, setup.spec.replay, setup.host, setup.port, setup.spec.path
+                )
+                if not direct:
+                    self.relays[setup.name] = Relay(setup.name, hooks, setup.host, setup.port)
+                continue
             settings = _settings(setup)
             entries = setup.spec.entries(setup.scenario.tags)
             nodes = resolve(setup.name, settings.namespace, entries, dict(setup.scenario.tags))
@@ -97,8 +110,19 @@ class OpcuaProtocolServer:
         return DeviceAbout(transport="tcp")
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        started: list[OpcuaDeviceServer] = []
+        started: list[OpcuaDeviceServer | OpcuaReplayServer] = []
         try:
+            for name, replay in self.replayed.items():
+                relay = self.relays.get(name)
+                if relay is None:
+                    replay.start(loop)
+                else:
+                    port = relay.bind()
+                    shown = relay.info.address.rsplit(":", 1)[0]
+                    replay.host, replay.port_wanted = "127.0.0.1", 0
+                    replay.start(loop, advertised_url=f"opc.tcp://{shown}:{port}{replay.path}")
+                    relay.start(loop, replay.port)
+                started.append(replay)
             for name, device in self.devices.items():
                 relay = self.relays.get(name)
                 if relay is None:
@@ -111,14 +135,18 @@ class OpcuaProtocolServer:
                     relay.start(loop, device.port)
                 started.append(device)
         except BaseException:
-            for device in started:
-                device.stop()
+            for served in started:
+                served.stop()
             for relay in self.relays.values():
                 relay.close()
             raise
         self.changed()
 
     def url(self, device: str) -> str:
+        replay = self.replayed.get(device)
+        if replay is not None:
+            relay = self.relays.get(device)
+            return replay.url if relay is None else f"opc.tcp://{relay.info.address}{replay.path}"
         found = self.devices[device]
         return found.advertised_url or found.url
 
@@ -127,6 +155,10 @@ class OpcuaProtocolServer:
         return tuple(relay.info for relay in self.relays.values())
 
     def disconnect(self, device: str) -> int:
+        replay = self.replayed.get(device)
+        if replay is not None:
+            relay = self.relays.get(device)
+            return relay.disconnect() if relay is not None else replay.disconnect()
         found = self.devices.get(device)
         if found is None or found.native is None:
             return 0
@@ -138,6 +170,8 @@ class OpcuaProtocolServer:
         tasks = [task for relay in self.relays.values() for task in relay.close()]
         for device in self.devices.values():
             device.stop()
+        for replay in self.replayed.values():
+            replay.stop()
         return tasks
 
     def changed(self) -> None:
@@ -177,6 +211,8 @@ class OpcuaProtocolServer:
         self._rebooted[name] = reboots
 
     def reset(self) -> None:
+        for replay in self.replayed.values():
+            replay.reset()  # back to the start of the cassette
         for device in self.devices.values():
             device.freeze(False)
             device.clear_exception()
@@ -200,7 +236,12 @@ def _logger(setup: DeviceSetup, device: OpcuaDeviceServer) -> Callable[[ServiceE
 
     def record(event: ServiceEvent) -> None:
         at, service, request_id, channel, session, touched = event
-        request = OpcuaRequest(service, tuple(device.node_id(i) for i, _ in touched), session)
+        native = device.native
+        held = [native.value(i) if native is not None else None for i, _ in touched]
+        values = tuple(
+            (nodes[i].type, None if value is None else value[0]) for (i, _), value in zip(touched, held, strict=True)
+        )
+        request = OpcuaRequest(service, tuple(device.node_id(i) for i, _ in touched), session, values)
         written = {nodes[i].tag: plant.get(nodes[i].tag) for i, code in touched if service == "Write" and code == 0}
         log_.record(
             Exchange(

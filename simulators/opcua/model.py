@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from simulators.opcua.nodes import OPCUA_TYPES
+from simulators.recording.spec import ReplaySpec
 from simulators.scenario import DeviceModel, KnownTag, _Strict
 
 SecurityName = Literal["None", "Basic256Sha256"]
@@ -64,6 +65,9 @@ class OpcuaDeviceModel(DeviceModel):
     )
     private_key: str | None = Field(default=None, description="its private key file")
     map: dict[KnownTag, str | OpcuaMapEntry] | Literal["all"] = Field(default_factory=dict)
+    replay: ReplaySpec | None = Field(
+        default=None, description="serve this device from a cassette (docs/replay.md) instead of from the plant"
+    )
 
     @field_validator("path")
     @classmethod

@@ -8,7 +8,8 @@ or a write it refused before asking us (BadNotWritable) shows as the service wit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from simulators.opcua.server import status_name
 
@@ -45,6 +46,9 @@ class OpcuaRequest:
     service: str
     nodes: tuple[str, ...] = ()
     session: str | None = None
+    values: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
+    """Per node: its OPC UA type and the value the server held when the exchange was logged (what a
+    Read answered, what a Write wrote); a cassette of the traffic (simulators.recording) keeps them."""
 
     @property
     def function(self) -> int:

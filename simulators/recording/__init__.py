@@ -1,7 +1,8 @@
 """Record and replay: cassettes, pcap/pcapng import, replay as a virtual PLC, and diff (docs/replay.md).
 
 - `cassette`: the format (JSONL, one exchange a line), `load_cassette`, `CassetteWriter`.
-- `codec`: what a protocol provides to recording; Modbus's is in `modbus`.
+- `codec`: what a protocol provides to recording; Modbus's is in `modbus`, OPC UA's in `opcua`
+  (`opcua_chunks` cuts its byte streams; `opcua_replay` serves a cassette as an OPC UA server).
 - `pcap`, `tcp`, `importer`: captures to cassettes.
 - `replay`: a device that answers from a cassette; `diff`: two cassettes compared.
 

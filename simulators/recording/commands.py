@@ -14,26 +14,26 @@ from simulators.recording.pcap import CaptureError
 def import_command(
     capture: Path = typer.Argument(..., help="A pcap or pcapng file."),  # noqa: B008 - typer's idiom
     output: Path = typer.Option(..., "-o", "--output", help="The cassette to write (JSONL)."),  # noqa: B008
-    framing: str = typer.Option("auto", help="auto | mbap (Modbus/TCP) | rtu (RTU over TCP)."),
+    framing: str = typer.Option("auto", help="auto | mbap (Modbus/TCP) | rtu (RTU over TCP) | s7 (S7comm)."),
     port: list[int] = typer.Option(  # noqa: B008
         [], "--port", help="Only connections to this server port (repeatable; default: every port)."
     ),
     device: str | None = typer.Option(None, help="Name the device (default: the server's HOST:PORT)."),
 ) -> None:
-    """Import the Modbus exchanges of a capture into a cassette, on any port.
+    """Import the exchanges of a capture (Modbus/TCP, RTU over TCP, S7) into a cassette, on any port.
 
     Prints what was imported and what could not be paired. Exits 0 when something was imported, 1 when
     nothing was, 2 when the capture cannot be read.
     """
     from simulators.recording.importer import import_capture
 
-    if framing not in ("auto", "mbap", "rtu"):
-        typer.echo(f"error: --framing must be auto, mbap or rtu, not {framing!r}", err=True)
-        raise typer.Exit(2)
     try:
-        cassette, report = import_capture(capture, framing=framing, device=device, ports=port)  # type: ignore[arg-type]
+        cassette, report = import_capture(capture, framing=framing, device=device, ports=port)
     except (CaptureError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except ValueError as exc:  # a --framing no protocol has
+        typer.echo(f"error: --framing: {exc}", err=True)
         raise typer.Exit(2) from None
     cassette.save(output)
     for line in report.lines():
@@ -82,6 +82,7 @@ def record_command(
     device: str | None = typer.Option(None, help="The device name in the cassette (default: the target's HOST:PORT)."),
     append: bool = typer.Option(False, "--append", help="Add to the cassette instead of replacing it."),
     rtu: bool = typer.Option(False, "--rtu", help="The traffic is RTU frames over TCP, not Modbus TCP."),
+    protocol: str = typer.Option("modbus", help="modbus | s7 | opcua: the device's protocol."),
 ) -> None:
     """Record a device: `proxy --record` without faults. Clients connect to --listen; every exchange
     goes to the cassette as it completes. Prints `listening on HOST:PORT`; Ctrl-C or SIGTERM stops."""
@@ -103,6 +104,7 @@ def record_command(
                 record=output,
                 record_device=device,
                 append=append,
+                protocol=protocol,
             )
         )
     except (ConfigError, OSError) as exc:
@@ -132,7 +134,11 @@ def replay_command(
     mode: str = typer.Option("request", help="strict | request | image (see docs/replay.md)."),
     timing: str = typer.Option("fast", help="fast | recorded (answer after each recorded delay)."),
     speed: float = typer.Option(1.0, help="With --timing recorded: delays are divided by this."),
-    unknown: str = typer.Option("2", help="Exception code for a request the cassette cannot answer; none: silence."),
+    unknown: str = typer.Option(
+        "default",
+        help="The code a request the cassette cannot answer gets: default (Modbus exception 2, S7 item code 0x0A), "
+        "a number (0x.. allowed), or none: silence.",
+    ),
     listen: str = typer.Option("127.0.0.1:0", help="HOST:PORT to listen on; port 0 picks a free one."),
     transport: str = typer.Option("tcp", help="tcp | rtu+tcp | rtu (a pseudo-terminal)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON line of the device URLs, and nothing else."),
@@ -151,7 +157,9 @@ def replay_command(
     from simulators.recording.serve import misses, replay_scenario
 
     try:
-        code = None if unknown.lower() == "none" else int(unknown)
+        code: int | str | None = None if unknown.lower() == "none" else unknown if unknown == "default" else None
+        if unknown.lower() not in ("none", "default"):
+            code = int(unknown, 16) if unknown.lower().startswith("0x") else int(unknown)
         scenario = replay_scenario(
             cassette,
             device=device,

@@ -40,6 +40,15 @@ def _key(entry: Entry) -> Hashable:
     return (entry.protocol, entry.device, codec_for(entry.protocol).match_key(entry.unit, entry.request))
 
 
+def _answer_key(entry: Entry) -> Hashable:
+    """The response as diff compares it: its bytes, or what the codec says matters in them (OPC UA's
+    `answer_key`: not the timestamps and handles that change every run)."""
+    if entry.response is None:
+        return None
+    key = getattr(codec_for(entry.protocol), "answer_key", None)
+    return entry.response if key is None else key(entry.response)
+
+
 def _answer(entry: Entry) -> str:
     if entry.response is None:
         return "no answer"
@@ -64,7 +73,7 @@ def diff_cassettes(
             continue
         taken[key] = index + 1
         other = candidates[index]
-        if entry.response != other.response:
+        if _answer_key(entry) != _answer_key(other):
             out.append(
                 Difference("response", entry, other, f"A answered {_answer(entry)}; B answered {_answer(other)}")
             )

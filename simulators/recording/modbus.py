@@ -15,13 +15,19 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Hashable
-from typing import Any
+import struct
+from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from bifrost.modbus import pdu
-from bifrost.modbus.pdu import ExceptionResponse, MalformedFrame
+from bifrost.modbus.framing import BrokenStream, Frame, MbapFramer, RtuFramer
+from bifrost.modbus.pdu import MAX_PDU, ExceptionResponse, MalformedFrame
 from simulators.modbus.traffic import describe_request, describe_response
-from simulators.recording.codec import register_codec
+from simulators.recording.codec import Cut, Expect, Pair, pair_by_id, register_codec
+from simulators.recording.codec import Frame as CutFrame
+
+if TYPE_CHECKING:
+    from simulators.recording.tcp import Direction
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 _SUFFIX = re.compile(r"_(request|response)$")
@@ -57,6 +63,8 @@ def _request(raw: bytes) -> pdu.RequestPdu | None:
 
 class ModbusCodec:
     protocol = "modbus"
+    framings: tuple[str, ...] = ("mbap", "rtu")
+    default_unknown = 2
 
     def decode_request(self, request: bytes) -> dict[str, Any]:
         try:
@@ -122,6 +130,65 @@ class ModbusCodec:
 
     def new_image(self) -> ModbusImage:
         return ModbusImage()
+
+    # --- the wire -------------------------------------------------------------------------------------
+
+    def sniff(self, data: bytes) -> str | None:
+        return _framing_of(data)
+
+    def opens_request(self, framing: str, data: bytes) -> bool:
+        raw = data[7:] if _framing_of(data) == "mbap" else data[1:-2]
+        return _request(raw) is not None
+
+    def frames(
+        self, framing: str, side: Direction, expect: Expect, notes: list[str], who: str, origin: float
+    ) -> list[CutFrame]:
+        return _frames(side, framing, expect, notes, who, origin)
+
+    def pair(self, framing: str, asked: Sequence[CutFrame], answered: Sequence[CutFrame]) -> list[Pair]:
+        return pair_by_id(asked, answered) if framing == "mbap" else _pair_rtu(asked, answered)
+
+    def cutter(self, framing: str, expect: Expect) -> _Cutter:
+        return _Cutter(framing, expect)
+
+    def pairs_by_id(self, framing: str) -> bool:
+        return framing == "mbap"
+
+    def unwrap(self, framing: str, data: bytes, expect: Expect) -> bytes | None:
+        """The PDU of one whole frame, cut by bifrost's framers; None when the bytes are no frame."""
+        items: list[Any]
+        if framing == "mbap":
+            items = list(MbapFramer().feed(data))
+        else:
+            rtu = RtuFramer(expect)
+            items = [*rtu.feed(data), *rtu.silence()]
+        frames = [item for item in items if type(item) is Frame]
+        return frames[0].pdu if frames else None
+
+    # --- the traffic log and replay -------------------------------------------------------------------
+
+    def log_exchange(self, exchange: Any, device: Any) -> tuple[int, bytes, bytes | None] | None:
+        request = exchange.request
+        raw = request if isinstance(request, bytes) else pdu.encode_request(request)
+        response = None if exchange.response is None else pdu.encode_response(exchange.response)
+        return (exchange.unit if exchange.unit is not None else 0), raw, response
+
+    def is_handshake(self, request: bytes) -> bool:
+        return False
+
+    def replay_devices(
+        self, device: str, units: Sequence[int], listen: str, transport: str, replay: dict[str, Any]
+    ) -> dict[str, dict[str, Any]]:
+        """One device per unit recorded (several units share one listener, as on a gateway)."""
+        served: dict[str, dict[str, Any]] = {}
+        for index, unit in enumerate(units or [1]):
+            name = device if index == 0 else f"{device}#unit{unit}"
+            spec: dict[str, Any] = {"protocol": "modbus", "transport": transport, "unit": unit}
+            if transport != "rtu":
+                spec["listen"] = listen
+            spec["replay"] = dict(replay)
+            served[name] = spec
+        return served
 
 
 _Table = dict[int, Any]
@@ -237,6 +304,147 @@ def _get(table: _Table, address: int, count: int) -> tuple[Any, ...] | None:
         return tuple(table[address + offset] for offset in range(count))
     except KeyError:
         return None
+
+
+# --- the wire: Modbus/TCP and RTU over TCP in captures and through the proxy ------------------------------
+
+
+def _framing_of(data: bytes) -> str | None:
+    """ "mbap" or "rtu" from a client's first bytes, told by the framers themselves; None: neither."""
+    # An RTU frame whose CRC matches is the stronger evidence: an MBAP header is only two zero bytes
+    # and a plausible length, which the start of many RTU requests also is.
+    rtu = RtuFramer("requests").feed(data[:256])
+    if rtu and type(rtu[0]) is Frame:
+        return "rtu"
+    mbap = MbapFramer().feed(data)
+    if mbap and type(mbap[0]) is Frame:
+        return "mbap"
+    return None
+
+
+_MBAP = struct.Struct(">HHHB")
+_MAX_LENGTH = MAX_PDU + 1  # unit + PDU, as MbapFramer checks it
+
+
+def _frames(side: Direction, framing: str, expect: Expect, notes: list[str], who: str, origin: float) -> list[CutFrame]:
+    """The frames of one direction with the time of the packet that completed each."""
+    if framing == "mbap" and not side.gap_before:
+        return _mbap_segments(side.chunks) or _mbap_frames(side, notes, who, origin)
+    framer: MbapFramer | RtuFramer = MbapFramer() if framing == "mbap" else RtuFramer(expect)
+    out: list[CutFrame] = []
+    append = out.append
+    for index, (when, data) in enumerate(side.chunks):
+        if index in side.gap_before:
+            # Lost bytes: start afresh at this segment, which most likely begins a frame.
+            framer = MbapFramer() if framing == "mbap" else RtuFramer(expect)
+            notes.append(f"{who}: bytes lost before t={when - origin:.6f}s; framing restarted there")
+        for item in framer.feed(data):
+            if type(item) is Frame:
+                append((when, item.transaction_id, item.unit, item.pdu))
+            elif isinstance(item, BrokenStream):
+                notes.append(f"{who}: stream broken at t={when - origin:.6f}s: {item.reason}")
+            else:
+                notes.append(f"{who}: damaged frame at t={when - origin:.6f}s: {item.reason}")  # type: ignore[union-attr]
+    if isinstance(framer, RtuFramer):
+        for item in framer.silence():
+            if type(item) is Frame:
+                append((side.chunks[-1][0], item.transaction_id, item.unit, item.pdu))
+    return out
+
+
+def _mbap_segments(chunks: list[tuple[float, bytes]]) -> list[CutFrame] | None:
+    """The fastest path, and the common one: every segment is exactly one well-formed MBAP frame (what
+    a client and a server send with one write per frame). None when any is not: then the stream is cut
+    as a whole. The checks are MbapFramer's, so both paths give the same frames."""
+    unpack = _MBAP.unpack_from
+    out: list[CutFrame] = []
+    append = out.append
+    for when, data in chunks:
+        size = len(data)
+        if size < 8:
+            return None
+        transaction_id, protocol, length, unit = unpack(data)
+        if protocol or size != length + 6 or length > _MAX_LENGTH:
+            return None
+        append((when, transaction_id, unit, data[7:]))
+    return out
+
+
+def _mbap_frames(side: Direction, notes: list[str], who: str, origin: float) -> list[CutFrame]:
+    """The fast path of an unbroken Modbus/TCP stream: the framer cuts the whole stream at once, and each
+    frame takes the time of the segment holding its last byte (MBAP frames are their PDU plus 7 bytes)."""
+    chunks = side.chunks
+    items = MbapFramer().feed(b"".join(data for _, data in chunks))
+    out: list[CutFrame] = []
+    append = out.append
+    index, chunk_end, position = 0, len(chunks[0][1]) if chunks else 0, 0
+    for item in items:
+        if type(item) is not Frame:
+            while index + 1 < len(chunks) and chunk_end <= position:
+                index += 1
+                chunk_end += len(chunks[index][1])
+            notes.append(f"{who}: stream broken at t={chunks[index][0] - origin:.6f}s: {item.reason}")  # type: ignore[union-attr]
+            break
+        position += len(item.pdu) + 7
+        while chunk_end < position:
+            index += 1
+            chunk_end += len(chunks[index][1])
+        append((chunks[index][0], item.transaction_id, item.unit, item.pdu))
+    return out
+
+
+def _pair_rtu(asked: Sequence[CutFrame], answered: Sequence[CutFrame]) -> list[Pair]:
+    """One request at a time: an answer belongs to the open request before it, if it is of its unit and
+    function (a lost packet must not pair a request with the next request's answer)."""
+    events = [(frame[0], 0, frame) for frame in asked] + [(frame[0], 1, frame) for frame in answered]
+    events.sort(key=lambda item: (item[0], item[1]))
+    out: list[Pair] = []
+    pending: CutFrame | None = None
+    for _, is_response, frame in events:
+        if not is_response:
+            if pending is not None:
+                out.append((pending, None))
+            pending = None if frame[2] == 0 else frame  # nobody answers a broadcast
+            if frame[2] == 0:
+                out.append((frame, None))
+            continue
+        if pending is not None and pending[2] == frame[2] and pending[3][:1] == bytes((frame[3][0] & 0x7F,)):
+            out.append((pending, frame))
+            pending = None
+        else:
+            # Another function's answer: the capture lost this request's answer and that answer's request.
+            if pending is not None:
+                out.append((pending, None))
+                pending = None
+            out.append((None, frame))
+    if pending is not None:
+        out.append((pending, None))
+    return out
+
+
+class _Cutter:
+    """The proxy's Splitter (simulators.modbus.frames) as a Cutter: MBAP or RTU frames as they come."""
+
+    def __init__(self, framing: str, expect: Expect) -> None:
+        from simulators.modbus.frames import Splitter
+
+        self._splitter = Splitter("rtu" if framing == "rtu" else "mbap", expect)
+
+    @property
+    def pending(self) -> int:
+        return self._splitter.pending
+
+    def feed(self, data: bytes) -> list[Cut]:
+        return [_cut(piece, frame) for piece, frame in self._splitter.feed(data)]
+
+    def flush(self) -> list[Cut]:
+        return [_cut(piece, frame) for piece, frame in self._splitter.rest()]
+
+
+def _cut(piece: bytes, frame: object) -> Cut:
+    if not isinstance(frame, Frame):
+        return Cut(piece, text=f"{len(piece)} bytes that are no frame")
+    return Cut(piece, frame.unit, frame.transaction_id, frame.pdu)
 
 
 register_codec(ModbusCodec())

@@ -12,7 +12,7 @@ to send back and when. Modes:
   up to date by the writes replayed. Only what the capture never showed is a miss.
 
 A miss is answered by `fallback` when there is one (a live device; the pytest plugin's `new_episodes`),
-otherwise with the protocol's error (`unknown`, for Modbus an exception code, 2 by default;
+otherwise with the protocol's error (`unknown`, by default the protocol's: for Modbus exception 2;
 None: no answer at all) and kept in `misses`, so a test can fail naming the request.
 
 Timing: `timing="recorded"` gives each answer the delay it had in the cassette (`latency`), times
@@ -73,7 +73,7 @@ class Replayer:
         mode: Mode = "request",
         timing: Timing = "fast",
         speed: float = 1.0,
-        unknown: int | None = 2,
+        unknown: int | str | None = "default",
         protocol: str | None = None,
         fallback: Callable[[int, bytes], bytes | None] | None = None,
     ) -> None:
@@ -91,16 +91,21 @@ class Replayer:
         elif devices and device not in devices:
             raise ConfigError(f"the cassette records no device {device!r} (it records {', '.join(devices)})")
         self.device = device
-        self.entries: list[Entry] = [entry for entry in cassette.entries if entry.device == device]
-        protocols = {entry.protocol for entry in self.entries}
+        entries = [entry for entry in cassette.entries if entry.device == device]
+        protocols = {entry.protocol for entry in entries}
         if len(protocols) > 1:
             raise ConfigError(f"{device}: the cassette mixes protocols {sorted(protocols)} for one device")
         self.protocol = protocol or (protocols.pop() if protocols else "modbus")
         self.codec: Codec = codec_for(self.protocol)
+        # What the front-end's connection answers itself (S7's setup communication) is not replayed.
+        self.entries: list[Entry] = [entry for entry in entries if not self.codec.is_handshake(entry.request)]
         self.mode: Mode = mode
         self.timing: Timing = timing
         self.speed = speed
-        self.unknown = unknown
+        # "default": the protocol's own refusal (Modbus: exception 2; S7: item code 0x0A).
+        if isinstance(unknown, str) and unknown != "default":
+            raise ConfigError(f"replay unknown must be a code, None or 'default', not {unknown!r}")
+        self.unknown: int | None = self.codec.default_unknown if isinstance(unknown, str) else unknown
         self.fallback = fallback
         """Asked what the cassette cannot answer (the pytest plugin's `new_episodes`: the real device)."""
         self.misses: list[Miss] = []

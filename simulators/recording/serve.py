@@ -1,7 +1,9 @@
 """A scenario that serves a cassette: what `bifrost-sim replay` and the pytest plugin start on a SimHost.
 
-The cassette's device becomes one Modbus device with a `replay:` key per unit it recorded (several
-units share one listener, as on a gateway). No tags: the answers come from the cassette.
+The cassette's device becomes devices of its protocol's front-end with a `replay:` key, as that
+protocol's codec says (`Codec.replay_devices`): for Modbus one device per unit it recorded (several
+units share one listener, as on a gateway), for S7 one CPU at the rack and slot recorded. No tags:
+the answers come from the cassette.
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ from typing import Any
 
 from bifrost.errors import ConfigError
 from simulators.recording.cassette import load_cassette
+from simulators.recording.codec import codec_for
 from simulators.scenario import Scenario
+
+DEFAULT = "default"
+"""`unknown=DEFAULT`: a miss is refused with the protocol's own default (Modbus exception 2, ...)."""
 
 
 def replay_scenario(
@@ -21,11 +27,14 @@ def replay_scenario(
     mode: str = "request",
     timing: str = "fast",
     speed: float = 1.0,
-    unknown: int | None = 2,
+    unknown: int | str | None = DEFAULT,
     listen: str = "127.0.0.1:0",
     transport: str = "tcp",
 ) -> Scenario:
-    """A scenario whose devices replay `cassette` (its `device`, or the only one it recorded)."""
+    """A scenario whose devices replay `cassette` (its `device`, or the only one it recorded).
+
+    `unknown`: the code a request the cassette cannot answer is refused with (None: no answer;
+    DEFAULT: the protocol's own)."""
     path = Path(cassette).resolve()
     loaded = load_cassette(path)
     devices = loaded.devices()
@@ -35,22 +44,14 @@ def replay_scenario(
         device = devices[0] if devices else "plc1"
     elif devices and device not in devices:
         raise ConfigError(f"{cassette}: it records no device {device!r} (it records {', '.join(devices)})")
-    units = loaded.units(device) or [1]
-    served: dict[str, Any] = {}
-    for index, unit in enumerate(units):
-        name = device if index == 0 else f"{device}#unit{unit}"
-        spec: dict[str, Any] = {"protocol": "modbus", "transport": transport, "unit": unit}
-        if transport != "rtu":
-            spec["listen"] = listen
-        spec["replay"] = {
-            "cassette": str(path),
-            "device": device,
-            "mode": mode,
-            "timing": timing,
-            "speed": speed,
-            "unknown": unknown,
-        }
-        served[name] = spec
+    protocols = list(dict.fromkeys(entry.protocol for entry in loaded.entries if entry.device == device))
+    if len(protocols) > 1:
+        raise ConfigError(f"{cassette}: device {device!r} is recorded over {' and '.join(protocols)}: one is served")
+    codec = codec_for(protocols[0] if protocols else "modbus")
+    replay: dict[str, Any] = {"cassette": str(path), "device": device, "mode": mode, "timing": timing, "speed": speed}
+    if unknown != DEFAULT:
+        replay["unknown"] = unknown
+    served = codec.replay_devices(device, loaded.units(device), listen, transport, replay)
     return Scenario.model_validate(
         {
             "scenario": f"replay of {path.name}",
@@ -61,7 +62,7 @@ def replay_scenario(
     )
 
 
-__all__ = ["misses", "replay_scenario", "replayers"]
+__all__ = ["DEFAULT", "misses", "replay_scenario", "replayers"]
 
 
 def replayers(host: Any) -> dict[str, Any]:
@@ -75,6 +76,7 @@ def replayers(host: Any) -> dict[str, Any]:
             replayer = getattr(device, "replayer", None)
             if replayer is not None:
                 found[device.name] = replayer
+        found.update(getattr(server, "replayed", {}))  # OPC UA: the replay is its own server
     return found
 
 

@@ -2,7 +2,7 @@
 
 devices:
   plc1:
-    protocol: modbus
+    protocol: modbus               # or s7: a CPU at the cassette's rack and slot
     listen: 127.0.0.1:0
     unit: 1
     replay: {cassette: cassettes/pump_station.jsonl, mode: image, timing: recorded}
@@ -10,7 +10,7 @@ devices:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,8 +31,11 @@ class ReplaySpec(BaseModel):
     )
     timing: Literal["recorded", "fast"] = Field(default="fast", description="recorded: answer after the recorded delay")
     speed: float = Field(default=1.0, gt=0, description="with timing: recorded, delays are divided by this")
-    unknown: int | None = Field(
-        default=2, ge=1, le=255, description="the exception code a request the cassette cannot answer gets; null: none"
+    unknown: Annotated[int, Field(ge=1, le=255)] | Literal["default"] | None = Field(
+        default="default",
+        description="the code a request the cassette cannot answer is refused with: default, the protocol's own "
+        "(Modbus exception 2; S7 item return code 0x0A, object does not exist; an S7 error class 0x81..0x87 "
+        "refuses the whole job); null: no answer",
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 from simulators.hooks import FaultHooks, ListenerInfo
 from simulators.protocols import DeviceAbout, DeviceSetup, FaultCodes, ListenerGate, Sleep
@@ -30,11 +31,25 @@ class S7Frontend:
         return "127.0.0.1:0"  # 102 needs root; a scenario that wants it says so
 
 
+def _device(setup: DeviceSetup, hooks: FaultHooks) -> Any:
+    spec = setup.spec
+    if getattr(spec, "replay", None) is None:
+        return S7Device(setup.scenario, setup.name, setup.plant, hooks, setup.log)
+    from simulators.recording.s7_device import S7ReplayDevice  # record and replay: docs/replay.md
+
+    return S7ReplayDevice(setup.name, spec.rack, spec.slot, spec.replay, setup.plant, setup.log)
+
+
 class S7ProtocolServer:
     """A host's S7 devices, each on its listener (simulators.s7.server)."""
 
     def __init__(self, setups: Sequence[DeviceSetup], hooks: FaultHooks, sleep: Sleep) -> None:
-        self.devices = [S7Device(setup.scenario, setup.name, setup.plant, hooks, setup.log) for setup in setups]
+        self.devices: list[Any] = [_device(setup, hooks) for setup in setups]
+        replayed = {device.name: device for device in self.devices if not isinstance(device, S7Device)}
+        if replayed:
+            from simulators.recording.hooks import ReplayHooks
+
+            hooks = ReplayHooks(hooks, replayed)  # recorded delays and silences, on top of the faults
         endpoints = {setup.name: (setup.host, setup.port) for setup in setups}
         self._server = S7Server(self.devices, endpoints, hooks=hooks, sleep=sleep)
 

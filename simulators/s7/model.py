@@ -14,6 +14,7 @@ from bifrost.errors import ConfigError
 from bifrost.s7.address import format_for_tag, parse_address
 from bifrost.s7.pdu import MAX_PDU, MIN_PDU, Area
 from bifrost.tags import DataType, Tag, parse_type
+from simulators.recording.spec import ReplaySpec
 from simulators.scenario import (
     DeviceModel,
     KnownTag,
@@ -100,6 +101,9 @@ class S7DeviceModel(DeviceModel):
         description="bytes of areas, e.g. {DB1: 64, M: 256}; a DB no tag maps exists only when declared here",
     )
     map: dict[KnownTag, MapValue] = Field(default_factory=dict)
+    replay: ReplaySpec | None = Field(
+        default=None, description="serve this CPU from a cassette (docs/replay.md) instead of from the plant"
+    )
 
     @field_validator("sizes")
     @classmethod

@@ -447,6 +447,8 @@ def test_report_server_id() -> None:
     assert encode_response(response) == h("11 02 AB FF")
     assert decode_response(h("11 02 AB FF")) == response
     assert decode_response(h("11 01 00")) == ReportServerIdResponse(b"", False)
+    # The spec says 0xFF for on; a device sending another non-zero byte is read as running, not refused.
+    assert decode_response(h("11 02 AB 01")) == response
     with pytest.raises(MalformedFrame, match="run indicator"):
         decode_response(h("11 00"))
     with pytest.raises(MalformedFrame, match="byte count"):
@@ -624,8 +626,15 @@ def test_random_bytes_decode_or_raise_malformed_frame(pdu: bytes) -> None:
             assert str(result)
 
 
-# Bit padding, and a more-follows byte other than 0xFF, are read leniently and so not re-encoded alike.
-LENIENT = (ReadCoilsResponse, ReadDiscreteInputsResponse, WriteMultipleCoilsRequest, ReadDeviceIdentificationResponse)
+# Bit padding, and a more-follows or run-indicator byte other than 0xFF, are read leniently and so not
+# re-encoded alike.
+LENIENT = (
+    ReadCoilsResponse,
+    ReadDiscreteInputsResponse,
+    WriteMultipleCoilsRequest,
+    ReadDeviceIdentificationResponse,
+    ReportServerIdResponse,
+)
 
 
 @settings(max_examples=200)

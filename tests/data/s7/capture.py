@@ -2,7 +2,8 @@
 
 Run by hand (needs root for tcpdump and python-snap7 installed); the tests read only the .pcap files:
 
-    python tests/data/s7/capture.py
+    python tests/data/s7/capture.py                   # all of them
+    python tests/data/s7/capture.py replay_session    # one
 
 Each exchange is one small pcap on loopback, so a test can pair requests with replies in order.
 """
@@ -79,7 +80,21 @@ def attempt(action: Callable[[], object]) -> None:
         print("  (error reply)", exc, file=sys.stderr)
 
 
-def main() -> None:
+def replay_session(c: snap7.Client) -> None:
+    """What tests/simulators/recording/test_s7.py imports and replays: reads, a write, a read again."""
+    c.db_read(1, 0, 8)
+    c.read_area(Areas.MK, 0, 0, 4)
+    c.db_write(1, 4, bytearray(b"\xbe\xef"))
+    c.db_read(1, 0, 8)
+    c.write_area(Areas.DB, 2, 8 * 1 + 3, bytearray(b"\x01"), WordLen.Bit)
+    c.read_area(Areas.DB, 2, 0, 2)
+
+
+def main(only: list[str]) -> None:
+    if only:  # `python tests/data/s7/capture.py replay_session`: make only that one again
+        for name in only:
+            session(name, globals()[name])
+        return
     session("setup_communication", lambda c: None)
     session("db_read", lambda c: c.db_read(1, 2, 6))
     session("db_write", lambda c: c.db_write(1, 4, bytearray(b"\x12\x34\x56")))
@@ -109,4 +124,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

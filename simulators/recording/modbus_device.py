@@ -4,23 +4,20 @@ It takes the place of simulators.modbus.ModbusDevice on the same server (simulat
 so a replayed device has everything a simulated one has: TCP, RTU over TCP and RTU on a pty, unit
 routing, the traffic log, and the scenario's faults. The answers come from a `Replayer`.
 
-Timing and silence go through the fault hooks' `Action` (the server's slow path), by `ReplayHooks`,
-which wraps the host's hooks: a recorded delay becomes `Action(delay=...)`, a request that was never
-answered becomes `Action(drop=True)`. A request a fault refuses or closes on is not replayed, so the
-cassette's order is kept for the requests that reach the device.
+Timing and silence go through the fault hooks' `Action` (the server's slow path), by `ReplayHooks`
+(simulators.recording.hooks, shared by every protocol's replayed devices).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from bifrost.modbus import pdu
 from bifrost.modbus.pdu import ExceptionResponse, MalformedFrame, RequestPdu
-from simulators.hooks import Action, FaultHooks, HookContext, ListenerInfo, Reader, RequestInfo, Writer
 from simulators.recording.cassette import load_cassette
+from simulators.recording.hooks import ReplayHooks  # re-exported: it was defined here
 from simulators.recording.replay import Answer, Replayer
 from simulators.recording.spec import ReplaySpec
 from simulators.traffic import NOTHING_WRITTEN, TrafficLog
@@ -99,45 +96,6 @@ class ReplayDevice:
         """Between tests (the front-end's reset): back to the start of the cassette."""
         self._decided.clear()
         self.replayer.reset()
-
-
-class ReplayHooks:
-    """The host's hooks, with each replayed request's recorded delay and silence added."""
-
-    def __init__(self, inner: FaultHooks, devices: Mapping[str, ReplayDevice]) -> None:
-        self.inner = inner
-        self.devices = devices
-
-    def bind(self, context: HookContext) -> None:
-        self.inner.bind(context)
-
-    def accepting(self, listener: ListenerInfo) -> bool:
-        return self.inner.accepting(listener)
-
-    def wrap(self, reader: Reader, writer: Writer, device: str) -> tuple[Reader, Writer]:
-        return self.inner.wrap(reader, writer, device)
-
-    def frozen(self, device: str) -> bool:
-        return self.inner.frozen(device)
-
-    def reset(self) -> None:
-        reset = getattr(self.inner, "reset", None)
-        if callable(reset):
-            reset()
-
-    def on_request(self, device: str, request: RequestInfo) -> Action | None:
-        action = self.inner.on_request(device, request)
-        replay = self.devices.get(device)
-        if replay is None or (action is not None and (action.exception is not None or action.close)):
-            return action
-        asked = getattr(request, "request", None)  # the Modbus front-end's RequestInfo carries the PDU
-        if asked is None:
-            return action
-        answer = replay.decide(request.unit or 0, asked)
-        if answer.delay <= 0 and answer.response is not None:
-            return action
-        base = action or Action()
-        return dataclasses.replace(base, delay=base.delay + answer.delay, drop=base.drop or answer.response is None)
 
 
 __all__ = ["ReplayDevice", "ReplayHooks"]
