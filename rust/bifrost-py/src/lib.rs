@@ -20,6 +20,7 @@ mod bridge;
 mod codec;
 mod errors;
 mod fleet;
+mod hub;
 mod modbus;
 mod opcua_server;
 mod point;
