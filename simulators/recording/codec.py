@@ -186,7 +186,14 @@ def known_codecs() -> list[Codec]:
     two zero bytes and a length)."""
     for protocol in _BUILTIN:
         codec_for(protocol)
-    return sorted(_CODECS.values(), key=lambda codec: codec.protocol == "modbus")
+    builtin = list(_BUILTIN)
+
+    def order(codec: Codec) -> tuple[bool, int, str]:
+        # Fixed, not the order modules happened to be imported in: reports and messages list them alike.
+        rank = builtin.index(codec.protocol) if codec.protocol in builtin else len(builtin)
+        return (codec.protocol == "modbus", rank, codec.protocol)
+
+    return sorted(_CODECS.values(), key=order)
 
 
 def codec_of_framing(framing: str) -> Codec:

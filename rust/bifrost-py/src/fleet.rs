@@ -12,16 +12,20 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bifrost_modbus::engine::{ChangeFilter, ReadPlan, Readings};
-use bifrost_modbus::Value;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 
-use crate::codec::value_to_py;
+use crate::codec::{value_from_py, value_to_py};
 use crate::errors;
+use crate::hub::Hub;
 use crate::modbus::{seconds, Keys, NativePlan};
 use crate::point::{self, without_collector, DataPoint};
-use crate::session::{PlanOutput, TcpSession};
+use crate::session::{PlanOutput, Replies, TcpSession};
+
+/// Bounds of the adaptive resting window (see `hub.rs`).
+const MIN_WINDOW: Duration = Duration::from_micros(50);
+const MAX_WINDOW: Duration = Duration::from_millis(2);
 
 struct Member {
     session: Py<TcpSession>,
@@ -29,13 +33,19 @@ struct Member {
     keys: Keys,
     name: Py<PyString>,
     filter: ChangeFilter,
+    /// The device's columns (its tags as first planned) and, once its plan was split around a
+    /// hole, the column of each tag of the plan in use (the tags inside the hole stay NaN).
+    width: usize,
+    positions: Option<Vec<usize>>,
+    /// A plan to use from the next cycle on (`replace`).
+    next: Option<(Arc<ReadPlan>, Keys, Vec<usize>)>,
 }
 
 struct Fleet {
     members: Vec<Member>,
     interval: Duration,
     columnar: bool,
-    cycle: Vec<Option<Readings>>,
+    cycle: Vec<Option<Replies>>,
     pending: usize,
     started: Instant,
     running: bool,
@@ -45,6 +55,12 @@ struct Fleet {
     timer: Option<Py<PyAny>>,
     closed: bool,
     event_loop: Py<PyAny>,
+    hub: Arc<Hub>,
+    /// The columns' buffers, kept from cycle to cycle.
+    values: Vec<f64>,
+    good: Vec<u8>,
+    /// The hub's resting window: fixed, or (None) an eighth of the last cycle's time.
+    coalesce: Option<Duration>,
 }
 
 fn lock(fleet: &Mutex<Fleet>) -> MutexGuard<'_, Fleet> {
@@ -57,26 +73,17 @@ pub(crate) struct FleetPoll {
     fleet: Arc<Mutex<Fleet>>,
 }
 
-fn as_f64(value: &Value) -> f64 {
-    match value {
-        Value::Int(i) => *i as f64,
-        Value::Float(f) => *f,
-        Value::Bool(b) => f64::from(u8::from(*b)),
-        Value::Str(_) => f64::NAN,
-    }
-}
-
 /// The batch of a finished cycle: `(changes, errors)` or `(timestamp, values, good, errors)`,
 /// `errors` being `{device: exception}` for the devices whose reads failed this cycle.
 fn batch(py: Python<'_>, fleet: &mut Fleet) -> PyResult<Py<PyAny>> {
-    let readings: Vec<Readings> = fleet
+    let replies: Vec<Replies> = fleet
         .cycle
         .iter_mut()
         .map(|r| r.take().expect("every device answered"))
         .collect();
     let failed = PyDict::new(py);
-    for (member, readings) in fleet.members.iter().zip(&readings) {
-        if let Some(error) = readings.errors.iter().flatten().next() {
+    for (member, replies) in fleet.members.iter().zip(&replies) {
+        if let Some(Err(error)) = replies.replies.iter().find(|r| r.is_err()) {
             failed.set_item(
                 member.name.bind(py),
                 errors::to_py(py, error).into_value(py),
@@ -84,29 +91,57 @@ fn batch(py: Python<'_>, fleet: &mut Fleet) -> PyResult<Py<PyAny>> {
         }
     }
     if fleet.columnar {
-        let total: usize = readings.iter().map(|r| r.values.len()).sum();
-        let mut values = Vec::with_capacity(total * 8);
-        let mut good = Vec::with_capacity(total);
+        let total: usize = fleet.members.iter().map(|m| m.width).sum();
+        // Decoded straight into the columns (no Value per tag), in buffers kept from cycle to
+        // cycle.
+        let mut values = std::mem::take(&mut fleet.values);
+        let mut good = std::mem::take(&mut fleet.good);
+        values.clear();
+        good.clear();
+        values.reserve(total);
+        good.reserve(total);
         let mut latest = 0.0_f64;
-        for readings in &readings {
-            latest = latest.max(point::seconds(readings.timestamp));
-            for value in &readings.values {
-                let (number, ok) = value.as_ref().map_or((f64::NAN, 0), |v| (as_f64(v), 1));
-                values.extend_from_slice(&number.to_ne_bytes());
-                good.push(ok);
+        for (member, replies) in fleet.members.iter().zip(&replies) {
+            latest = latest.max(point::seconds(replies.timestamp));
+            match &member.positions {
+                None => member
+                    .plan
+                    .decode_f64_into(&replies.replies, &mut values, &mut good),
+                Some(positions) => {
+                    let start = values.len();
+                    values.resize(start + member.width, f64::NAN);
+                    good.resize(start + member.width, 0);
+                    let (mut mine, mut ok) = (Vec::new(), Vec::new());
+                    member
+                        .plan
+                        .decode_f64_into(&replies.replies, &mut mine, &mut ok);
+                    for ((value, ok), at) in mine.into_iter().zip(ok).zip(positions) {
+                        values[start + at] = value;
+                        good[start + at] = ok;
+                    }
+                }
             }
         }
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
         let out = PyTuple::new(
             py,
             [
                 latest.into_pyobject(py)?.into_any(),
-                PyBytes::new(py, &values).into_any(),
+                PyBytes::new(py, &bytes).into_any(),
                 PyBytes::new(py, &good).into_any(),
                 failed.into_any(),
             ],
         )?;
+        fleet.values = values;
+        fleet.good = good;
         return Ok(out.into_any().unbind());
     }
+    let readings: Vec<Readings> = fleet
+        .members
+        .iter()
+        .zip(replies)
+        .map(|(member, r)| member.plan.decode(r.replies, r.timestamp))
+        .collect();
     let qualities = point::qualities(py)?;
     let changes = PyDict::new(py);
     for (member, readings) in fleet.members.iter_mut().zip(&readings) {
@@ -114,7 +149,8 @@ fn batch(py: Python<'_>, fleet: &mut Fleet) -> PyResult<Py<PyAny>> {
         let mut device: Option<Bound<'_, PyDict>> = None;
         for tag in 0..member.plan.tags().len() {
             let result = readings.get(&member.plan, tag);
-            if !member.filter.offer(tag, result) {
+            let column = member.positions.as_ref().map_or(tag, |p| p[tag]);
+            if !member.filter.offer(column, result) {
                 continue;
             }
             let point = match result {
@@ -176,6 +212,15 @@ impl FleetPoll {
             }
             fleet.running = true;
             fleet.started = Instant::now();
+            for member in &mut fleet.members {
+                // The change filter stays: it counts the device's first columns.
+                if let Some((plan, keys, positions)) = member.next.take() {
+                    member.plan = plan;
+                    member.keys = keys;
+                    member.positions = Some(positions);
+                }
+            }
+            fleet.hub.set_cycle_open(true);
             fleet.pending = fleet.members.len();
             fleet.cycle = fleet.members.iter().map(|_| None).collect();
             fleet
@@ -187,8 +232,8 @@ impl FleetPoll {
         };
         for (session, plan, index) in work {
             let target = me.clone_ref(py);
-            let output = PlanOutput::Callback(Box::new(move |py, readings| {
-                Self::answered(py, &target, index, readings);
+            let output = PlanOutput::Callback(Box::new(move |py, replies| {
+                Self::answered(py, &target, index, replies);
             }));
             if let Err(err) = TcpSession::run_plan(session.bind(py), plan, output) {
                 err.write_unraisable(py, None);
@@ -196,14 +241,19 @@ impl FleetPoll {
         }
     }
 
-    fn answered(py: Python<'_>, me: &Py<Self>, index: usize, readings: Readings) {
+    fn answered(py: Python<'_>, me: &Py<Self>, index: usize, replies: Replies) {
         let mut fleet = lock(&me.get().fleet);
-        fleet.cycle[index] = Some(readings);
+        fleet.cycle[index] = Some(replies);
         fleet.pending -= 1;
         if fleet.pending > 0 {
             return;
         }
         fleet.running = false;
+        fleet.hub.set_cycle_open(false);
+        if fleet.coalesce.is_none() {
+            let window = (fleet.started.elapsed() / 8).clamp(MIN_WINDOW, MAX_WINDOW);
+            fleet.hub.set_window(window);
+        }
         let made = without_collector(py, || batch(py, &mut fleet));
         let made = match made {
             Ok(made) => made,
@@ -224,8 +274,9 @@ impl FleetPoll {
 #[pymethods]
 impl FleetPoll {
     /// `sessions`, `plans` (with keys) and `names`: one per device. Call in the running loop.
+    /// `coalesce`: the hub's resting window in seconds (0: none); None adapts it to the cycles.
     #[new]
-    #[pyo3(signature = (sessions, plans, names, *, interval, deadband=0.0, columnar=false))]
+    #[pyo3(signature = (sessions, plans, names, *, interval, deadband=0.0, columnar=false, coalesce=None))]
     fn new(
         py: Python<'_>,
         sessions: Vec<Py<TcpSession>>,
@@ -234,6 +285,7 @@ impl FleetPoll {
         interval: f64,
         deadband: f64,
         columnar: bool,
+        coalesce: Option<f64>,
     ) -> PyResult<Self> {
         if sessions.len() != plans.len() || sessions.len() != names.len() {
             return Err(errors::config_error(
@@ -248,7 +300,17 @@ impl FleetPoll {
             ));
         }
         let interval = seconds(py, "interval", interval)?;
+        let coalesce = match coalesce {
+            Some(0.0) => Some(Duration::ZERO),
+            Some(c) => Some(seconds(py, "coalesce", c)?),
+            None => None,
+        };
         let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
+        let hub = Hub::new(py, &event_loop, sessions.len())?;
+        hub.set_window(coalesce.unwrap_or(MIN_WINDOW));
+        for (token, session) in sessions.iter().enumerate() {
+            TcpSession::attach(session.bind(py), Some((Arc::clone(&hub), token)))?;
+        }
         let members = sessions
             .into_iter()
             .zip(plans)
@@ -258,6 +320,9 @@ impl FleetPoll {
                 Ok(Member {
                     session,
                     filter: ChangeFilter::new(plan.plan.tags().len(), deadband, None),
+                    width: plan.plan.tags().len(),
+                    positions: None,
+                    next: None,
                     plan: Arc::clone(&plan.plan),
                     keys,
                     name,
@@ -278,6 +343,10 @@ impl FleetPoll {
                 timer: None,
                 closed: false,
                 event_loop: event_loop.unbind(),
+                hub,
+                values: Vec::new(),
+                good: Vec::new(),
+                coalesce,
             })),
         })
     }
@@ -312,6 +381,43 @@ impl FleetPoll {
         Self::start(slf.py(), &slf.clone().unbind());
     }
 
+    /// Device `index` is read with `plan` from the next cycle on (its first plan split around
+    /// holes): `positions[i]` is the column, among the device's first ones, of the plan's tag `i`.
+    /// `seen`: (column, value) handed out for the device by the split reads, which the change
+    /// filter takes as reported.
+    #[pyo3(signature = (index, plan, positions, seen=Vec::new()))]
+    fn replace(
+        &self,
+        py: Python<'_>,
+        index: usize,
+        plan: PyRef<'_, NativePlan>,
+        positions: Vec<usize>,
+        seen: Vec<(usize, Bound<'_, PyAny>)>,
+    ) -> PyResult<()> {
+        let keys = plan.keys(py)?;
+        let mut fleet = lock(&self.fleet);
+        let Some(member) = fleet.members.get_mut(index) else {
+            return Err(errors::config_error(
+                py,
+                format!("no device {index} in this poll"),
+            ));
+        };
+        if positions.len() != plan.plan.tags().len() || positions.iter().any(|&p| p >= member.width)
+        {
+            return Err(errors::config_error(
+                py,
+                format!("one column (below {}) per tag of the plan", member.width),
+            ));
+        }
+        for (column, value) in seen {
+            if column < member.width {
+                member.filter.remember(column, value_from_py(&value)?);
+            }
+        }
+        member.next = Some((Arc::clone(&plan.plan), keys, positions));
+        Ok(())
+    }
+
     /// The devices' names, in order.
     #[getter]
     fn names(&self, py: Python<'_>) -> Vec<Py<PyString>> {
@@ -325,6 +431,21 @@ impl FleetPoll {
     /// Stop polling; a waiting `next()` gets None. Safe to call twice.
     fn close(&self, py: Python<'_>) {
         let mut fleet = lock(&self.fleet);
+        if !fleet.closed {
+            // The sessions read through the loop again (unless another poll took them since).
+            for member in &fleet.members {
+                let session = member.session.bind(py);
+                let mine = session
+                    .try_borrow()
+                    .is_ok_and(|s| s.attached_to(&fleet.hub));
+                if mine {
+                    if let Err(err) = TcpSession::attach(session, None) {
+                        err.write_unraisable(py, None);
+                    }
+                }
+            }
+            fleet.hub.close(py);
+        }
         fleet.closed = true;
         if let Some(timer) = fleet.timer.take() {
             let _ = timer.bind(py).call_method0(intern!(py, "cancel"));

@@ -21,6 +21,7 @@ mod bridge;
 mod codec;
 mod errors;
 mod fleet;
+mod hub;
 mod modbus;
 mod opcua_client;
 mod opcua_server;

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bifrost_modbus::engine::mbap::{self, Decoder, ReplyError};
 use bifrost_modbus::engine::{
-    Backoff, BackoffConfig, Error, ReadPlan, ReadRequest, Readings, Words, WriteRequest,
+    Backoff, BackoffConfig, Error, ReadPlan, ReadRequest, Words, WriteRequest,
 };
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -44,6 +44,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::bridge::{Deferred, Slot};
 use crate::errors;
+use crate::hub::Hub;
 use crate::modbus::{
     parse_area, readings_to_points, readings_to_py, seconds, words_to_py, NativePlan,
 };
@@ -129,8 +130,14 @@ pub(crate) enum PlanOutput {
     /// devices' thousands of points made at once in one callback would all be in the cycle
     /// collector's young generation at once).
     Points(Py<PyAny>, crate::modbus::Keys, Slot),
-    /// Handed to Rust code on the loop's thread (the fleet poller).
-    Callback(Box<dyn FnOnce(Python<'_>, Readings) + Send>),
+    /// The replies, undecoded, handed to Rust code on the loop's thread (the fleet poller).
+    Callback(Box<dyn FnOnce(Python<'_>, Replies) + Send>),
+}
+
+/// The replies of one run of a plan, in request order, and when the last came.
+pub(crate) struct Replies {
+    pub(crate) replies: Vec<Result<Words, Error>>,
+    pub(crate) timestamp: SystemTime,
 }
 
 /// One run of a read plan: a reply per request, then the output.
@@ -199,6 +206,8 @@ pub(crate) struct TcpSession {
     /// Connections lost (timeouts, resets, protocol errors) and requests sent, for tests.
     losses: u64,
     requests: u64,
+    /// The fleet hub this session reads through (and its token there), instead of the loop.
+    hub: Option<(Arc<Hub>, usize)>,
 }
 
 impl TcpSession {
@@ -380,13 +389,7 @@ impl TcpSession {
     fn on_connected(&mut self, py: Python<'_>, me: &Bound<'_, Self>, socket: Socket) {
         let stream = TcpStream::from(socket);
         let fd = stream.as_raw_fd();
-        let watched = self.event_loop(py).and_then(|event_loop| {
-            event_loop.call_method1(
-                intern!(py, "add_reader"),
-                (fd, me.getattr(intern!(py, "_on_readable"))?),
-            )
-        });
-        if let Err(err) = watched {
+        if let Err(err) = self.watch_readable(py, me, fd) {
             self.connect_failed(py, me, err.to_string());
             return;
         }
@@ -405,11 +408,35 @@ impl TcpSession {
         self.pump(py, me);
     }
 
+    /// Have the loop (or the fleet's hub) call `_on_readable` when `fd` has bytes.
+    fn watch_readable(&self, py: Python<'_>, me: &Bound<'_, Self>, fd: i32) -> PyResult<()> {
+        if let Some((hub, token)) = &self.hub {
+            return hub.register(py, fd, *token, me.clone().unbind());
+        }
+        self.event_loop(py)?.call_method1(
+            intern!(py, "add_reader"),
+            (fd, me.getattr(intern!(py, "_on_readable"))?),
+        )?;
+        Ok(())
+    }
+
+    fn unwatch_readable(&self, py: Python<'_>, fd: i32) {
+        if let Some((hub, _)) = &self.hub {
+            hub.deregister(fd);
+        } else if let Ok(event_loop) = self.event_loop(py) {
+            let _ = event_loop.call_method1(intern!(py, "remove_reader"), (fd,));
+        }
+    }
+
     /// Stop watching the socket and close it.
     fn unwatch(&mut self, py: Python<'_>) {
-        if let (Some(fd), Ok(event_loop)) = (self.fd(), self.event_loop(py)) {
-            let _ = event_loop.call_method1(intern!(py, "remove_reader"), (fd,));
-            let _ = event_loop.call_method1(intern!(py, "remove_writer"), (fd,));
+        if let Some(fd) = self.fd() {
+            if matches!(self.link, Link::Up { .. }) {
+                self.unwatch_readable(py, fd);
+            }
+            if let Ok(event_loop) = self.event_loop(py) {
+                let _ = event_loop.call_method1(intern!(py, "remove_writer"), (fd,));
+            }
         }
         self.writer_armed = false;
         self.out.clear();
@@ -795,6 +822,32 @@ impl TcpSession {
 
 /// Plans are run by the fleet poller too.
 impl TcpSession {
+    /// Read through `hub` (with `token`) from now on, or through the loop again with `None`.
+    pub(crate) fn attach(slf: &Bound<'_, Self>, hub: Option<(Arc<Hub>, usize)>) -> PyResult<()> {
+        let py = slf.py();
+        let mut guard = slf.try_borrow_mut()?;
+        let me = &mut *guard;
+        let fd = match &me.link {
+            Link::Up { stream, .. } => Some(stream.as_raw_fd()),
+            _ => None,
+        };
+        if let Some(fd) = fd {
+            me.unwatch_readable(py, fd);
+        }
+        me.hub = hub;
+        if let Some(fd) = fd {
+            me.watch_readable(py, slf, fd)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the session reads through `hub`.
+    pub(crate) fn attached_to(&self, hub: &Arc<Hub>) -> bool {
+        self.hub
+            .as_ref()
+            .is_some_and(|(mine, _)| Arc::ptr_eq(mine, hub))
+    }
+
     pub(crate) fn run_plan(
         slf: &Bound<'_, Self>,
         plan: Arc<ReadPlan>,
@@ -818,7 +871,12 @@ fn finish(py: Python<'_>, run: &Arc<Mutex<PlanRun>>) {
             .collect();
         (Arc::clone(&run.plan), replies, run.output.take())
     };
-    let readings = plan.decode(replies, SystemTime::now());
+    let timestamp = SystemTime::now();
+    if let Some(PlanOutput::Callback(callback)) = output {
+        callback(py, Replies { replies, timestamp });
+        return;
+    }
+    let readings = plan.decode(replies, timestamp);
     match output {
         Some(PlanOutput::Values(future)) => {
             let result = readings_to_py(py, &readings);
@@ -830,8 +888,7 @@ fn finish(py: Python<'_>, run: &Arc<Mutex<PlanRun>>) {
             }));
             settle(py, future.bind(py), Ok(py.None()));
         }
-        Some(PlanOutput::Callback(callback)) => callback(py, readings),
-        None => {}
+        Some(PlanOutput::Callback(_)) | None => {}
     }
 }
 
@@ -941,6 +998,7 @@ impl TcpSession {
             timer: None,
             losses: 0,
             requests: 0,
+            hub: None,
         })
     }
 
@@ -1130,7 +1188,7 @@ impl TcpSession {
         Ok(stats)
     }
 
-    fn _on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(crate) fn _on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let mut guard = slf.try_borrow_mut()?;
         let me = &mut *guard;
@@ -1216,10 +1274,18 @@ impl TcpSession {
 
     fn _on_timer(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
+        let now = Instant::now();
+        let resting = {
+            let me = slf.try_borrow()?;
+            me.hub.is_some() && me.in_flight.front().is_some_and(|f| f.deadline <= now)
+        };
+        if resting {
+            // The hub may be resting with the reply already in: take it before calling a timeout.
+            Self::_on_readable(slf)?;
+        }
         let mut guard = slf.try_borrow_mut()?;
         let me = &mut *guard;
         me.timer = None;
-        let now = Instant::now();
         if let Link::Connecting { deadline, socket } = &me.link {
             if *deadline <= now {
                 let fd = socket.as_raw_fd();

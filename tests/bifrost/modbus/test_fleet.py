@@ -103,3 +103,64 @@ async def test_it_runs_on_native_tcp_connections_only(host: SimHost) -> None:
     async with fleet(host, engine="python") as connections:
         with pytest.raises(bifrost.ConfigError, match="native-engine Modbus TCP"):
             bifrost.poll(connections, TAGS, interval=0.01)
+
+
+HOLES = (
+    """
+scenario: holes
+tags:
+"""
+    + "".join(f"  t{i}: {{type: uint16, init: {10 + i}}}\n" for i in range(10) if i != 4)
+    + """
+devices:
+  gappy:
+    protocol: modbus
+    listen: 127.0.0.1:0
+    unit: 1
+    map: {"""
+    + ", ".join(f"t{i}: hr:{i}" for i in range(10) if i != 4)
+    + """}
+"""
+)
+GAPPY = [f"t{i}" for i in range(10) if i != 4]  # hr:4 is a hole: a block over 0..9 draws exception 2
+
+
+@pytest.mark.parametrize("columnar", [False, True])
+async def test_a_block_over_a_hole_is_split_and_the_split_kept(columnar: bool) -> None:
+    with SimHost(load_scenario(Path("holes.yaml"), text=HOLES), any_port=True) as host:
+        device = host.devices["gappy"]
+        plc = await bifrost.connect(device.url, tags=device.tags, engine="native", timeout=5)
+        async with plc, bifrost.poll({"gappy": plc}, GAPPY, interval=0.001, columnar=columnar) as batches:
+            first = await asyncio.wait_for(batches.__anext__(), 10)
+            if isinstance(first, Columns):
+                assert first.values.tolist() == [10.0 + i for i in range(10) if i != 4]
+                assert all(first.good.tolist())
+            else:
+                assert {tag: p.value for tag, p in first["gappy"].items()} == {
+                    f"t{i}": 10 + i for i in range(10) if i != 4
+                }
+            assert batches.errors == {}  # the split read every tag
+            for _ in range(3):  # the split plan is in use from the next cycle on
+                await asyncio.wait_for(batches.__anext__(), 10)
+            session = plc.engine._session  # type: ignore[attr-defined]
+            before = session.stats()["requests"]
+            for _ in range(10):
+                batch = await asyncio.wait_for(batches.__anext__(), 10)
+                assert batches.errors == {}
+                if isinstance(batch, Columns):
+                    assert all(batch.good.tolist())
+            # Two requests a cycle (0..3 and 5..9), give or take the cycle under way at either end;
+            # a poll that forgot the split would send three (the refused block, then its halves).
+            assert session.stats()["requests"] - before <= 2 * 10 + 3
+            host.plant.set("t9", 99)
+            for _ in range(500):  # a bound, not a wait: each cycle is one batch
+                batch = await asyncio.wait_for(batches.__anext__(), 10)
+                if isinstance(batch, Columns):
+                    seen: object = batch.values.tolist()[-1]
+                else:
+                    point = batch.get("gappy", {}).get("t9")
+                    seen = point.value if point is not None else None
+                if seen == 99:
+                    break
+            else:
+                raise AssertionError("the split blocks never read t9's new value")

@@ -152,7 +152,8 @@ def test_other_traffic_is_skipped_and_named(tmp_path: Path) -> None:
     path = write_pcap(tmp_path / "mixed.pcap", sorted(web.packets + modbus.packets), nanoseconds=True)
     cassette, report = import_capture(path)
     assert [c.framing for c in report.connections] == ["skipped", "rtu"]
-    assert "not Modbus, S7 or OPC UA: the client's first bytes are 47 45 54" in report.lines()[1]  # not any protocol known
+    # Not any protocol known, which the report lists in a fixed order.
+    assert "not Modbus, S7 or OPC UA: the client's first bytes are 47 45 54" in report.lines()[1]
     assert [(e.unit, e.device) for e in cassette] == [(3, "10.0.0.5:5020")]
     assert import_capture(path, ports=[80])[0].entries == []
 

@@ -284,6 +284,43 @@ impl ReadPlan {
     }
 }
 
+impl ReadPlan {
+    /// Every tag's value as a float64 appended to `values` (NaN where its request failed, see
+    /// [`WireFormat::decode_f64`]) and its goodness (1 or 0) to `good`: the columnar path, which
+    /// makes no [`Value`].
+    ///
+    /// # Panics
+    /// When `replies` is not one per request (as [`ReadPlan::decode`]).
+    pub fn decode_f64_into(
+        &self,
+        replies: &[Result<Words, Error>],
+        values: &mut Vec<f64>,
+        good: &mut Vec<u8>,
+    ) {
+        assert_eq!(replies.len(), self.requests.len(), "one reply per request");
+        values.reserve(self.tags.len());
+        good.reserve(self.tags.len());
+        for tag in &self.tags {
+            let offset = usize::from(tag.offset);
+            match &replies[tag.request] {
+                Ok(Words::Bits(bits)) => {
+                    values.push(f64::from(u8::from(bits[offset])));
+                    good.push(1);
+                }
+                Ok(Words::Registers(registers)) => {
+                    let words = &registers[offset..offset + tag.format.words()];
+                    values.push(tag.format.decode_f64(words));
+                    good.push(1);
+                }
+                Err(_) => {
+                    values.push(f64::NAN);
+                    good.push(0);
+                }
+            }
+        }
+    }
+}
+
 fn check_tag(requests: &[ReadRequest], tag: &TagDecoder) -> Result<(), String> {
     let Some(request) = requests.get(tag.request) else {
         return Err(format!(

@@ -175,6 +175,14 @@ impl ChangeFilter {
         report
     }
 
+    /// `value` was reported for `tag` by other means (a read that went around the filter): it
+    /// is the last reported from now on.
+    pub fn remember(&mut self, tag: usize, value: Value) {
+        if let Some(slot) = self.last.get_mut(tag) {
+            *slot = Some(Ok(value));
+        }
+    }
+
     /// The batch of what changed in `readings`.
     #[must_use]
     pub fn batch(&mut self, plan: &ReadPlan, readings: &Readings) -> Batch {
