@@ -1,5 +1,6 @@
 """Stubs of the Rust extension module `bifrost._native` (checked by mypy.stubtest)."""
 
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, final
@@ -8,6 +9,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bifrost.errors import BifrostError
+from bifrost.opcua.engine import ReadResult
+from bifrost.opcua.nodes import NodeId
 from bifrost.tags import Quality
 
 __all__ = [
@@ -19,7 +22,9 @@ __all__ = [
     "NativePlan",
     "NativePointSubscription",
     "NativeSubscription",
+    "OpcuaClient",
     "OpcuaServer",
+    "OpcuaSubscription",
     "TcpSession",
     "__version__",
     "counter_delta",
@@ -149,6 +154,49 @@ class ModbusClient:
     def subscribe_points(self, plan: NativePlan, interval: float, deadband: float = 0.0) -> NativePointSubscription: ...
 
 _OpcuaValue = bool | int | float | str
+
+_OpcuaNode = tuple[int, int | str | bytes | uuid.UUID]
+
+@final
+class OpcuaClient:
+    """One OPC UA session on C open62541's client; every service call is awaitable on the loop."""
+
+    @staticmethod
+    def connect(
+        url: str,
+        *,
+        timeout: float,
+        policy: str,
+        mode: str,
+        certificate: bytes | None = None,
+        private_key: bytes | None = None,
+        application_uri: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+    ) -> Awaitable[OpcuaClient]: ...
+    def healthy(self) -> bool: ...
+    def read(self, nodes: Sequence[_OpcuaNode], attribute: int) -> Awaitable[list[ReadResult]]: ...
+    def write(self, items: Sequence[tuple[_OpcuaNode, object, int]]) -> Awaitable[list[int]]: ...
+    def browse(self, node: _OpcuaNode) -> Awaitable[list[tuple[NodeId, tuple[int, str], str, int]]]: ...
+    def subscribe(
+        self, interval: float, items: Sequence[tuple[int, _OpcuaNode, float]]
+    ) -> Awaitable[OpcuaSubscription]: ...
+    def close(self) -> Awaitable[None]: ...
+
+@final
+class OpcuaSubscription:
+    """A live subscription of an OpcuaClient: notifications queued by the C client's thread."""
+
+    @property
+    def statuses(self) -> list[int]: ...
+    @property
+    def interval(self) -> float: ...
+    @property
+    def keepalive(self) -> int: ...
+    def ready(self) -> Awaitable[None]: ...
+    def take(self) -> list[tuple[int, ReadResult]]: ...
+    def healthy(self) -> bool: ...
+    def close(self) -> None: ...
 
 @final
 class OpcuaServer:

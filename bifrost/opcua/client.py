@@ -52,6 +52,7 @@ _NAMESPACE_ARRAY = NodeId(2255)
 _MAX_NODES_PER_READ = NodeId(11705)
 _MAX_NODES_PER_WRITE = NodeId(11707)
 _BAD_NO_MATCH = 0x806F0000
+_PLAIN = frozenset({bool, int, float, str})
 _BAD_NODE_ID_UNKNOWN = 0x80340000
 # Statuses that say a read asked for something wrong (the node, the attribute, the right to read),
 # rather than describing the quality of a value: `read` raises them; `read_many` gives a BAD point.
@@ -322,6 +323,11 @@ class OpcuaConnection(Connection):
         return DeviceError(f"{self.device}: {service} {key} ({node}): {name}", status)
 
     def _point(self, resolved: Resolved, result: ReadResult) -> DataPoint:
+        value = result.value
+        if resolved.tag is None and result.status == 0 and type(value) in _PLAIN:
+            assert isinstance(value, (bool, int, float, str))
+            # The common case, without the decode and quality look-ups: a Good scalar of a raw address.
+            return DataPoint(value, Quality.GOOD, result.source_timestamp or result.server_timestamp or time.time())
         value = variants.decode(result.value, resolved.tag)
         stamp = result.source_timestamp or result.server_timestamp or time.time()
         return DataPoint(value, variants.quality_of(result.status), stamp)
@@ -368,9 +374,11 @@ class OpcuaConnection(Connection):
         await self._ensure()
         points: dict[str, DataPoint] = {}
         nodes: dict[NodeId, list[Resolved]] = {}
+        known = self._session.nodes
         for item in resolved:
             try:
-                node = await self._node(item.address)
+                # The session's cache first: no coroutine per tag on the hot path.
+                node = known.get(item.address) or await self._node(item.address)
             except (DeviceError, ConfigError) as exc:
                 log.debug("%s: %s", item.key, exc)
                 points[item.key] = DataPoint(None, Quality.BAD, time.time())

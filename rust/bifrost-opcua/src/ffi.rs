@@ -1175,3 +1175,16 @@ pub(crate) fn generate_certificate(
             .map_err(|e| format!("cannot make a certificate: {e}"))?;
     Ok((cert.as_bytes().to_vec(), key.as_bytes().to_vec()))
 }
+
+/// A DataChangeFilter reporting status or value changes beyond an absolute `deadband` (the crate
+/// has the type but no way to set its fields).
+pub(crate) fn data_change_filter(deadband: f64) -> ua::DataChangeFilter {
+    let raw = sys::UA_DataChangeFilter {
+        trigger: sys::UA_DataChangeTrigger::UA_DATACHANGETRIGGER_STATUSVALUE,
+        deadbandType: sys::UA_DeadbandType::UA_DEADBANDTYPE_ABSOLUTE.0,
+        deadbandValue: deadband,
+    };
+    // SAFETY: UA_DataChangeFilter is plain data (an enum, an integer and a double, no pointers),
+    // fully initialised here, so the wrapper may own it; its clear has nothing to free.
+    unsafe { ua::DataChangeFilter::from_raw(raw) }
+}

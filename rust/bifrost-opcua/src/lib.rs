@@ -2,12 +2,18 @@
 //!
 //! * `server.rs`: the simulator's server (variables from a node list, values pushed in from
 //!   outside, client writes reported back, security, users, per-service event log).
+//! * `client.rs`: the client (Read, Write, Browse, subscriptions) over the crate's AsyncClient.
 //! * `ffi.rs`: the only module with `unsafe` (calls into the C library the safe crate lacks).
 
+mod client;
 mod ffi;
 mod server;
 mod value;
 
+pub use client::{
+    Client, ClientCertificate, ClientError, ClientOptions, Datum, Identifier, MonitorItem, NodeRef,
+    ReadValue, Reference, SecurityMode, Subscription,
+};
 pub use server::{
     generate_certificate, status_code, status_name, ua_time, ClientWrite, SecurityPolicy, Server,
     ServerConfig, ServiceEvent, StartError, StatusFault, User, Variable,

@@ -4,6 +4,7 @@
 //! * `point.rs`: `DataPoint`, the value a read returns (re-exported by `bifrost.tags`).
 //! * `modbus.rs`: the Modbus client engine (`ModbusClient`, `NativePlan`, `NativeSubscription`,
 //!   `NativePointSubscription`).
+//! * `opcua_client.rs`: the native OPC UA client engine (`OpcuaClient`, `OpcuaSubscription`).
 //! * `opcua_server.rs`: the simulator's OPC UA server (`OpcuaServer`) over `bifrost-opcua`.
 //! * `session.rs`: `TcpSession`, Modbus TCP driven by the asyncio loop (no thread hop).
 //! * `fleet.rs`: `FleetPoll`, many sessions polled in one loop, one batch per cycle.
@@ -22,6 +23,7 @@ mod errors;
 mod fleet;
 mod hub;
 mod modbus;
+mod opcua_client;
 mod opcua_server;
 mod point;
 mod session;
@@ -40,6 +42,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<modbus::NativePointSubscription>()?;
     m.add_class::<point::DataPoint>()?;
     m.add_class::<opcua_server::OpcuaServer>()?;
+    m.add_class::<opcua_client::OpcuaClient>()?;
+    m.add_class::<opcua_client::OpcuaSubscription>()?;
     m.add_function(wrap_pyfunction!(opcua_server::opcua_status_code, m)?)?;
     m.add_function(wrap_pyfunction!(opcua_server::opcua_status_name, m)?)?;
     m.add_function(wrap_pyfunction!(opcua_server::opcua_certificate, m)?)?;
