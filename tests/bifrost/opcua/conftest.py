@@ -186,8 +186,18 @@ class AsyncuaPeer:
 
     def stop(self) -> None:
         if self._server is not None and self._runner is not None:
-            self._runner.run(self._server.stop())
+            self._runner.run(self._stop(self._server))
             self._server = None
+
+    @staticmethod
+    async def _stop(server: Any) -> None:
+        # Stop accepting first. open62541's client reconnects the instant its connection drops; a
+        # reconnection accepted during asyncua's shutdown holds `stop()` until asyncua's activation
+        # watchdog closes it, 30 s later. Refused, it just retries against the restarted server.
+        listener = getattr(server.bserver, "_server", None)
+        if listener is not None:
+            listener.close()
+        await server.stop()
 
     def close(self) -> None:
         self.stop()

@@ -337,17 +337,8 @@ def restartable_server() -> Iterator[AsyncuaPeer]:
 
 
 async def test_session_and_subscription_come_back_after_a_server_restart(
-    restartable_server: AsyncuaPeer, engine: str, request: pytest.FixtureRequest
+    restartable_server: AsyncuaPeer, engine: str
 ) -> None:
-    if engine == "native":
-        # A known open62541 limitation (docs/opcua-client.md, "Engines"): the C client reconnects
-        # by itself the instant the server drops it, and the crate cannot turn that off. Stopping
-        # asyncua's server while this test's loop is blocked in `peer.stop()`, that reconnection
-        # lands in the server's shutdown, which then waits 30 s for it (asyncua's idle timeout), and
-        # `peer.stop()` times out. It usually fails so; not strict, as the watchdog sometimes wins.
-        request.applymarker(
-            pytest.mark.xfail(reason="open62541's own reconnect can hold asyncua's server.stop()", strict=False)
-        )
     peer = restartable_server
     node = peer.node_id("sub")
     async with bifrost.connect(peer.url, engine=engine, timeout=1) as plc:
