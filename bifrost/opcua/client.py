@@ -164,6 +164,9 @@ class Resolved:
     tag: Tag | None
 
 
+_READ_PLANS = 256  # read_many plans a session keeps
+
+
 class _Session:
     """What a connection learnt from one session; forgotten when the session is re-created."""
 
@@ -173,6 +176,9 @@ class _Session:
         self.variants: dict[NodeId, VariantType] = {}
         self.max_read: int | None = None
         self.max_write: int | None = None
+        # read_many's plans by the tags asked: the distinct nodes to read and, per node, the tags
+        # reading it. Only plans whose every tag resolved are kept: a refused one is tried again.
+        self.read_plans: dict[tuple[str, ...], tuple[list[NodeId], list[list[Resolved]]]] = {}
 
 
 class OpcuaConnection(Connection):
@@ -369,30 +375,47 @@ class OpcuaConnection(Connection):
         """Read tags in one Read call (one per MaxNodesPerRead nodes, when the server sets it). A tag
         the server refuses, or whose address does not resolve, is a point of Quality.BAD and value
         None; a timeout or a lost connection is raised."""
-        names = list(dict.fromkeys(tags))
-        resolved = [self.resolve(name) for name in names]
+        names = tuple(dict.fromkeys(tags))
+        plan = self._session.read_plans.get(names)
+        resolved = [self.resolve(name) for name in names] if plan is None else []  # a wrong name before I/O
         await self._ensure()
+        session = self._session  # a new one when _ensure re-created it
+        plan = session.read_plans.get(names)
         points: dict[str, DataPoint] = {}
+        if plan is None:
+            plan = await self._plan_read(resolved or [self.resolve(name) for name in names], points)
+            if not points:
+                if len(session.read_plans) >= _READ_PLANS:
+                    session.read_plans.clear()  # tag lists that keep changing must not grow memory
+                session.read_plans[names] = plan
+        unique, readers = plan
+        results = await self._read_split(unique)
+        point = self._point
+        for items, result in zip(readers, results, strict=True):
+            for item in items:
+                try:
+                    points[item.key] = point(item, result)
+                except variants.NotScalar:
+                    points[item.key] = DataPoint(None, Quality.BAD, time.time())
+        return {name: points[name] for name in names}
+
+    async def _plan_read(
+        self, resolved: Sequence[Resolved], points: dict[str, DataPoint]
+    ) -> tuple[list[NodeId], list[list[Resolved]]]:
+        """The distinct nodes of `resolved`, with the tags reading each; a tag whose node does not
+        resolve gets its Bad point in `points` instead."""
         nodes: dict[NodeId, list[Resolved]] = {}
         known = self._session.nodes
         for item in resolved:
             try:
-                # The session's cache first: no coroutine per tag on the hot path.
+                # The session's cache first: no coroutine per tag.
                 node = known.get(item.address) or await self._node(item.address)
             except (DeviceError, ConfigError) as exc:
                 log.debug("%s: %s", item.key, exc)
                 points[item.key] = DataPoint(None, Quality.BAD, time.time())
                 continue
             nodes.setdefault(node, []).append(item)
-        unique = list(nodes)
-        results = await self._read_split(unique)
-        for node, result in zip(unique, results, strict=True):
-            for item in nodes[node]:
-                try:
-                    points[item.key] = self._point(item, result)
-                except variants.NotScalar:
-                    points[item.key] = DataPoint(None, Quality.BAD, time.time())
-        return {name: points[name] for name in names}
+        return list(nodes), list(nodes.values())
 
     async def _read_split(self, nodes: Sequence[NodeId]) -> list[ReadResult]:
         limit = await self._limit(write=False)

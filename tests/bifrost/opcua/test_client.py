@@ -132,6 +132,31 @@ async def test_read_many_gives_bad_points_for_what_the_server_refuses(opcua_serv
         assert points[name].value is None
 
 
+async def test_read_many_asked_again_reads_again(opcua_server: AsyncuaPeer, engine: str) -> None:
+    # read_many keeps its plan per tag list; the values must still be read afresh each time.
+    tags = [f"nsu={NAMESPACE};s=sub", "Objects/plc1/tank/level"]
+    async with bifrost.connect(opcua_server.url, engine=engine) as plc:
+        opcua_server.set("sub", 5.0)
+        assert [p.value for p in (await plc.read_many(tags)).values()] == [5.0, 40.0]
+        opcua_server.set("sub", 6.0)
+        assert [p.value for p in (await plc.read_many(tags)).values()] == [6.0, 40.0]
+        with pytest.raises(ConfigError, match="nor an address"):
+            await plc.read_many([*tags, "not an address"])
+    opcua_server.set("sub", 0.0)
+
+
+async def test_a_read_many_plan_does_not_outlive_its_session(restartable_server: AsyncuaPeer, engine: str) -> None:
+    peer = restartable_server
+    tags = [f"nsu={NAMESPACE};s=tank.level", "Objects/plc1/tank/level"]
+    async with bifrost.connect(peer.url, engine=engine, timeout=1) as plc:
+        assert [p.value for p in (await plc.read_many(tags)).values()] == [40.0, 40.0]
+        peer.stop()
+        with pytest.raises(ConnectError):
+            await plc.read_many(tags)
+        peer.start()
+        assert [p.value for p in (await plc.read_many(tags)).values()] == [40.0, 40.0]
+
+
 async def test_addresses_by_uri_browse_path_and_number_agree(opcua_server: AsyncuaPeer, engine: str) -> None:
     async with bifrost.connect(opcua_server.url, engine=engine) as plc:
         by_index = await plc.read(opcua_server.node_id("tank.level"))
