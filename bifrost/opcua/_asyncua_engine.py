@@ -146,10 +146,6 @@ class AsyncuaEngine(Engine):
 
     # -- session ------------------------------------------------------------------------------
 
-    def _url(self) -> str:
-        host = f"[{self.endpoint.host}]" if ":" in self.endpoint.host else self.endpoint.host
-        return f"opc.tcp://{host}:{self.endpoint.port}{self.endpoint.path}"
-
     async def open(self) -> None:
         # asyncua's watchdog would probe the server every second and drop a session whose probe is slow;
         # the connection detects losses itself (on a call, or by a subscription's keep-alives), the

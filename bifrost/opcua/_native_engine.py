@@ -71,10 +71,6 @@ class NativeEngine(Engine):
     def status_name(self, code: int) -> str:
         return status_name(code)
 
-    def _url(self) -> str:
-        host = f"[{self.endpoint.host}]" if ":" in self.endpoint.host else self.endpoint.host
-        return f"opc.tcp://{host}:{self.endpoint.port}{self.endpoint.path}"
-
     async def open(self) -> None:
         options = self.options
         certificate = private_key = application_uri = None

@@ -143,6 +143,11 @@ class Engine(ABC):
         self.timeout = timeout
         self.options = options
 
+    def _url(self) -> str:
+        """The server's URL as OPC UA spells it (an IPv6 host in brackets), without bifrost's options."""
+        host = f"[{self.endpoint.host}]" if ":" in self.endpoint.host else self.endpoint.host
+        return f"opc.tcp://{host}:{self.endpoint.port}{self.endpoint.path}"
+
     @abstractmethod
     async def open(self) -> None:
         """Open a secure channel and an activated session, or raise ConnectError (naming the server

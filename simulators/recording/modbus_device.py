@@ -11,12 +11,10 @@ Timing and silence go through the fault hooks' `Action` (the server's slow path)
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from bifrost.modbus import pdu
 from bifrost.modbus.pdu import ExceptionResponse, MalformedFrame, RequestPdu
-from simulators.recording.cassette import load_cassette
 from simulators.recording.hooks import ReplayHooks  # re-exported: it was defined here
 from simulators.recording.replay import Answer, Replayer
 from simulators.recording.spec import ReplaySpec
@@ -38,10 +36,7 @@ class ReplayDevice:
         self.plant = plant
         self.log = log
         self.spec = spec
-        cassette = load_cassette(Path(spec.cassette))
-        device = spec.device
-        if device is None and name in cassette.devices():
-            device = name
+        cassette, device = spec.load(name)
         self.replayer = Replayer(
             cassette, device=device, mode=spec.mode, timing=spec.timing, speed=spec.speed, unknown=spec.unknown
         )

@@ -452,10 +452,7 @@ def replay_server(name: str, spec: Any, host: str, port: int, path: str) -> Opcu
             f"device {name}: replay unknown cannot be set for OPC UA: a node the capture never showed is "
             "one the server does not have, and it answers BadNodeIdUnknown"
         )
-    cassette = load_cassette(Path(spec.cassette))
-    device = spec.device
-    if device is None and name in cassette.devices():
-        device = name
+    cassette, device = spec.load(name)
     return OpcuaReplayServer(
         cassette,
         device=device,

@@ -10,13 +10,12 @@ place of the recorded one; recorded delays and silences go through ReplayHooks.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from bifrost.s7 import pdu
 from bifrost.s7.pdu import ErrorResponse, MalformedPdu, RequestPdu, ResponsePdu
 from bifrost.tags import Value
-from simulators.recording.cassette import Cassette, load_cassette
+from simulators.recording.cassette import Cassette
 from simulators.recording.replay import Answer, Replayer
 from simulators.recording.s7 import refusal, unit_of
 from simulators.recording.spec import ReplaySpec
@@ -52,10 +51,7 @@ class S7ReplayDevice:
         self.plant = plant
         self.log = log
         self.spec = spec
-        cassette = load_cassette(Path(spec.cassette))
-        device = spec.device
-        if device is None and name in cassette.devices():
-            device = name
+        cassette, device = spec.load(name)
         self.replayer = Replayer(
             cassette, device=device, mode=spec.mode, timing=spec.timing, speed=spec.speed, unknown=spec.unknown
         )

@@ -10,9 +10,13 @@ devices:
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from simulators.recording.cassette import Cassette
 
 
 class ReplaySpec(BaseModel):
@@ -37,6 +41,16 @@ class ReplaySpec(BaseModel):
         "(Modbus exception 2; S7 item return code 0x0A, object does not exist; an S7 error class 0x81..0x87 "
         "refuses the whole job); null: no answer",
     )
+
+    def load(self, name: str) -> tuple[Cassette, str | None]:
+        """The cassette, and which of its devices the scenario device `name` replays: `device`, else
+        its own name when the cassette records it, else None (the Replayer takes the only one)."""
+        from simulators.recording.cassette import load_cassette
+
+        cassette = load_cassette(Path(self.cassette))
+        if self.device is None and name in cassette.devices():
+            return cassette, name
+        return cassette, self.device
 
 
 __all__ = ["ReplaySpec"]
