@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
+from typing import NamedTuple
 
 from bifrost.opcua.nodes import NodeId, QualifiedName
 from bifrost.urls import Endpoint
@@ -74,11 +75,13 @@ class SessionOptions:
     password: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ReadResult:
+class ReadResult(NamedTuple):
     """One DataValue: the value as Python sees it (bool, int, float, str, or for other built-in types
     datetime, uuid.UUID, bytes, NodeId, a list for arrays; None when the server sent none), its
-    Variant type, the StatusCode, and the source and server timestamps (seconds since the epoch)."""
+    Variant type, the StatusCode, and the source and server timestamps (seconds since the epoch).
+
+    A NamedTuple rather than a frozen dataclass: a Read makes one per value, and a frozen dataclass's
+    __init__ (a setattr per field) cost the native engine as much as its Read call."""
 
     value: object
     variant: int | None
