@@ -611,6 +611,39 @@ def map_entry_kind(value: Any) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class AddressedEntry:
+    """A map entry that gives an address, as a front-end's model checks it: the tag, the address
+    text, where an error about the address points, the wire type (written, or the tag map's), and
+    the entry's other keys (empty for a bare address)."""
+
+    tag: str
+    text: str
+    loc: tuple[str | int, ...]
+    wire: str | None
+    keys: dict[Any, Any]
+
+    def scale_problem(self, dtype: DataType) -> InitErrorDetails | None:
+        """scale and offset on a bool or a string, which they cannot apply to."""
+        keys = self.keys
+        if (keys.get("scale", 1) != 1 or keys.get("offset", 0) != 0) and dtype in (DataType.BOOL, DataType.STRING):
+            return _error(("map", self.tag), f"scale and offset apply to numbers, not {self.wire}", self.text)
+        return None
+
+
+def addressed_entries(raw_map: dict[Any, Any]) -> Iterator[AddressedEntry]:
+    """The entries of a raw device map that give an address as text; the model reports the others."""
+    for key, raw in raw_map.items():
+        tag = str(key)
+        keys = raw if isinstance(raw, dict) else {}
+        text = raw if isinstance(raw, str) else keys.get("address")
+        if not isinstance(text, str):
+            continue
+        loc: tuple[str | int, ...] = ("map", tag) if isinstance(raw, str) else ("map", tag, "address")
+        written = keys.get("type")
+        yield AddressedEntry(tag, text, loc, written if isinstance(written, str) else known_tag_type(tag), keys)
+
+
 class DeviceModel(_Strict):
     """The keys every device has, whatever its protocol. Each protocol's front-end subclasses it (its
     `protocol` a Literal of its name) with its own keys and address checks, and registers it in

@@ -21,6 +21,7 @@ from bifrost.errors import ConnectError, DeviceError, ProtocolError
 from bifrost.errors import TimeoutError as BifrostTimeout
 from bifrost.opcua import certs
 from bifrost.opcua.engine import (
+    NODE_CLASSES,
     AttributeId,
     Engine,
     EngineSubscription,
@@ -58,16 +59,6 @@ _POLICY_CLASSES = {
     "Basic256Sha256": "SecurityPolicyBasic256Sha256",
     "Aes128_Sha256_RsaOaep": "SecurityPolicyAes128Sha256RsaOaep",
     "Aes256_Sha256_RsaPss": "SecurityPolicyAes256Sha256RsaPss",
-}
-_NODE_CLASSES = {
-    1: "Object",
-    2: "Variable",
-    4: "Method",
-    8: "ObjectType",
-    16: "VariableType",
-    32: "ReferenceType",
-    64: "DataType",
-    128: "View",
 }
 _HIERARCHICAL_REFERENCES = 33
 _KEEPALIVE_COUNT = 10
@@ -294,7 +285,7 @@ class AsyncuaEngine(Engine):
             node=from_ua_node(ref.NodeId),
             browse_name=QualifiedName(ref.BrowseName.Name, int(ref.BrowseName.NamespaceIndex)),
             display_name=ref.DisplayName.Text or ref.BrowseName.Name,
-            node_class=_NODE_CLASSES.get(int(ref.NodeClass), str(int(ref.NodeClass))),
+            node_class=NODE_CLASSES.get(int(ref.NodeClass), str(int(ref.NodeClass))),
         )
 
     async def subscribe(self, interval: float, items: Sequence[MonitorRequest]) -> EngineSubscription:

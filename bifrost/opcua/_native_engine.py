@@ -19,6 +19,7 @@ from bifrost import _native
 from bifrost.errors import ConnectError
 from bifrost.opcua import certs
 from bifrost.opcua.engine import (
+    NODE_CLASSES,
     AttributeId,
     Engine,
     EngineSubscription,
@@ -31,16 +32,6 @@ from bifrost.opcua.engine import (
 from bifrost.opcua.nodes import NodeId, QualifiedName
 from bifrost.urls import Endpoint
 
-_NODE_CLASSES = {
-    1: "Object",
-    2: "Variable",
-    4: "Method",
-    8: "ObjectType",
-    16: "VariableType",
-    32: "ReferenceType",
-    64: "DataType",
-    128: "View",
-}
 # How often a subscription waiting for notifications looks at the session: a closed socket is seen
 # within this, as asyncua's client sees it at once.
 _HEALTH_CHECK = 0.25
@@ -124,7 +115,7 @@ class NativeEngine(Engine):
                 node=child,
                 browse_name=QualifiedName(name, namespace),
                 display_name=display,
-                node_class=_NODE_CLASSES.get(node_class, str(node_class)),
+                node_class=NODE_CLASSES.get(node_class, str(node_class)),
             )
             for child, (namespace, name), display, node_class in found
         ]

@@ -99,6 +99,19 @@ class WriteItem:
     variant: VariantType
 
 
+# NodeClass (Part 3, 8.29) by its number, as Reference.node_class names it.
+NODE_CLASSES = {
+    1: "Object",
+    2: "Variable",
+    4: "Method",
+    8: "ObjectType",
+    16: "VariableType",
+    32: "ReferenceType",
+    64: "DataType",
+    128: "View",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Reference:
     """A hierarchical forward reference from a browsed node: the child, as the server describes it."""

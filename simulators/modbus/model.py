@@ -18,7 +18,7 @@ from simulators.scenario import (
     DeviceModel,
     KnownTag,
     StrictMapEntry,
-    known_tag_type,
+    addressed_entries,
     map_entry_kind,
     scenario_error,
     with_problems,
@@ -60,15 +60,8 @@ def _modbus_map_problems(raw_map: dict[Any, Any]) -> list[InitErrorDetails]:
     """Addresses, area/type agreement and overlapping registers of one Modbus device's map."""
     errors: list[InitErrorDetails] = []
     taken: list[_Span] = []
-    for key, raw in raw_map.items():
-        tag = str(key)
-        entry = raw if isinstance(raw, dict) else {}
-        text = raw if isinstance(raw, str) else entry.get("address")
-        if not isinstance(text, str):
-            continue  # the model reports it
-        loc: tuple[str | int, ...] = ("map", tag) if isinstance(raw, str) else ("map", tag, "address")
-        written = entry.get("type")
-        wire = written if isinstance(written, str) else known_tag_type(tag)
+    for entry in addressed_entries(raw_map):
+        tag, text, loc, wire = entry.tag, entry.text, entry.loc, entry.wire
         try:
             address = parse_address(text)
             if address.type is not None or address.byte_order is not None:
@@ -88,8 +81,8 @@ def _modbus_map_problems(raw_map: dict[Any, Any]) -> list[InitErrorDetails]:
         except ConfigError as exc:
             errors.append(scenario_error(loc, str(exc), text))
             continue
-        if (entry.get("scale", 1) != 1 or entry.get("offset", 0) != 0) and dtype in (DataType.BOOL, DataType.STRING):
-            errors.append(scenario_error(("map", tag), f"scale and offset apply to numbers, not {wire}", text))
+        if (problem := entry.scale_problem(dtype)) is not None:
+            errors.append(problem)
         size = 1 if address.is_bit else words_for(dtype, length or 0)
         span = _Span(tag, address.area.value, address.offset, address.offset + size, address.bit)
         clash = next((other for other in taken if other.overlaps(span)), None)

@@ -13,13 +13,13 @@ from typing_extensions import Self
 from bifrost.errors import ConfigError
 from bifrost.s7.address import format_for_tag, parse_address
 from bifrost.s7.pdu import MAX_PDU, MIN_PDU, Area
-from bifrost.tags import DataType, Tag, parse_type
+from bifrost.tags import Tag, parse_type
 from simulators.recording.spec import ReplaySpec
 from simulators.scenario import (
     DeviceModel,
     KnownTag,
     StrictMapEntry,
-    known_tag_type,
+    addressed_entries,
     map_entry_kind,
     scenario_error,
     with_problems,
@@ -51,15 +51,8 @@ def _s7_map_problems(raw_map: dict[Any, Any]) -> list[InitErrorDetails]:
     """Addresses, address/type agreement and overlaps of one S7 device's map."""
     errors: list[InitErrorDetails] = []
     taken: list[tuple[str, str, int, int, int | None]] = []  # tag, area, start, end, bit
-    for key, raw in raw_map.items():
-        tag = str(key)
-        entry = raw if isinstance(raw, dict) else {}
-        text = raw if isinstance(raw, str) else entry.get("address")
-        if not isinstance(text, str):
-            continue  # the model reports it
-        loc: tuple[str | int, ...] = ("map", tag) if isinstance(raw, str) else ("map", tag, "address")
-        written = entry.get("type")
-        wire = written if isinstance(written, str) else known_tag_type(tag)
+    for entry in addressed_entries(raw_map):
+        tag, text, loc, wire = entry.tag, entry.text, entry.loc, entry.wire
         try:
             address = parse_address(text)
             if wire is None:
@@ -72,8 +65,8 @@ def _s7_map_problems(raw_map: dict[Any, Any]) -> list[InitErrorDetails]:
         except ConfigError as exc:
             errors.append(scenario_error(loc, str(exc), text))
             continue
-        if (entry.get("scale", 1) != 1 or entry.get("offset", 0) != 0) and dtype in (DataType.BOOL, DataType.STRING):
-            errors.append(scenario_error(("map", tag), f"scale and offset apply to numbers, not {wire}", text))
+        if (problem := entry.scale_problem(dtype)) is not None:
+            errors.append(problem)
         area = area_key(address.area, address.db)
         span = (tag, area, address.start, address.start + fmt.size, address.bit)
         for other in taken:
