@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
-import logging
 from collections.abc import Sequence
 from typing import Any
 
-from bifrost.errors import ConfigError
 from bifrost.modbus.pdu import ExceptionCode
 from simulators.hooks import FaultHooks, ListenerInfo
 from simulators.modbus.device import ModbusDevice
 from simulators.modbus.model import ModbusDeviceModel
 from simulators.modbus.server import Endpoint, ModbusServer
-from simulators.protocols import DeviceAbout, DeviceSetup, FaultCodes, Sleep
-
-log = logging.getLogger(__name__)
+from simulators.protocols import DeviceAbout, DeviceSetup, FaultCodes, ListenerGate, Sleep
 
 _NAMES = {code.name.lower(): int(code) for code in ExceptionCode}
 FAULT_CODES = FaultCodes(
@@ -100,65 +94,10 @@ class ModbusProtocolServer:
         for device in self.devices:
             device.thaw()
 
-    def gates(self, loop: asyncio.AbstractEventLoop) -> list[ListenerGate]:
-        return [gate for listener in self._server.listeners if (gate := ListenerGate.of(listener, loop))]
-
-
-class ListenerGate:
-    """A TCP listener's listening socket, closed while its devices refuse every connection and reopened
-    on the same port after (as the proxy does). Used on the loop thread only.
-
-    It reaches into the Modbus server's listener; if that ever lacks what it needs, there is no gate,
-    and a refused connection is accepted and closed at once instead (the `accepting` hook).
-    """
-
-    _NEEDS = ("_socket", "_open_socket", "endpoint", "info")
-
-    def __init__(self, listener: Any, loop: asyncio.AbstractEventLoop) -> None:
-        self.listener = listener
-        self.loop = loop
-        self.devices: tuple[str, ...] = tuple(listener.info.devices)
-        self._port: int | None = None  # the port to reopen, while closed
-
-    @classmethod
-    def of(cls, listener: Any, loop: asyncio.AbstractEventLoop) -> ListenerGate | None:
-        if not all(hasattr(listener, name) for name in cls._NEEDS) or listener.info.transport == "rtu":
-            return None  # a pty is the device's port: it has no listening socket
-        return cls(listener, loop)
-
-    @property
-    def closed(self) -> bool:
-        return self._port is not None
-
-    def want_closed(self, closed: bool) -> None:
-        if closed and self._port is None:
-            self._close()
-        elif not closed and self._port is not None:
-            self._reopen()
-
-    def _close(self) -> None:
-        sock = self.listener._socket
-        if sock is None:
-            return
-        self._port = int(sock.getsockname()[1])
-        with contextlib.suppress(ValueError, OSError):
-            self.loop.remove_reader(sock.fileno())
-        sock.close()
-        self.listener._socket = None
-        log.info("%s: not listening (every connection is refused)", self.listener.info.address)
-
-    def _reopen(self) -> None:
-        endpoint = self.listener.endpoint
-        self.listener.endpoint = dataclasses.replace(endpoint, port=self._port or 0)
-        try:
-            self.listener._open_socket()
-        except ConfigError as exc:  # the port was taken meanwhile: tried again at the next change
-            log.error("%s: cannot listen again: %s", self.listener.info.address, exc)
-            return
-        self._port = None
-        log.info("%s: listening again", self.listener.info.address)
+    def gates(self, loop: asyncio.AbstractEventLoop) -> Sequence[ListenerGate]:
+        return self._server.gates()
 
 
 FRONTEND = ModbusFrontend()
 
-__all__ = ["FRONTEND", "ListenerGate", "ModbusFrontend", "ModbusProtocolServer"]
+__all__ = ["FRONTEND", "ModbusFrontend", "ModbusProtocolServer"]

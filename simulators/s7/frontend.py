@@ -65,7 +65,7 @@ class S7ProtocolServer:
 
     @property
     def listeners(self) -> Sequence[ListenerInfo]:
-        return tuple(listener.info for listener in self._server.listeners.values())
+        return tuple(listener.info for listener in self._server.listeners)
 
     def disconnect(self, device: str) -> int:
         return self._server.disconnect(device)
@@ -82,7 +82,7 @@ class S7ProtocolServer:
             device.reset()
 
     def gates(self, loop: asyncio.AbstractEventLoop) -> Sequence[ListenerGate]:
-        return ()  # refused connections are accepted and closed at once (the `accepting` hook)
+        return self._server.gates()
 
 
 FRONTEND = S7Frontend()

@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
-from bifrost.errors import ConfigError
 from bifrost.s7 import framing, pdu
 from bifrost.s7.pdu import RequestPdu, ResponsePdu
 from bifrost.tags import Value
-from simulators.hooks import Action, FaultHooks, ListenerInfo, NoFaults, Reader, Writer
+from simulators.hooks import Action, FaultHooks, ListenerInfo, Reader, Writer
+from simulators.listening import ServerGroup, TcpGate, TcpListener, host_port, peer_name
 from simulators.s7.device import S7Device
 from simulators.s7.frames import TPKT
 from simulators.s7.traffic import S7, S7RequestInfo
@@ -188,70 +188,36 @@ class _Session:
                 self.writer.write(frame)
 
 
-class S7Listener:
+class S7Listener(TcpListener):
     """One device's listening socket and its connections."""
 
-    def __init__(self, device: S7Device, host: str, port: int, hooks: FaultHooks, sleep: Sleep) -> None:
+    def __init__(
+        self, device: S7Device, host: str, port: int, hooks: FaultHooks, sleep: Sleep, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        super().__init__(
+            loop, host, port, hooks, ListenerInfo("s7", "tcp", host_port(host, port), (device.name,), TPKT)
+        )
         self.device = device
-        self.host, self.port = host, port
-        self.hooks = hooks
         self.sleep = sleep
         self.sessions: set[_Session] = set()
-        self.address = ""
-        self.info = ListenerInfo("s7", "tcp", f"{host}:{port}", (device.name,), TPKT)
-        self._server: asyncio.AbstractServer | None = None
-        self._starting: asyncio.Task[asyncio.AbstractServer] | None = None
-        self._socket: socket.socket | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def open(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Bind and listen now (so a taken port is reported at once), then serve on the loop."""
-        try:
-            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-            family, kind, proto, _, address = infos[0]
-            sock = socket.socket(family, kind, proto)
-        except OSError as exc:
-            raise ConfigError(f"{self.device.name}: cannot listen on {self.host}:{self.port}: {exc}") from None
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(address)
-            sock.listen(64)
-            sock.setblocking(False)
-        except OSError as exc:
-            sock.close()
-            why = "the address is already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
-            raise ConfigError(f"{self.device.name}: cannot listen on {self.host}:{self.port}: {why}") from None
-        self._socket = sock
-        shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
-        bound = sock.getsockname()[1]
-        self.address = f"[{shown}]:{bound}" if ":" in shown else f"{shown}:{bound}"
-        self.info = ListenerInfo("s7", "tcp", self.address, (self.device.name,), TPKT)
-        self._starting = loop.create_task(asyncio.start_server(self._accept, sock=sock))
-        self._starting.add_done_callback(self._started)
+    def accepted(self, sock: socket.socket, peer: Any) -> None:
+        # The session runs in a task of its own, which the host may cancel at stop.
+        task = self.loop.create_task(self._serve(sock, peer_name(peer)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    def _started(self, task: asyncio.Task[asyncio.AbstractServer]) -> None:
-        if not task.cancelled() and task.exception() is None:
-            self._server = task.result()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        if not self.hooks.accepting(self.info):
-            writer.close()
+    async def _serve(self, sock: socket.socket, client: str) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(sock=sock)
+        except OSError:
+            sock.close()  # gone before it was served
             return
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         wrapped_reader, wrapped_writer = self.hooks.wrap(reader, writer, self.device.name)
         session = _Session(self, wrapped_reader, wrapped_writer, client)
         self.sessions.add(session)
-        # The session runs in a task of its own, which the host may cancel at stop; this handler (which
-        # asyncio's stream server watches) only waits for it, so it never ends cancelled itself.
-        task = asyncio.get_running_loop().create_task(session.run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        await asyncio.wait((task,))
+        await session.run()
 
     def disconnect(self) -> int:
         sessions = list(self.sessions)
@@ -260,19 +226,12 @@ class S7Listener:
         return len(sessions)
 
     def close(self) -> list[asyncio.Task[None]]:
-        if self._starting is not None and not self._starting.done():
-            self._starting.cancel()
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
+        self.close_socket()
         self.disconnect()
         return [task for task in self._tasks if not task.done()]
 
 
-class S7Server:
+class S7Server(ServerGroup[S7Listener]):
     """Every S7 device of a host, each on its listener. Start and stop on the loop's thread."""
 
     def __init__(
@@ -283,50 +242,19 @@ class S7Server:
         hooks: FaultHooks | None = None,
         sleep: Sleep | None = None,
     ) -> None:
-        self.devices = devices
-        self.hooks: FaultHooks = hooks if hooks is not None else NoFaults()
+        super().__init__(devices, hooks)
+        self.endpoints = endpoints
         self.sleep: Sleep = sleep if sleep is not None else asyncio.sleep
-        self.listeners = {
-            device.name: S7Listener(device, *endpoints[device.name], self.hooks, self.sleep) for device in devices
-        }
-        self._unsubscribe: list[Callable[[], None]] = []
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        opened = []
-        try:
-            for listener in self.listeners.values():
-                listener.open(loop)
-                opened.append(listener)
-        except BaseException:
-            for listener in opened:
-                listener.close()
-            raise
-        if type(self.hooks) is not NoFaults:
-            for device in self.devices:
-                self._unsubscribe.append(device.plant.on_change(_freeze_watch(device)))
+        listeners = (
+            (S7Listener(device, *self.endpoints[device.name], self.hooks, self.sleep, loop), [device.name])
+            for device in self.devices
+        )
+        self.open(listeners, S7Listener.open_socket)
 
-    def address(self, device: str) -> str:
-        return self.listeners[device].address
-
-    def disconnect(self, device: str) -> int:
-        listener = self.listeners.get(device)
-        return 0 if listener is None else listener.disconnect()
-
-    def close(self) -> list[asyncio.Task[None]]:
-        for unsubscribe in self._unsubscribe:
-            unsubscribe()
-        self._unsubscribe.clear()
-        tasks: list[asyncio.Task[None]] = []
-        for listener in self.listeners.values():
-            tasks.extend(listener.close())
-        return tasks
-
-
-def _freeze_watch(device: S7Device) -> Callable[[object], None]:
-    def changed(_changes: object) -> None:
-        device.check_freeze()
-
-    return changed
+    def gates(self) -> list[TcpGate]:
+        return [TcpGate(listener) for listener in self.listeners]
 
 
 __all__ = ["S7Listener", "S7Server"]

@@ -273,6 +273,45 @@ async def test_a_reboot_drops_the_connection_and_sets_values_back(host: SimHost)
         assert (await plc.read("valve")).value == 50  # the next call connects again
 
 
+def valve_of(wire: Wire) -> int:
+    answer = wire.call(read(db(1, 6, 2)))
+    assert isinstance(answer, pdu.ReadResponse)
+    return int(struct.unpack(">H", answer.items[0].data)[0])
+
+
+def test_a_certain_refuse_closes_the_listening_socket_and_reopens_it_on_the_same_port(host: SimHost) -> None:
+    # As a CPU that is off: connecting fails (it used to be accepted and closed at once), and a
+    # connection made before the fault is served on.
+    url = host.url("cpu1")
+    before = Wire(url)
+    try:
+        with host.inject_fault("cpu1", "refuse"):
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port_of(url)), timeout=5).close()
+            assert valve_of(before) == 50
+    finally:
+        before.close()
+    assert host.url("cpu1") == url
+    after = Wire(url)
+    try:
+        assert valve_of(after) == 50
+    finally:
+        after.close()
+
+
+def test_a_wildcard_listener_is_shown_as_bound() -> None:
+    # One voice with Modbus: an S7 CPU on every interface is not shown as 127.0.0.1.
+    with SimHost(scenario(), clock="virtual", any_port=True, listen_host="0.0.0.0") as host:  # type: ignore[arg-type]
+        url = host.url("cpu1")
+        assert url.startswith("s7://0.0.0.0:")
+        assert "cpu1" in host.everywhere
+        wire = Wire(url)  # connects to 127.0.0.1 on the port the URL names
+        try:
+            assert valve_of(wire) == 50
+        finally:
+            wire.close()
+
+
 def test_the_traffic_log_names_areas_offsets_and_return_codes(host: SimHost, wire: Wire) -> None:
     wire.call(read(db(1, 0, 4), db(9, 0, 2), VarSpec(Area.FLAGS, 10, 1, TransportSize.BIT, 0, 1)))
     exchange = host.devices["cpu1"].log.entries()[-1]
