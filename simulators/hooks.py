@@ -132,6 +132,33 @@ class Action:
     close: bool = False
 
 
+class Answering(Protocol):
+    """A connection that an Action's first steps may close."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+async def still_to_answer(
+    action: Action, sleep: Callable[[float], Awaitable[None]], connection: Answering, notes: list[str]
+) -> bool:
+    """An Action's first steps, the same in every front-end: its delay (plant time), then a close in
+    place of the answer. Whether the request is still to be served and answered; `notes` (the traffic
+    log's) say what was done."""
+    if action.delay > 0:
+        notes.append(f"delayed {action.delay:g}s")
+        await sleep(action.delay)
+    if connection.closed:
+        return False
+    if action.close:
+        notes.append("connection closed instead of an answer")
+        connection.close()
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class HookContext:
     """What the host gives the hooks in `bind()`."""
@@ -189,6 +216,7 @@ class NoFaults:
 
 __all__ = [
     "Action",
+    "Answering",
     "Described",
     "FaultHooks",
     "HookContext",
@@ -197,4 +225,5 @@ __all__ = [
     "Reader",
     "RequestInfo",
     "Writer",
+    "still_to_answer",
 ]

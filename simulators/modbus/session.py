@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from bifrost.modbus.framing import BadRequest, BrokenStream, Request, ServerConnection, encode_mbap, encode_rtu
 from bifrost.modbus.pdu import ExceptionCode, ExceptionResponse, RequestPdu, ResponsePdu, encode_response
 from bifrost.tags import Value
-from simulators.hooks import Action, FaultHooks, Reader, Writer
+from simulators.hooks import Action, FaultHooks, Reader, Writer, still_to_answer
 from simulators.modbus.channel import RECV_SIZE, Channel
 from simulators.modbus.device import WRITE_FUNCTIONS, ModbusDevice
 from simulators.modbus.faults import modbus_code
@@ -234,14 +234,7 @@ class Session:
         written = NOTHING_WRITTEN
         frame = b""
         try:
-            if action.delay > 0:
-                notes.append(f"delayed {action.delay:g}s")
-                await self.listener.sleep(action.delay)
-            if self.closed:
-                return
-            if action.close:
-                notes.append("connection closed instead of an answer")
-                self.close()
+            if not await still_to_answer(action, self.listener.sleep, self, notes):
                 return
             if action.exception is not None:
                 code = modbus_code(action.exception)

@@ -23,7 +23,7 @@ from typing import Any
 from bifrost.s7 import framing, pdu
 from bifrost.s7.pdu import RequestPdu, ResponsePdu
 from bifrost.tags import Value
-from simulators.hooks import Action, FaultHooks, ListenerInfo, Reader, Writer
+from simulators.hooks import Action, FaultHooks, ListenerInfo, Reader, Writer, still_to_answer
 from simulators.listening import ServerGroup, TcpGate, TcpListener, host_port, peer_name
 from simulators.s7.device import S7Device
 from simulators.s7.frames import TPKT
@@ -148,14 +148,7 @@ class _Session:
         written: Mapping[str, Value] = NOTHING_WRITTEN
         frame = b""
         try:
-            if action.delay > 0:
-                notes.append(f"delayed {action.delay:g}s")
-                await self.listener.sleep(action.delay)
-            if self.closed:
-                return
-            if action.close:
-                notes.append("connection closed instead of an answer")
-                self.close()
+            if not await still_to_answer(action, self.listener.sleep, self, notes):
                 return
             if action.exception is not None:
                 response = device.refuse(request, action.exception)
