@@ -269,6 +269,34 @@ class ServerGroup(Generic[L]):
         return tasks
 
 
+class GroupServer:
+    """The parts of a front-end's ProtocolServer (simulators.protocols) that only pass on to its
+    ServerGroup; a front-end adds `about`, `url` and `reset`."""
+
+    devices: list[Any]
+    server: Any  # a ServerGroup whose listeners have `info`, with a `gates()`
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.server.start(loop)
+
+    @property
+    def listeners(self) -> Sequence[ListenerInfo]:
+        return tuple(listener.info for listener in self.server.listeners)
+
+    def disconnect(self, device: str) -> int:
+        return int(self.server.disconnect(device))
+
+    def close(self) -> list[asyncio.Task[None]]:
+        return list(self.server.close())
+
+    def changed(self) -> None:
+        for device in self.devices:
+            device.check_freeze()  # a freeze keeps the values of its start, not of the next change
+
+    def gates(self, loop: asyncio.AbstractEventLoop) -> Sequence[TcpGate]:
+        return list(self.server.gates())
+
+
 def _freeze_watch(device: ServedDevice) -> Callable[[object], None]:
     def changed(_changes: object) -> None:
         device.check_freeze()
@@ -276,4 +304,4 @@ def _freeze_watch(device: ServedDevice) -> Callable[[object], None]:
     return changed
 
 
-__all__ = ["ServerGroup", "TcpGate", "TcpListener", "host_port", "listen_tcp", "peer_name"]
+__all__ = ["GroupServer", "ServerGroup", "TcpGate", "TcpListener", "host_port", "listen_tcp", "peer_name"]

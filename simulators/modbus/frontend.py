@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 from bifrost.modbus.pdu import ExceptionCode
-from simulators.hooks import FaultHooks, ListenerInfo
+from simulators.hooks import FaultHooks
+from simulators.listening import GroupServer
 from simulators.modbus.device import ModbusDevice
 from simulators.modbus.model import ModbusDeviceModel
 from simulators.modbus.server import Endpoint, ModbusServer
-from simulators.protocols import DeviceAbout, DeviceSetup, FaultCodes, ListenerGate, Sleep
+from simulators.protocols import DeviceAbout, DeviceSetup, FaultCodes, Sleep
+from simulators.recording.hooks import with_replays
 
 _NAMES = {code.name.lower(): int(code) for code in ExceptionCode}
 FAULT_CODES = FaultCodes(
@@ -43,59 +44,35 @@ def _device(setup: DeviceSetup, hooks: FaultHooks) -> Any:
     return ReplayDevice(setup.name, unit, spec.transport, spec.replay, setup.plant, setup.log)
 
 
-class ModbusProtocolServer:
+class ModbusProtocolServer(GroupServer):
     """A host's Modbus devices on their listeners (simulators.modbus.server)."""
 
     def __init__(self, setups: Sequence[DeviceSetup], hooks: FaultHooks, sleep: Sleep) -> None:
         self.devices: list[Any] = [_device(setup, hooks) for setup in setups]
-        replayed = {device.name: device for device in self.devices if not isinstance(device, ModbusDevice)}
-        if replayed:
-            from simulators.recording.hooks import ReplayHooks
-
-            hooks = ReplayHooks(hooks, replayed)  # recorded delays and silences, on top of the faults
+        hooks = with_replays(hooks, self.devices, ModbusDevice)  # recorded delays and silences, on top of the faults
         endpoints = {
             setup.name: Endpoint("rtu")
             if device.transport == "rtu"
             else Endpoint(device.transport, setup.host, setup.port, listen=setup.spec.listen or "")
             for setup, device in zip(setups, self.devices, strict=False)
         }
-        self._server = ModbusServer(self.devices, endpoints, hooks=hooks, sleep=sleep)
+        self.server = ModbusServer(self.devices, endpoints, hooks=hooks, sleep=sleep)
 
     def about(self, device: str) -> DeviceAbout:
         found = next(served for served in self.devices if served.name == device)
         return DeviceAbout(transport=found.transport, unit=found.unit)
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._server.start(loop)
-
     def url(self, device: str) -> str:
         found = next(served for served in self.devices if served.name == device)
-        address = self._server.address(device)
+        address = self.server.address(device)
         if found.transport == "rtu":
             return f"modbus+rtu://{address}?unit={found.unit}&baud=19200&parity=N"
         scheme = "modbus+rtu+tcp" if found.transport == "rtu+tcp" else "modbus"
         return f"{scheme}://{address}?unit={found.unit}"
 
-    @property
-    def listeners(self) -> Sequence[ListenerInfo]:
-        return tuple(listener.info for listener in self._server.listeners)
-
-    def disconnect(self, device: str) -> int:
-        return self._server.disconnect(device)
-
-    def close(self) -> list[asyncio.Task[None]]:
-        return self._server.close()
-
-    def changed(self) -> None:
-        for device in self.devices:
-            device.check_freeze()  # a freeze keeps the values of its start, not of the next change
-
     def reset(self) -> None:
         for device in self.devices:
             device.thaw()
-
-    def gates(self, loop: asyncio.AbstractEventLoop) -> Sequence[ListenerGate]:
-        return self._server.gates()
 
 
 FRONTEND = ModbusFrontend()

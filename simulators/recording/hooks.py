@@ -11,7 +11,7 @@ Protocol-neutral: the front-end's RequestInfo carries the decoded request as `re
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from simulators.hooks import Action, FaultHooks, HookContext, ListenerInfo, Reader, RequestInfo, Writer
@@ -20,6 +20,13 @@ from simulators.recording.replay import Answer
 
 class Decides(Protocol):
     def decide(self, unit: int, request: Any) -> Answer: ...
+
+
+def with_replays(hooks: FaultHooks, devices: Sequence[Any], simulated: type) -> FaultHooks:
+    """`hooks`, wrapped in ReplayHooks when some of a front-end's `devices` are replayed (not of its
+    `simulated` device class)."""
+    replayed = {device.name: device for device in devices if not isinstance(device, simulated)}
+    return ReplayHooks(hooks, replayed) if replayed else hooks
 
 
 class ReplayHooks:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from simulators.hooks import FaultHooks, ListenerInfo
-from simulators.protocols import DeviceAbout, DeviceSetup, FaultCodes, ListenerGate, Sleep
+from simulators.hooks import FaultHooks
+from simulators.listening import GroupServer
+from simulators.protocols import DeviceAbout, DeviceSetup, FaultCodes, Sleep
+from simulators.recording.hooks import with_replays
 from simulators.s7.device import S7Device
 from simulators.s7.model import S7DeviceModel
 from simulators.s7.server import S7Server
@@ -40,49 +41,25 @@ def _device(setup: DeviceSetup, hooks: FaultHooks) -> Any:
     return S7ReplayDevice(setup.name, spec.rack, spec.slot, spec.replay, setup.plant, setup.log)
 
 
-class S7ProtocolServer:
+class S7ProtocolServer(GroupServer):
     """A host's S7 devices, each on its listener (simulators.s7.server)."""
 
     def __init__(self, setups: Sequence[DeviceSetup], hooks: FaultHooks, sleep: Sleep) -> None:
         self.devices: list[Any] = [_device(setup, hooks) for setup in setups]
-        replayed = {device.name: device for device in self.devices if not isinstance(device, S7Device)}
-        if replayed:
-            from simulators.recording.hooks import ReplayHooks
-
-            hooks = ReplayHooks(hooks, replayed)  # recorded delays and silences, on top of the faults
+        hooks = with_replays(hooks, self.devices, S7Device)  # recorded delays and silences, on top of the faults
         endpoints = {setup.name: (setup.host, setup.port) for setup in setups}
-        self._server = S7Server(self.devices, endpoints, hooks=hooks, sleep=sleep)
+        self.server = S7Server(self.devices, endpoints, hooks=hooks, sleep=sleep)
 
     def about(self, device: str) -> DeviceAbout:
         return DeviceAbout(transport="tcp", unit=None)
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._server.start(loop)
-
     def url(self, device: str) -> str:
         found = next(served for served in self.devices if served.name == device)
-        return f"s7://{self._server.address(device)}?rack={found.rack}&slot={found.slot}"
-
-    @property
-    def listeners(self) -> Sequence[ListenerInfo]:
-        return tuple(listener.info for listener in self._server.listeners)
-
-    def disconnect(self, device: str) -> int:
-        return self._server.disconnect(device)
-
-    def close(self) -> list[asyncio.Task[None]]:
-        return self._server.close()
-
-    def changed(self) -> None:
-        for device in self.devices:
-            device.check_freeze()
+        return f"s7://{self.server.address(device)}?rack={found.rack}&slot={found.slot}"
 
     def reset(self) -> None:
         for device in self.devices:
             device.reset()
-
-    def gates(self, loop: asyncio.AbstractEventLoop) -> Sequence[ListenerGate]:
-        return self._server.gates()
 
 
 FRONTEND = S7Frontend()
