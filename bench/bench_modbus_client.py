@@ -1,6 +1,6 @@
 """Modbus clients side by side, against the same responder in one run. Prints; never asserts.
 
-    python3 bench/bench_modbus_client.py [--quick]
+    python3 bench/bench_modbus_client.py [--quick] [--rtu (only (f))]
 
 The responder is a lean asyncio Modbus TCP server in a separate process (so its CPU is not the
 client's), serving registers 0..9999 on 51 ports; its registers change on every request, so a
@@ -22,6 +22,9 @@ which counts every thread, tokio's included.
     `?max_in_flight=1` (one request at a time, as every engine without pipelining), in reads/s.
 (e) mask write, read/write multiple, report server id and device identification through each
     engine's connection against pymodbus's async client: CPU per call.
+(f) RTU over TCP against the Bifrost simulator (one device, 100 registers): a single read, a
+    read_many of 100 tags and the four calls of (e), through each engine's connection against
+    pymodbus's async client with its RTU framer: CPU per call and rate.
 """
 
 from __future__ import annotations
@@ -146,9 +149,33 @@ def run_simulator() -> None:
             sys.stdin.read()
 
 
+RTU_TAGS = 100
+
+
+def run_rtu_simulator() -> None:
+    """Serve one RTU-over-TCP device with Bifrost's simulator: tags u0..u99 at hr 0..99. Print its port."""
+    import tempfile
+
+    from simulators import SimHost
+
+    lines = ["scenario: bench-rtu", "tags:"]
+    lines += [f"  u{i}: {{type: uint16, init: {i}, writable: true}}" for i in range(RTU_TAGS)]
+    lines += ["devices:", "  plc1:", "    protocol: modbus", "    transport: rtu+tcp", "    listen: 127.0.0.1:0"]
+    lines += ["    unit: 1", "    map:", *[f"      u{i}: hr:{i}" for i in range(RTU_TAGS)]]
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/bench-rtu.yaml"
+        with open(path, "w") as file:
+            file.write("\n".join(lines) + "\n")
+        with SimHost(path, any_port=True) as host:
+            print(host.devices["plc1"].url.split("?")[0].rsplit(":", 1)[1], flush=True)
+            sys.stdin.read()
+
+
 class ResponderProcess:
-    def __init__(self, ports: int, simulator: bool = False, delay: float = 0.0) -> None:
-        mode = ["--simulator"] if simulator else ["--responder", str(ports), str(delay)]
+    def __init__(self, ports: int, simulator: bool = False, delay: float = 0.0, rtu: bool = False) -> None:
+        mode = ["--responder", str(ports), str(delay)]
+        if simulator or rtu:
+            mode = ["--rtu-simulator" if rtu else "--simulator"]
         self.process = subprocess.Popen(
             [sys.executable, __file__, *mode],
             stdin=subprocess.PIPE,
@@ -594,6 +621,79 @@ async def bench_functions(port: int, count: int, rounds: int) -> None:
         print(f"  {name:34} {rate * 4:8.0f} {cpu / 4 * 1e6:12.1f}   {ratio(cpu, peer_cpu):>15}")
 
 
+# --- (f) RTU over TCP against the simulator ----------------------------------------------------------
+
+
+async def bench_rtu(port: int, count: int, rounds: int) -> None:
+    from pymodbus.client import AsyncModbusTcpClient
+    from pymodbus.framer import FramerType
+
+    import bifrost
+
+    print(f"\n(f) RTU over TCP against the simulator: {count} calls each, best of {rounds}")
+    names = [f"hr:{i}" for i in range(RTU_TAGS)]
+    plcs = []
+    runs: dict[str, dict[str, Callable[[int], Awaitable[None]]]] = {}
+    for name in engines():
+        plc = bifrost.connect(f"modbus+rtu+tcp://127.0.0.1:{port}?unit=1", engine=name)
+        await plc.open()
+        plcs.append(plc)
+
+        async def read(n: int, plc: Any = plc) -> None:
+            for _ in range(n):
+                await plc.read("hr:0")
+
+        async def read_many(n: int, plc: Any = plc) -> None:
+            for _ in range(n):
+                await plc.read_many(names)
+
+        async def functions(n: int, plc: Any = plc) -> None:
+            for _ in range(n // 4):
+                await plc.mask_write("hr:5", 0xF0F2, 0x0025)
+                await plc.read_write("hr:0", "hr:1", 7)
+                await plc.report_server_id()
+                await plc.device_identification()
+
+        runs[f"{name} engine"] = {"read": read, "read_many": read_many, "functions": functions}
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, framer=FramerType.RTU)
+    await client.connect()
+
+    async def pm_read(n: int) -> None:
+        for _ in range(n):
+            await client.read_holding_registers(0, count=1, device_id=1)
+
+    async def pm_read_many(n: int) -> None:
+        for _ in range(n):
+            await client.read_holding_registers(0, count=RTU_TAGS, device_id=1)
+
+    async def pm_functions(n: int) -> None:
+        for _ in range(n // 4):
+            await client.mask_write_register(address=5, and_mask=0xF0F2, or_mask=0x0025, device_id=1)
+            await client.readwrite_registers(read_address=0, read_count=1, write_address=1, values=[7], device_id=1)
+            await client.report_device_id(device_id=1)
+            await client.read_device_information(device_id=1)
+
+    runs["pymodbus async client (RTU framer)"] = {"read": pm_read, "read_many": pm_read_many, "functions": pm_functions}
+    labels = {
+        "read": "read hr:0",
+        "read_many": f"read_many of {RTU_TAGS} tags (pymodbus: one read)",
+        "functions": "FC 22, 23, 17, 43/14 in turn",
+    }
+    try:
+        for what, label in labels.items():
+            n = count // 10 if what == "read_many" else count
+            results = {name: await best(run[what], n, rounds) for name, run in runs.items()}
+            peer_cpu = results["pymodbus async client (RTU framer)"][1]
+            print(f"  {label}")
+            print(f"    {'client':36} {'calls/s':>8} {'CPU us/call':>12}   {'CPU vs pymodbus':>15}")
+            for name, (rate, cpu) in results.items():
+                print(f"    {name:36} {rate:8.0f} {cpu * 1e6:12.1f}   {ratio(cpu, peer_cpu):>15}")
+    finally:
+        client.close()
+        for plc in plcs:
+            await plc.close()
+
+
 # --- (d) pipelining against a device 5 ms away -----------------------------------------------------
 
 
@@ -650,6 +750,11 @@ async def bench(quick: bool) -> None:
     if importlib.util.find_spec("simulators.host") is None:
         print("\nsimulators.host is not there: the Bifrost simulator is left out")
         return
+    rtu = ResponderProcess(1, rtu=True)
+    try:
+        await bench_rtu(rtu.ports[0], count // 3, 1 if quick else 3)
+    finally:
+        rtu.close()
     simulator = ResponderProcess(DEVICES + 1, simulator=True)
     try:
         print(f"\n=== the Bifrost simulator (SimHost, pid {simulator.process.pid}, {len(simulator.ports)} devices) ===")
@@ -661,12 +766,27 @@ async def bench(quick: bool) -> None:
         simulator.close()
 
 
+async def bench_rtu_only(quick: bool) -> None:
+    rtu = ResponderProcess(1, rtu=True)
+    try:
+        await bench_rtu(rtu.ports[0], 300 if quick else 1000, 1 if quick else 3)
+    finally:
+        rtu.close()
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--responder":
         run_responder(int(sys.argv[2]), float(sys.argv[3]) if len(sys.argv) > 3 else 0.0)
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--simulator":
         run_simulator()
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--rtu-simulator":
+        run_rtu_simulator()
+        return
+    if "--rtu" in sys.argv:  # (f) alone
+        asyncio.run(bench_rtu_only("--quick" in sys.argv))
+        print(f"load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
         return
     started = time.perf_counter()
     asyncio.run(bench("--quick" in sys.argv))

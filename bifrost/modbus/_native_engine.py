@@ -5,7 +5,9 @@
   timeouts are the loop's timers, so no call crosses a thread (the h11 shape: Rust the engine,
   asyncio the driver). `?max_in_flight=N` pipelines requests on the connection.
 * RTU on a serial port and RTU over TCP: `bifrost._native.ModbusClient`, a tokio task per
-  connection (tokio-modbus), reached through `bridge.rs`; it also serves Rust without asyncio.
+  connection that frames every request itself (RTU: unit, PDU, CRC; a reply's end found from its
+  function code and byte count) on a tokio byte stream, reached through `bridge.rs`; it also serves
+  Rust without asyncio.
 
 A read plan is compiled once into a `NativePlan` and then runs in Rust in one call: the requests go
 out, every value is decoded in Rust, and the values come back in bulk. A request the device refuses
@@ -28,7 +30,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import cast
 
 from bifrost import _native
-from bifrost.errors import BifrostError, ConfigError, ConnectError, DeviceError, ProtocolError
+from bifrost.errors import BifrostError, ConnectError, DeviceError, ProtocolError
 from bifrost.modbus import pdu
 from bifrost.modbus.engine import TRANSPORT_ERRORS, Decoded, Engine
 from bifrost.modbus.planner import Plan, Planner, ReadJob, ReadRequest, Slice, hole_error
@@ -140,12 +142,7 @@ class NativeEngine(Engine):
         await self.client.write_coils(unit, start, list(bits))
 
     async def transact(self, unit: int, request: pdu.RequestPdu) -> pdu.ResponsePdu:
-        if self._session is None:
-            raise ConfigError(
-                f"{self.device}: {pdu.function_name(request.function)} is served by the native engine over "
-                "Modbus TCP; over RTU use engine='python'"
-            )
-        raw = await self._session.transact(unit, pdu.encode_request(request), not isinstance(request, _READS_ONLY))
+        raw = await self.client.transact(unit, pdu.encode_request(request), not isinstance(request, _READS_ONLY))
         # The same checks as the Python engine's, in the same words (framing.ClientConnection).
         try:
             response = pdu.decode_response(raw, request)

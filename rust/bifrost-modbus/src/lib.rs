@@ -1,5 +1,5 @@
 //! Bifrost's Modbus engine, in pure Rust (no Python): the value codec shared with
-//! `bifrost/values.py`, and the client engine built on tokio-modbus.
+//! `bifrost/values.py`, and the client engine (its own MBAP and RTU framing over tokio).
 
 pub mod engine;
 pub mod values;

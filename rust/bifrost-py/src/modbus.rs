@@ -16,7 +16,7 @@ use bifrost_modbus::engine::{
 };
 use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyTuple};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
@@ -709,6 +709,27 @@ impl ModbusClient {
             }
         };
         self.write(py, request)
+    }
+
+    /// Send a request PDU encoded by the caller; an awaitable of the reply's PDU (bytes). An
+    /// exception reply raises `DeviceError`. `write`: queue it with the writes (served first);
+    /// reads of identity (17, 43) wait with the reads. As `TcpSession.transact`.
+    #[pyo3(signature = (unit, pdu, write=true))]
+    fn transact<'py>(
+        &self,
+        py: Python<'py>,
+        unit: u8,
+        pdu: Vec<u8>,
+        write: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.client(py)?;
+        bridge::awaitable(py, async move {
+            let result = client.transact(unit, pdu, write).await;
+            move |py: Python<'_>| match result {
+                Ok(reply) => Ok(PyBytes::new(py, &reply).into_any().unbind()),
+                Err(e) => Err(errors::to_py(py, &e)),
+            }
+        })
     }
 
     /// Run a plan: `(values, errors)`, a value per tag (None where its request failed) and an

@@ -46,9 +46,12 @@ pub(crate) fn seconds(time: SystemTime) -> f64 {
 
 /// One value read from a device: value, quality, and when it was read (seconds since the epoch).
 ///
-/// Immutable; equal by value, quality and timestamp, and so unhashable. Not tracked by the cycle
-/// collector (a value is a number, a bool or a string), which keeps millions of them cheap.
-#[pyclass(frozen, module = "bifrost", name = "DataPoint")]
+/// Immutable; equal by value, quality and timestamp, and so unhashable. Freed points are kept on
+/// a free list for the next batch: a poll makes and drops thousands per cycle, and reusing them
+/// made `bifrost.poll`'s points ~1.27x the values per CPU-second of plain allocation (bench (c),
+/// A/B of the two builds in one session). (pyo3 makes every class a GC type, so they are tracked
+/// by the cycle collector all the same; untracking them would take `unsafe`.)
+#[pyclass(frozen, freelist = 8192, module = "bifrost", name = "DataPoint")]
 pub(crate) struct DataPoint {
     #[pyo3(get)]
     value: Py<PyAny>,

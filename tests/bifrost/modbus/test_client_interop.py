@@ -191,7 +191,7 @@ async def test_writes_that_cannot_be_are_refused_before_the_wire(pymodbus_server
 
 
 async def test_a_device_that_hangs_up_is_named_as_such(raw_server: Callable[[Handler], RawPeer], engine: str) -> None:
-    """A clean close reads the same on both engines (tokio-modbus reports it as a stale errno)."""
+    """A clean close reads the same on both engines (once told by tokio-modbus as a stale errno)."""
 
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readexactly(12)

@@ -1,6 +1,8 @@
 """The two client engines, held to the same results against the simulator: values, exception codes,
-errors raised before the wire, and timeouts. Hypothesis draws the operations; each sequence runs on
-the Python engine and on the native one, from the same plant state, and the outcomes must be equal.
+errors raised before the wire, and timeouts. Hypothesis draws the operations (reads, writes, mask
+writes, read/write multiple, device identification, server id); each sequence runs on the Python
+engine and on the native one, from the same plant state, over Modbus TCP and over RTU over TCP, and
+the outcomes must be equal.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ tags:
 devices:
   plc1:
     protocol: modbus
+    transport: {transport}
     listen: 127.0.0.1:0
     unit: 1
     map:
@@ -54,9 +57,9 @@ NAMES = ["a", "b", "c", "d", "e", "f", "g", "h", "r", "s"]
 ENGINES = ("python", "native")
 
 
-@pytest.fixture(scope="module")
-def host() -> Iterator[SimHost]:
-    scenario = load_scenario(Path("differential.yaml"), text=PLANT)
+@pytest.fixture(scope="module", params=["tcp", "rtu+tcp"])
+def host(request: pytest.FixtureRequest) -> Iterator[SimHost]:
+    scenario = load_scenario(Path("differential.yaml"), text=PLANT.replace("{transport}", str(request.param)))
     with SimHost(scenario, clock="virtual", any_port=True) as started:
         yield started
 
@@ -79,6 +82,10 @@ operations = st.lists(
         st.tuples(st.just("read"), targets),
         st.tuples(st.just("read_many"), st.lists(targets, min_size=1, max_size=6)),
         st.tuples(st.just("write"), targets, values),
+        st.tuples(st.just("mask_write"), targets, st.integers(0, 0xFFFF), st.integers(0, 0xFFFF)),
+        st.tuples(st.just("read_write"), targets, targets, values),
+        st.tuples(st.just("identify"), st.sampled_from([1, 2, 3])),
+        st.tuples(st.just("server_id")),
     ),
     min_size=1,
     max_size=8,
@@ -106,9 +113,18 @@ async def _run(url: str, tags: TagMap, engine: str, ops: list[tuple[Any, ...]], 
                     out.append(
                         ("points", [(name, _comparable(p.value), p.quality.value) for name, p in points.items()])
                     )
-                else:
+                elif op[0] == "write":
                     await plc.write(op[1], op[2])
                     out.append(("written",))
+                elif op[0] == "mask_write":
+                    await plc.mask_write(op[1], op[2], op[3])
+                    out.append(("masked",))
+                elif op[0] == "read_write":
+                    out.append(("value", _comparable((await plc.read_write(op[1], op[2], op[3])).value)))
+                elif op[0] == "identify":
+                    out.append(("identity", await plc.device_identification(op[1])))
+                else:
+                    out.append(("server id", await plc.report_server_id()))
             except (bifrost.BifrostError, ValueError) as exc:
                 out.append(_outcome(exc))
     return out

@@ -1,5 +1,6 @@
 """The loop-driven Modbus TCP path: pipelining (and its fallback), a device restarted between calls,
-and the function codes beyond reads and writes, against raw servers and the simulator on 127.0.0.1:0."""
+and both engines' words, against raw servers on 127.0.0.1:0. (The function codes beyond reads and
+writes are held to both engines on every transport in test_functions.py.)"""
 
 from __future__ import annotations
 
@@ -7,15 +8,11 @@ import asyncio
 import logging
 import struct
 import threading
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 import pytest
 
 import bifrost
-from bifrost.modbus import pdu
-from bifrost.modbus.client import ModbusConnection
-from simulators import SimHost, load_scenario
 
 from .conftest import Handler, RawPeer
 
@@ -146,86 +143,6 @@ async def test_the_first_call_after_a_device_restarted_goes_on(
             closed.clear()
             assert (await plc.read("hr:9")).value == 9
     assert peer.connections == 4
-
-
-PLANT = """
-scenario: functions
-tags:
-  r0: {type: uint16, init: 5, writable: true}
-  r1: {type: uint16, init: 6, writable: true}
-devices:
-  plc1:
-    protocol: modbus
-    listen: 127.0.0.1:0
-    unit: 1
-    map: {r0: hr:40, r1: hr:41}
-"""
-
-
-@pytest.fixture(scope="module")
-def host() -> Iterator[SimHost]:
-    with SimHost(load_scenario(Path("functions.yaml"), text=PLANT), any_port=True) as started:
-        yield started
-
-
-def _connect(host: SimHost, engine: str) -> ModbusConnection:
-    connection = bifrost.connect(host.devices["plc1"].url, engine=engine, timeout=5)
-    assert isinstance(connection, ModbusConnection)
-    return connection
-
-
-async def _both(host: SimHost, steps: Callable[[ModbusConnection], Awaitable[object]]) -> dict[str, object]:
-    results = {}
-    for engine in ("python", "native"):
-        host.reset()
-        async with _connect(host, engine) as plc:
-            try:
-                results[engine] = await steps(plc)
-            except bifrost.BifrostError as exc:
-                results[engine] = (type(exc).__name__, str(exc).split(": ", 1)[1], getattr(exc, "code", None))
-    return results
-
-
-async def test_mask_write_and_read_write_on_both_engines(host: SimHost) -> None:
-    async def steps(plc: ModbusConnection) -> object:
-        await plc.write("hr:40", 0x1234)
-        await plc.mask_write("hr:40", 0xF0F2, 0x0025)  # the spec's example: 0x12 -> 0x17 in the low byte
-        masked = (await plc.read("hr:40")).value
-        point = await plc.read_write("hr:40", "hr:41", 77)
-        return masked, point.value, (await plc.read("hr:41")).value
-
-    results = await _both(host, steps)
-    assert (
-        results["python"]
-        == results["native"]
-        == (0x1234 & 0xF0F2 | 0x0025 & ~0xF0F2 & 0xFFFF, 0x1234 & 0xF0F2 | 0x0025 & ~0xF0F2 & 0xFFFF, 77)
-    )
-
-
-async def test_device_identification_on_both_engines(host: SimHost) -> None:
-    async def steps(plc: ModbusConnection) -> object:
-        return await plc.device_identification()
-
-    results = await _both(host, steps)
-    assert results["python"] == results["native"]
-    assert isinstance(results["python"], dict) and 0 in results["python"], results
-
-
-async def test_report_server_id_on_both_engines(host: SimHost) -> None:
-    async def steps(plc: ModbusConnection) -> object:
-        return await plc.report_server_id()
-
-    results = await _both(host, steps)
-    assert results["python"] == results["native"] == pdu.ReportServerIdResponse(b"plc1", True)
-
-
-async def test_refusals_of_the_new_functions_read_alike(host: SimHost) -> None:
-    async def steps(plc: ModbusConnection) -> object:
-        return await plc.mask_write("hr:9999", 0, 0)
-
-    results = await _both(host, steps)
-    assert results["python"] == results["native"]
-    assert results["python"][0] == "DeviceError"  # type: ignore[index]
 
 
 async def _said(url: str, engine: str, call: Callable[[bifrost.Connection], Awaitable[object]]) -> tuple[str, str]:

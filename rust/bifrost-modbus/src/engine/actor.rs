@@ -5,9 +5,9 @@
 //!   queue again between the requests of a plan, so a write waits for at most one request in
 //!   flight. Within a queue, callers are served in the order they arrived.
 //! * **One request in flight, each bounded by the timeout.** On a timeout the connection is
-//!   *dropped*, not drained: tokio-modbus has one request in flight and cannot match a reply to a
-//!   request on RTU (there is no transaction id), so a reply that comes late on the same
-//!   connection would be taken as the answer to the next request. A new connection cannot carry
+//!   *dropped*, not drained: one request is in flight and RTU has no transaction id to match a
+//!   reply to its request, so a reply that comes late on the same connection would be taken as
+//!   the answer to the next request. A new connection cannot carry
 //!   it. On a serial line, where "the connection" is the wire itself, the port is closed, kept
 //!   closed for `serial_quiet`, then reopened and its input buffer cleared, so what the device
 //!   sent meanwhile is thrown away. A reply later than timeout + `serial_quiet` would still be
@@ -28,18 +28,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::{sleep_until, timeout, Instant};
-use tokio_modbus::client::{Client as _, Context};
-use tokio_modbus::prelude::SlaveContext as _;
-use tokio_modbus::{Request, Response, Slave};
-
 use super::backoff::Backoff;
 use super::error::Error;
+use super::line::{Line, LineError};
+use super::mbap::{self, ReplyError};
 use super::plan::{Area, ReadRequest, Words};
 use super::transport::{self, Transport};
 use super::write::WriteRequest;
 use crate::values::{Value, WireFormat};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{sleep_until, timeout, Instant};
 
 pub(crate) type Reply<T> = oneshot::Sender<T>;
 
@@ -58,6 +56,12 @@ pub(crate) enum WriteCommand {
         value: Value,
         reply: Reply<Result<(), Error>>,
     },
+    /// A request PDU encoded by the caller (mask write, read/write multiple registers).
+    Raw {
+        unit: u8,
+        pdu: Vec<u8>,
+        reply: Reply<Result<Vec<u8>, Error>>,
+    },
     Close {
         reply: Reply<()>,
     },
@@ -72,6 +76,12 @@ pub(crate) enum ReadCommand {
     Plan {
         requests: Arc<[ReadRequest]>,
         reply: Reply<Vec<Result<Words, Error>>>,
+    },
+    /// A request PDU encoded by the caller that only reads (device identification, server id).
+    Raw {
+        unit: u8,
+        pdu: Vec<u8>,
+        reply: Reply<Result<Vec<u8>, Error>>,
     },
     Connect {
         reply: Reply<Result<(), Error>>,
@@ -105,7 +115,7 @@ pub(crate) struct Actor {
     connect_timeout: Duration,
     serial_quiet: Duration,
     backoff: Backoff,
-    conn: Option<Context>,
+    conn: Option<Line>,
     /// When disconnected: when the next attempt is due.
     next_attempt: Instant,
     /// Why the last attempt failed, or the connection was lost.
@@ -206,6 +216,12 @@ impl Actor {
                     let _ = reply.send(result);
                 }
             }
+            WriteCommand::Raw { unit, pdu, reply } => {
+                if !reply.is_closed() {
+                    let result = self.raw(unit, &pdu).await;
+                    let _ = reply.send(result);
+                }
+            }
             WriteCommand::Close { reply } => {
                 self.shutdown().await;
                 let _ = reply.send(());
@@ -220,6 +236,12 @@ impl Actor {
             ReadCommand::Read { request, reply } => {
                 if !reply.is_closed() {
                     let result = self.read(&request).await;
+                    let _ = reply.send(result);
+                }
+            }
+            ReadCommand::Raw { unit, pdu, reply } => {
+                if !reply.is_closed() {
+                    let result = self.raw(unit, &pdu).await;
                     let _ = reply.send(result);
                 }
             }
@@ -276,63 +298,62 @@ impl Actor {
         request
             .validate()
             .map_err(|message| Error::invalid(&self.device, message))?;
-        let ReadRequest {
-            unit,
-            area,
-            start,
-            count,
-        } = *request;
-        let modbus = match area {
-            Area::Coils => Request::ReadCoils(start, count),
-            Area::DiscreteInputs => Request::ReadDiscreteInputs(start, count),
-            Area::InputRegisters => Request::ReadInputRegisters(start, count),
-            Area::HoldingRegisters => Request::ReadHoldingRegisters(start, count),
-        };
-        let response = self.transact(unit, modbus).await?;
-        let count = usize::from(count);
-        let words = match (area, response) {
-            (Area::Coils, Response::ReadCoils(mut bits))
-            | (Area::DiscreteInputs, Response::ReadDiscreteInputs(mut bits)) => {
-                // Bits come in whole bytes; the padding is not data.
-                if bits.len() < count {
-                    return Err(self.short_reply(*request, bits.len()));
-                }
-                bits.truncate(count);
-                Words::Bits(bits)
-            }
-            (Area::InputRegisters, Response::ReadInputRegisters(registers))
-            | (Area::HoldingRegisters, Response::ReadHoldingRegisters(registers)) => {
-                if registers.len() != count {
-                    return Err(self.short_reply(*request, registers.len()));
-                }
-                Words::Registers(registers)
-            }
-            (_, other) => {
-                return Err(Error::protocol(
-                    &self.device,
-                    format!("the reply {other:?} does not answer {request:?}"),
-                ))
-            }
-        };
-        Ok(words)
+        let reply = self
+            .transact(request.unit, &mbap::read_pdu(request))
+            .await?;
+        let parsed = mbap::parse_read(request, &reply);
+        self.settle(request.unit, parsed)
     }
 
-    fn short_reply(&self, request: ReadRequest, got: usize) -> Error {
-        Error::protocol(
-            &self.device,
-            format!(
-                "unit {} answered {} item(s) to a read of {} at {}:{}",
-                request.unit, got, request.count, request.area, request.start
-            ),
-        )
+    /// A reply checked against its request: an exception fails the call and keeps the connection;
+    /// a reply that cannot answer it fails the call and drops the connection (what the device
+    /// meant, and whether more of it is coming, cannot be known).
+    fn settle<T>(&mut self, unit: u8, parsed: Result<T, ReplyError>) -> Result<T, Error> {
+        match parsed {
+            Ok(value) => Ok(value),
+            Err(ReplyError::Exception { function, code }) => Err(Error::Exception {
+                device: Arc::clone(&self.device),
+                unit,
+                function,
+                code,
+            }),
+            Err(ReplyError::Malformed(why)) => {
+                let error = Error::protocol(&self.device, why);
+                self.lose(&error);
+                Err(error)
+            }
+        }
+    }
+
+    /// A request PDU the caller encoded, and the reply's PDU (checked only for its function code:
+    /// the caller decodes it).
+    async fn raw(&mut self, unit: u8, pdu: &[u8]) -> Result<Vec<u8>, Error> {
+        let Some(&function) = pdu.first() else {
+            return Err(Error::invalid(&self.device, "an empty request PDU"));
+        };
+        let reply = self.transact(unit, pdu).await?;
+        let parsed = match reply.as_slice() {
+            [f, code] if *f == function | 0x80 => Err(ReplyError::Exception {
+                function,
+                code: *code,
+            }),
+            [f, ..] if *f == function => Ok(()),
+            _ => Err(ReplyError::Malformed(format!(
+                "the reply {reply:02X?} does not answer function {function}"
+            ))),
+        };
+        self.settle(unit, parsed).map(|()| reply)
     }
 
     async fn write(&mut self, request: &WriteRequest) -> Result<(), Error> {
         request
             .validate()
             .map_err(|message| Error::invalid(&self.device, message))?;
-        let response = self.transact(request.unit(), request.to_modbus()).await?;
-        request.check_echo(&response, &self.device)
+        let reply = self
+            .transact(request.unit(), &mbap::write_pdu(request))
+            .await?;
+        let parsed = mbap::parse_write(request, &reply);
+        self.settle(request.unit(), parsed)
     }
 
     async fn write_bit(
@@ -360,49 +381,38 @@ impl Actor {
         .await
     }
 
-    /// One request and its reply, within the timeout, on a connection made if needed.
-    async fn transact(&mut self, unit: u8, request: Request<'_>) -> Result<Response, Error> {
+    /// One request and the PDU of its reply, within the timeout, on a connection made if
+    /// needed. Anything but a whole reply frame drops the connection.
+    async fn transact(&mut self, unit: u8, pdu: &[u8]) -> Result<Vec<u8>, Error> {
         self.ensure_connected().await?;
-        let function = request.function_code().value();
+        let function = pdu[0];
         let Some(conn) = self.conn.as_mut() else {
             unreachable!("ensure_connected leaves a connection")
         };
-        conn.set_slave(Slave(unit));
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        match timeout(self.timeout, conn.call(request)).await {
-            Ok(Ok(Ok(response))) => Ok(response),
-            Ok(Ok(Err(code))) => Err(Error::Exception {
-                device: Arc::clone(&self.device),
-                unit,
-                function,
-                code: code.into(),
-            }),
-            Ok(Err(tokio_modbus::Error::Protocol(error))) => {
-                let error = Error::protocol(&self.device, error.to_string());
-                self.lose(&error);
-                Err(error)
-            }
-            Ok(Err(tokio_modbus::Error::Transport(error))) => {
-                let error = if error.kind() == io::ErrorKind::InvalidData {
-                    Error::protocol(&self.device, error.to_string())
-                } else {
-                    Error::connect(&self.device, lost(&error))
-                };
-                self.lose(&error);
-                Err(error)
-            }
+        let error = match timeout(self.timeout, conn.call(unit, pdu)).await {
+            Ok(Ok(reply)) => return Ok(reply),
+            Ok(Err(LineError::Protocol(why))) => Error::protocol(&self.device, why),
+            Ok(Err(LineError::Closed)) => Error::connect(
+                &self.device,
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection lost: the device closed it",
+                ),
+            ),
+            Ok(Err(LineError::Io(error))) => Error::connect(&self.device, lost(&error)),
             Err(_elapsed) => {
                 self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
-                let error = Error::Timeout {
+                Error::Timeout {
                     device: Arc::clone(&self.device),
                     unit,
                     function,
                     after: self.timeout,
-                };
-                self.lose(&error);
-                Err(error)
+                }
             }
-        }
+        };
+        self.lose(&error);
+        Err(error)
     }
 
     async fn ensure_connected(&mut self) -> Result<(), Error> {
@@ -487,7 +497,7 @@ impl Actor {
         if let Some(mut conn) = self.conn.take() {
             self.counters.connected.store(false, Ordering::Relaxed);
             // A polite close if it is quick; dropping closes it anyway.
-            let _ = timeout(self.timeout, conn.disconnect()).await;
+            let _ = timeout(self.timeout, conn.shutdown()).await;
         }
     }
 
@@ -498,33 +508,22 @@ impl Actor {
     }
 }
 
-/// Linux's EINPROGRESS and macOS's: the errno a non-blocking connect leaves behind.
-const STALE_CONNECT_ERRNOS: [i32; 2] = [115, 36];
-
-/// Say plainly how a connection was lost. tokio-modbus reports a peer that closed the connection
-/// as whatever `errno` held (TCP: `last_os_error()` at end of stream, often 0, EAGAIN or the
-/// connect's EINPROGRESS) or as a broken pipe (RTU), and a close in the middle of a frame as
-/// "bytes remaining on stream".
+/// Say plainly how a connection was lost, in the words of the Python engine and the TCP session:
+/// a broken pipe is the device having closed it, and an OS error is its text without Rust's
+/// " (os error N)" tail.
 fn lost(error: &io::Error) -> io::Error {
-    let stale = error
-        .raw_os_error()
-        .is_some_and(|code| code == 0 || STALE_CONNECT_ERRNOS.contains(&code));
-    let closed = stale
-        || matches!(
-            error.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof
-        );
-    if error.to_string() == "bytes remaining on stream" {
-        io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection lost: the device closed it mid-frame",
-        )
-    } else if closed {
-        io::Error::new(
+    if matches!(
+        error.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof
+    ) {
+        return io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "connection lost: the device closed it",
-        )
-    } else {
-        io::Error::new(error.kind(), format!("connection lost: {error}"))
+        );
     }
+    let text = error.to_string();
+    let text = text
+        .find(" (os error ")
+        .map_or(text.as_str(), |at| &text[..at]);
+    io::Error::new(error.kind(), format!("connection lost: {text}"))
 }

@@ -1,6 +1,7 @@
-//! The Modbus client engine: an async client over tokio-modbus that adds what tokio-modbus leaves
-//! out — a timeout on every request, supervised reconnect with backoff, writes ahead of polls —
-//! and runs whole read plans, decoding every value in Rust.
+//! The Modbus client engine: an async client that frames every request itself (MBAP or RTU, see
+//! `line.rs`) over a tokio byte stream — a TCP socket or a serial port (tokio-serial) — with a
+//! timeout on every request, supervised reconnect with backoff and writes ahead of polls, and runs
+//! whole read plans, decoding every value in Rust.
 //!
 //! A [`Client`] is a cheap handle (clone it freely) to one connection. The connection is owned by
 //! one task (see `actor.rs` for the rules it keeps: one request in flight, the connection
@@ -27,9 +28,11 @@
 mod actor;
 mod backoff;
 mod error;
+mod line;
 pub mod mbap;
 mod plan;
 mod poll;
+pub mod rtu;
 mod transport;
 mod write;
 
@@ -346,6 +349,25 @@ impl Client {
         let (reply, answer) = oneshot::channel();
         self.send_write(WriteCommand::Write { request, reply })
             .await?;
+        answer.await.map_err(|_| self.closed())?
+    }
+
+    /// Send a request PDU encoded by the caller (any function code) and return the reply's PDU,
+    /// checked only for being an answer to that function: an exception reply is
+    /// `Error::Exception`. `write` queues it with the writes (served first); a request that only
+    /// reads (17, 43) may go with the reads.
+    ///
+    /// # Errors
+    /// Any [`Error`]; `Invalid` for an empty PDU.
+    pub async fn transact(&self, unit: u8, pdu: Vec<u8>, write: bool) -> Result<Vec<u8>, Error> {
+        let (reply, answer) = oneshot::channel();
+        if write {
+            self.send_write(WriteCommand::Raw { unit, pdu, reply })
+                .await?;
+        } else {
+            self.send_read(ReadCommand::Raw { unit, pdu, reply })
+                .await?;
+        }
         answer.await.map_err(|_| self.closed())?
     }
 

@@ -4,8 +4,8 @@ use std::fmt;
 use std::io;
 
 use tokio::net::TcpStream;
-use tokio_modbus::client::{rtu, tcp, Context};
-use tokio_modbus::Slave;
+
+use super::line::{self, Line};
 
 /// How to reach the device(s) of one connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,20 +71,21 @@ impl SerialConfig {
     }
 }
 
-/// Open the transport and wrap it in a tokio-modbus client context.
-pub(crate) async fn open(transport: &Transport) -> io::Result<Context> {
-    // The unit is set before every request; this one is only a placeholder.
-    let slave = Slave(1);
+/// Open the transport, with the framing it speaks.
+pub(crate) async fn open(transport: &Transport) -> io::Result<Line> {
     match transport {
-        Transport::Tcp { address } => {
-            let stream = tcp_stream(address).await?;
-            Ok(tcp::attach_slave(stream, slave))
-        }
+        Transport::Tcp { address } => Ok(Line::mbap(Box::new(tcp_stream(address).await?))),
         Transport::RtuOverTcp { address } => {
-            let stream = tcp_stream(address).await?;
-            Ok(rtu::attach_slave(stream, slave))
+            // No silences on a TCP stream: frames are cut by their length alone.
+            Ok(Line::rtu(Box::new(tcp_stream(address).await?), None))
         }
-        Transport::Serial(serial) => open_serial(serial).map(|port| rtu::attach_slave(port, slave)),
+        Transport::Serial(serial) => {
+            let port = open_serial(serial)?;
+            Ok(Line::rtu(
+                Box::new(port),
+                Some(line::serial_gap(serial.baud_rate)),
+            ))
+        }
     }
 }
 

@@ -1,11 +1,5 @@
 //! Writes: the four write functions, checked before they are sent and against the echo after.
 
-use std::borrow::Cow;
-use std::sync::Arc;
-
-use tokio_modbus::{Request, Response};
-
-use super::error::Error;
 use super::plan::{ADDRESS_SPACE, MAX_WRITE_BITS, MAX_WRITE_REGISTERS};
 
 /// One write.
@@ -64,52 +58,6 @@ impl WriteRequest {
         }
         Ok(())
     }
-
-    pub(crate) fn to_modbus(&self) -> Request<'_> {
-        match self {
-            Self::Coil { address, value, .. } => Request::WriteSingleCoil(*address, *value),
-            Self::Coils {
-                address, values, ..
-            } => Request::WriteMultipleCoils(*address, Cow::Borrowed(values)),
-            Self::Register { address, value, .. } => Request::WriteSingleRegister(*address, *value),
-            Self::Registers {
-                address, values, ..
-            } => Request::WriteMultipleRegisters(*address, Cow::Borrowed(values)),
-        }
-    }
-
-    /// The device echoes what it wrote; anything else means it did something else.
-    pub(crate) fn check_echo(&self, response: &Response, device: &Arc<str>) -> Result<(), Error> {
-        let matches = match (self, response) {
-            (Self::Coil { address, value, .. }, Response::WriteSingleCoil(a, v)) => {
-                a == address && v == value
-            }
-            (Self::Register { address, value, .. }, Response::WriteSingleRegister(a, v)) => {
-                a == address && v == value
-            }
-            (
-                Self::Coils {
-                    address, values, ..
-                },
-                Response::WriteMultipleCoils(a, n),
-            ) => a == address && usize::from(*n) == values.len(),
-            (
-                Self::Registers {
-                    address, values, ..
-                },
-                Response::WriteMultipleRegisters(a, n),
-            ) => a == address && usize::from(*n) == values.len(),
-            _ => false,
-        };
-        if matches {
-            Ok(())
-        } else {
-            Err(Error::protocol(
-                device,
-                format!("the reply {response:?} does not echo the write {self:?}"),
-            ))
-        }
-    }
 }
 
 #[cfg(test)]
@@ -142,22 +90,5 @@ mod tests {
             values: vec![true],
         };
         assert!(fine.validate().is_ok());
-    }
-
-    #[test]
-    fn a_wrong_echo_is_a_protocol_error() {
-        let device: Arc<str> = Arc::from("dev");
-        let write = WriteRequest::Register {
-            unit: 1,
-            address: 5,
-            value: 7,
-        };
-        assert!(write
-            .check_echo(&Response::WriteSingleRegister(5, 7), &device)
-            .is_ok());
-        let err = write
-            .check_echo(&Response::WriteSingleRegister(5, 8), &device)
-            .unwrap_err();
-        assert_eq!(err.kind(), "protocol");
     }
 }
