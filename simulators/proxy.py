@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import itertools
 import json
 import logging
@@ -32,7 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import typer
 
@@ -50,13 +51,13 @@ from bifrost.modbus.pdu import (
     function_name,
 )
 from simulators.clock import Clock, SystemClock
-from simulators.faults import FaultSet, FaultSpec, Lane
+from simulators.faults import FaultSet, FaultSpec, Framer, Lane
 from simulators.faults.streams import abort_with_reset
 from simulators.hooks import Action, RequestInfo
 from simulators.modbus.faults import exception_frame, rewrite_reply
 from simulators.modbus.frames import Splitter, framer_for
 from simulators.modbus.requests import ModbusRequestInfo
-from simulators.recording.codec import Codec, codec_for
+from simulators.recording.codec import Codec, Cut, codec_for
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,80 @@ class TrafficRecord:
 TrafficLog = Callable[[TrafficRecord], object]
 
 
+class DialectSession(Protocol):
+    """One relayed connection of a protocol other than Modbus, as its front-end reads and writes it
+    (simulators/s7/proxying.py, simulators/opcua/proxying.py). Pieces are the codec's cuts: whole
+    messages, relayed unchanged unless a fault or the protocol's bookkeeping says otherwise."""
+
+    value_status: bool
+    """Whether `bad_quality` is a status on the values of a forwarded read (OPC UA), not a refusal (S7)."""
+
+    def info(self, cut: Cut) -> RequestInfo | None:
+        """What faults see of a request (decoded only as far as a match asks); None: not a request."""
+        ...
+
+    def handshake(self, info: RequestInfo) -> bool:
+        """The connection's own set-up (S7 setup communication, OPC UA sessions): no protocol fault."""
+        ...
+
+    def refusal(self, cut: Cut, info: RequestInfo, code: int) -> bytes | None:
+        """The frame refusing request `cut` with the protocol's error for `code`, as our simulator of
+        the protocol sends it; None when the proxy cannot answer here (a signed channel)."""
+        ...
+
+    def forward(self, piece: bytes) -> bytes:
+        """A request as the device is sent it."""
+        ...
+
+    def withheld(self, piece: bytes) -> None:
+        """A request the device will never see (answered here, or lost)."""
+        ...
+
+    def deliver(self, piece: bytes) -> bytes:
+        """An answer as the client is sent it."""
+        ...
+
+    def lost(self, piece: bytes) -> None:
+        """An answer (after `deliver`) the client will never see."""
+        ...
+
+    def rewrite(self, piece: bytes, action: Action) -> bytes:
+        """An answer as `wrong_transaction` sends it."""
+        ...
+
+    def bad_quality(self, piece: bytes, body: bytes | None, info: RequestInfo, status: int | None) -> bytes | None:
+        """An answer to a read with its values' status set (only where `value_status`)."""
+        ...
+
+
+class Dialect(Protocol):
+    protocol: str
+    framer: Framer
+
+    def session(self) -> DialectSession: ...
+
+
+_DIALECTS = {"s7": "simulators.s7.proxying", "opcua": "simulators.opcua.proxying"}
+
+
+def dialect_for(protocol: str) -> Dialect:
+    """The proxy's dialect of `protocol` (imported when first asked for: a front-end's dependencies)."""
+    module = _DIALECTS.get(protocol)
+    if module is None:
+        raise ConfigError(f"--protocol: the proxy speaks modbus, {', '.join(_DIALECTS)}; not {protocol!r}")
+    dialect: Dialect = importlib.import_module(module).DIALECT
+    return dialect
+
+
+def _in_values(dialect: DialectSession, kinds: tuple[str, ...]) -> bool:
+    """Whether the faults that hit a request ask for a value status rather than a refusal."""
+    return dialect.value_status and "bad_quality" in kinds and "exception" not in kinds
+
+
+def _truncated(piece: bytes, action: Action) -> bytes:
+    return piece if action.truncate is None else piece[: max(0, action.truncate)]
+
+
 def _describe_request(frame: Frame) -> tuple[RequestPdu | None, str]:
     try:
         request = decode_request(frame.pdu)
@@ -136,7 +211,7 @@ def _describe_response(frame: Frame, request: RequestPdu | None) -> str:
 class _Pending:
     """A request relayed to the target, waiting for its reply."""
 
-    frame: Frame
+    frame: Frame | None  # None: another protocol's request (its dialect's)
     request: RequestPdu | None
     info: RequestInfo | None
     action: Action | None = None
@@ -155,6 +230,7 @@ class _Session:
     upstream: Lane | None = None
     downstream: Lane | None = None
     pending: OrderedDict[int | None, _Pending] = field(default_factory=OrderedDict)
+    dialect: DialectSession | None = None
     ended: str | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -180,9 +256,11 @@ class Proxy:
         protocol: str = "modbus",
     ) -> None:
         self.protocol = protocol
-        # Another protocol's bytes are cut by its recording codec (simulators.recording.codec): relayed
-        # and logged frame by frame, under transport faults only (protocol faults are Modbus's here).
+        # Another protocol's bytes are cut by its recording codec (simulators.recording.codec) into whole
+        # messages, relayed and logged one by one; its front-end's dialect says what the faults see of
+        # them and how the proxy answers in the device's place.
         self._codec: Codec | None = None if protocol == "modbus" else codec_for(protocol)
+        self._dialect: Dialect | None = None if protocol == "modbus" else dialect_for(protocol)
         self.target = parse_address(target, "--target") if isinstance(target, str) else target
         self._listen = parse_address(listen, "--listen") if isinstance(listen, str) else listen
         if isinstance(faults, FaultSet):
@@ -197,7 +275,7 @@ class Proxy:
             for spec in faults:
                 self.faults.add(spec)
         self.framing: Framing = framing
-        self.faults.framer = framer_for(framing)
+        self.faults.framer = framer_for(framing) if self._dialect is None else self._dialect.framer
         self._log = log
         self.connect_timeout = connect_timeout
         self._server: asyncio.Server | None = None
@@ -354,6 +432,8 @@ class Proxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = _Session(next(self._numbers), reader, writer)
+        if self._dialect is not None:
+            session.dialect = self._dialect.session()
         peer = writer.get_extra_info("peername")
         if self.faults.refusing():
             self._record(session, "refused", summary=f"from {_peer(peer)} (refuse)", faults=("refuse",))
@@ -423,25 +503,18 @@ class Proxy:
             self._record(session, "error", summary=repr(exc))
 
     async def _relay(self, session: _Session, upstream: bool) -> None:
-        """Another protocol's direction: its codec's cuts, relayed as they are and logged."""
+        """Another protocol's direction: its codec's cuts, through its dialect and the faults."""
         assert self._codec is not None
         reader = session.client_reader if upstream else session.target_reader
         lane = session.upstream if upstream else session.downstream
         assert reader is not None and lane is not None
         cutter = self._codec.cutter(self._codec.framings[0], "requests" if upstream else "responses")
-        event = "request" if upstream else "response"
+        handle = self._relayed_request if upstream else self._relayed_reply
         try:
             while session.ended is None:
                 data = await reader.read(READ_SIZE)
-                cuts = cutter.feed(data) if data else cutter.flush()
-                for cut in cuts:
-                    hit = lane.push(cut.piece, None)
-                    if cut.pdu is None:
-                        self._record(session, event, summary=cut.text, data=cut.piece, faults=hit)
-                        continue
-                    shown = self._codec.describe(cut.pdu, None) if upstream else f"{len(cut.pdu)}-byte answer"
-                    fields = {"unit": cut.unit, "transaction_id": cut.ident, "function": cut.pdu[0]}
-                    self._record(session, event, **fields, summary=shown, data=cut.piece, faults=hit)
+                for cut in cutter.feed(data) if data else cutter.flush():
+                    handle(session, cut)
                 if not data:
                     break
         except (ConnectionError, OSError) as exc:
@@ -449,6 +522,90 @@ class Proxy:
         if lane is not None and session.ended is None:
             await lane.drained()
         self._end(session, "client closed" if upstream else "target closed")
+
+    def _relayed_request(self, session: _Session, cut: Cut) -> None:
+        assert self._codec is not None and session.dialect is not None and session.upstream is not None
+        dialect, upstream = session.dialect, session.upstream
+        info = dialect.info(cut)
+        if cut.pdu is None:
+            hit = upstream.push(dialect.forward(cut.piece), None)
+            self._record(session, "request", summary=cut.text, data=cut.piece, faults=hit)
+            return
+        decided = None if info is None or dialect.handshake(info) else self.faults.decide(info)
+        action, kinds = decided if decided is not None else (None, ())
+        fields: dict[str, Any] = {
+            "unit": cut.unit,
+            "transaction_id": cut.ident,
+            "function": None if info is None else info.function,
+            "summary": self._codec.describe(cut.pdu, None),
+            "data": cut.piece,
+        }
+        if action is not None and action.exception is not None and not _in_values(dialect, kinds):
+            # Answered here, as the device would: the request never reaches the target.
+            assert info is not None
+            reply = dialect.refusal(cut, info, action.exception)
+            if reply is not None:
+                dialect.withheld(cut.piece)
+                self._record(session, "request", **fields, faults=kinds)
+                self._answer(session, dialect.rewrite(_truncated(reply, action), action), cut, info, kinds)
+                return
+            kinds = (*kinds, "not applied: the proxy cannot answer on this channel")
+        pending = _Pending(None, None, info, action, kinds)
+        session.pending[cut.ident] = pending
+        while len(session.pending) > _FREEZE_CACHE:
+            session.pending.popitem(last=False)
+        hit = upstream.push(dialect.forward(cut.piece), info)
+        if "drop" in hit:
+            dialect.withheld(cut.piece)
+        self._record(session, "request", **fields, faults=(*kinds, *hit))
+
+    def _answer(self, session: _Session, reply: bytes, cut: Cut, info: RequestInfo, kinds: tuple[str, ...]) -> None:
+        """Another protocol's answer from here, logged as the device's would be."""
+        assert self._codec is not None and session.dialect is not None and session.downstream is not None
+        hit = session.downstream.push(reply, info)
+        if "drop" in hit:
+            session.dialect.lost(reply)
+        answer = self._codec.unwrap(self._codec.framings[0], reply, "responses")
+        summary = self._codec.describe(cut.pdu or b"", answer)
+        fields = {"unit": cut.unit, "transaction_id": cut.ident, "function": info.function}
+        self._record(
+            session, "response", **fields, summary=f"{summary}, from the proxy", data=reply, faults=(*kinds, *hit)
+        )
+
+    def _relayed_reply(self, session: _Session, cut: Cut) -> None:
+        assert session.dialect is not None and session.downstream is not None
+        dialect, downstream = session.dialect, session.downstream
+        piece = dialect.deliver(cut.piece)
+        if cut.pdu is None:
+            hit = downstream.push(piece, None)
+            if "drop" in hit:
+                dialect.lost(piece)
+            self._record(session, "response", summary=cut.text, data=piece, faults=hit)
+            return
+        pending = session.pending.pop(cut.ident, None)
+        info = pending.info if pending is not None else None
+        action = pending.action if pending is not None else None
+        kinds = pending.kinds if pending is not None else ()
+        if action is not None and info is not None and _in_values(dialect, kinds):
+            rewritten = dialect.bad_quality(piece, cut.pdu, info, self._bad_quality_status())
+            if rewritten is None:
+                kinds = (*kinds, "not applied: no Read answer in one chunk")
+            piece = rewritten if rewritten is not None else piece
+        if action is not None:
+            piece = dialect.rewrite(_truncated(piece, action), action)
+        hit = downstream.push(piece, info)
+        if "drop" in hit:
+            dialect.lost(piece)
+        fields = {"unit": cut.unit, "transaction_id": cut.ident, "function": None if info is None else info.function}
+        shown = f"{len(cut.pdu)}-byte answer"
+        self._record(session, "response", **fields, summary=shown, data=piece, faults=(*kinds, *hit))
+
+    def _bad_quality_status(self) -> int | None:
+        for fault in self.faults.active():
+            if fault.spec.kind == "bad_quality":
+                code = fault.spec.params.get("code")
+                return None if code is None else int(code)
+        return None
 
     async def _client_to_target(self, session: _Session) -> None:
         if self._codec is not None:
@@ -554,9 +711,10 @@ class Proxy:
             "function": frame.pdu[0],
             "summary": _describe_response(frame, request),
         }
-        if pending is not None and isinstance(request, _READS) and not self.faults.is_frozen() and frame.pdu[0] < 0x80:
-            self._frozen[(pending.frame.unit, pending.frame.pdu)] = frame.pdu
-            self._frozen.move_to_end((pending.frame.unit, pending.frame.pdu))
+        asked = pending.frame if pending is not None else None
+        if asked is not None and isinstance(request, _READS) and not self.faults.is_frozen() and frame.pdu[0] < 0x80:
+            self._frozen[(asked.unit, asked.pdu)] = frame.pdu
+            self._frozen.move_to_end((asked.unit, asked.pdu))
             while len(self._frozen) > _FREEZE_CACHE:
                 self._frozen.popitem(last=False)
         action = pending.action if pending is not None else None
