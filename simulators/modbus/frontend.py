@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bifrost.errors import ConfigError
-from bifrost.modbus.pdu import ExceptionCode
+from bifrost.modbus.pdu import ExceptionCode, FunctionCode
 from simulators.hooks import FaultHooks, ListenerInfo
 from simulators.modbus.device import ModbusDevice
 from simulators.modbus.model import ModbusDeviceModel
@@ -24,6 +24,7 @@ FAULT_CODES = FaultCodes(
     help=f"a Modbus exception code ({', '.join(map(str, sorted(_NAMES.values())))}) or one of {', '.join(_NAMES)}",
     names=_NAMES,
     numbers=frozenset(_NAMES.values()),
+    functions={code.name.lower(): int(code) for code in FunctionCode},
 )
 
 

@@ -171,7 +171,7 @@ async def ua_relay(port: int, *faults: str, timeout: float = PATIENT) -> AsyncIt
 async def test_opcua_exception_is_a_service_fault_and_the_channel_goes_on(opcua_device: int) -> None:
     async with ua_relay(opcua_device) as (proxy, client, _):
         level = client.get_node(LEVEL)
-        with proxy.faults.add("exception,code=BadCommunicationError,function=629"):
+        with proxy.faults.add("exception,code=BadCommunicationError,function=Read"):
             with pytest.raises(ua.UaStatusCodeError) as raised:
                 await level.read_value()
             assert raised.value.code == ua.StatusCodes.BadCommunicationError
