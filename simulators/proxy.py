@@ -1,9 +1,10 @@
 """A fault-injecting, logging proxy in front of a real device: `bifrost-sim proxy`.
 
 `Proxy` relays TCP between clients and one target (a PLC in the field, or another simulator), each
-client on its own connection to the target. It cuts both directions into Modbus frames with bifrost's
-framers (MBAP, or RTU over TCP with `framing="rtu"`) without changing a byte, logs each request and
-reply, and applies the faults of its FaultSet:
+client on its own connection to the target. It cuts both directions into frames without changing a
+byte — Modbus with bifrost's framers (MBAP, or RTU over TCP with `framing="rtu"`), S7 and OPC UA
+(`protocol=`) into whole messages with their recording codec's cutter — logs each request and reply,
+and applies the faults of its FaultSet:
 
 - transport faults through a Lane per direction, as around a simulator's streams; `refuse` closes the
   listening socket while every connection would be refused (a probable one resets some connections as
@@ -12,6 +13,11 @@ reply, and applies the faults of its FaultSet:
   an exception frame and do not forward the request; `wrong_transaction` and `truncate` rewrite the
   reply; `freeze` answers reads from the replies seen before the freeze; `reboot` drops every
   connection and refuses new ones for its `for`.
+
+For S7 and OPC UA the front-end's dialect (simulators/s7/proxying.py, simulators/opcua/proxying.py)
+says what a match sees of a request, builds the refusal the proxy answers in the device's place (as our
+simulator of the protocol sends it), and keeps the OPC UA channel's sequence numbers unbroken when the
+proxy answers or loses a message; `freeze` is Modbus's only.
 
 Faults come from `--fault` specs, or from a scenario whose fault events name the device `proxy`; run-
 time ones from `proxy.faults.add(...)`. Time is the FaultSet's clock (a VirtualClock in tests makes
@@ -869,10 +875,12 @@ def command(
     ),
     append: bool = typer.Option(False, "--append", help="Add to the cassette instead of replacing it."),
     protocol: str = typer.Option(
-        "modbus", help="modbus | s7 | opcua: what the traffic is (faults other than transport ones act on Modbus only)."
+        "modbus",
+        help="modbus | s7 | opcua: what the traffic is. Every fault acts on each, but freeze on S7 and OPC UA; "
+        "OPC UA's exception, bad_quality and matches need security None (docs/faults.md).",
     ),
 ) -> None:
-    """Relay Modbus TCP (or S7) to a device through injected faults, logging each request and reply.
+    """Relay Modbus TCP, S7 or OPC UA to a device through injected faults, logging each request and reply.
 
     Prints `listening on HOST:PORT` first; stops cleanly on Ctrl-C and SIGTERM.
     """

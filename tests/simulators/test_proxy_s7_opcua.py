@@ -122,6 +122,15 @@ async def test_s7_corrupt_matched_to_reads_damages_their_answers() -> None:
     assert [record.faults for record in traffic.of("response")][-1] == ("corrupt",)
 
 
+async def test_s7_wrong_transaction_answers_on_another_pdu_reference() -> None:
+    async with s7_relay("wrong_transaction,count=1", timeout=GIVE_UP) as (_, client, _, traffic):
+        with pytest.raises(S7Error):
+            await asyncio.to_thread(client.db_read, 1, 0, 4)
+    (request,) = [record for record in traffic.of("request") if record.faults == ("wrong_transaction",)]
+    (answer,) = [record for record in traffic.of("response") if record.faults == ("wrong_transaction",)]
+    assert answer.data[11:13] != request.data[11:13]  # the S7 header's PDU reference
+
+
 # --- OPC UA: asyncua's server and client ------------------------------------------------------------------
 
 asyncua = pytest.importorskip("asyncua")
@@ -211,3 +220,22 @@ async def test_opcua_bad_quality_sets_the_status_of_read_values(opcua_device: in
             value = await level.read_data_value(raise_on_bad_status=False)
             assert value.StatusCode.value == ua.StatusCodes.BadSensorFailure
         assert (await level.read_data_value()).StatusCode.is_good()
+
+
+async def test_opcua_wrong_transaction_is_an_answer_the_client_refuses(opcua_device: int) -> None:
+    # asyncua closes the connection on an answer whose RequestId names no request it sent.
+    async with ua_relay(opcua_device, timeout=GIVE_UP) as (proxy, client, traffic):
+        refused = pytest.raises((asyncio.TimeoutError, TimeoutError, ua.UaError, ConnectionError))
+        with proxy.faults.add("wrong_transaction,function=Read,count=1"), refused:
+            await client.get_node(LEVEL).read_value()
+    (answer,) = [record for record in traffic.of("response") if "wrong_transaction" in record.faults]
+    assert int.from_bytes(answer.data[20:24], "little") == (answer.transaction_id or 0) + 0x80000000
+
+
+async def test_opcua_truncate_cuts_the_answer_short(opcua_device: int) -> None:
+    async with ua_relay(opcua_device, timeout=GIVE_UP) as (proxy, client, traffic):
+        broken = pytest.raises((asyncio.TimeoutError, TimeoutError, ua.UaError, ConnectionError))
+        with proxy.faults.add("truncate,keep=12,function=Read,count=1"), broken:
+            await client.get_node(LEVEL).read_value()
+    (answer,) = [record for record in traffic.of("response") if "truncate" in record.faults]
+    assert len(answer.data) == 12
