@@ -17,7 +17,7 @@ and applies the faults of its FaultSet:
 For S7 and OPC UA the front-end's dialect (simulators/s7/proxying.py, simulators/opcua/proxying.py)
 says what a match sees of a request, builds the refusal the proxy answers in the device's place (as our
 simulator of the protocol sends it), and keeps the OPC UA channel's sequence numbers unbroken when the
-proxy answers or loses a message; `freeze` is Modbus's only.
+proxy answers or loses a message.
 
 Faults come from `--fault` specs, or from a scenario whose fault events name the device `proxy`; run-
 time ones from `proxy.faults.add(...)`. Time is the FaultSet's clock (a VirtualClock in tests makes
@@ -36,7 +36,7 @@ import signal
 import socket
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -131,6 +131,8 @@ class DialectSession(Protocol):
 
     value_status: bool
     """Whether `bad_quality` is a status on the values of a forwarded read (OPC UA), not a refusal (S7)."""
+    cheap_keys: bool
+    """Whether `freeze_key` costs no decoding (S7), so every read's answer may be kept for a freeze."""
 
     def info(self, cut: Cut) -> RequestInfo | None:
         """What faults see of a request (decoded only as far as a match asks); None: not a request."""
@@ -163,6 +165,14 @@ class DialectSession(Protocol):
 
     def rewrite(self, piece: bytes, action: Action) -> bytes:
         """An answer as `wrong_transaction` sends it."""
+        ...
+
+    def freeze_key(self, cut: Cut, info: RequestInfo) -> Hashable | None:
+        """What makes two reads equal for `freeze` (None: no read that freeze answers)."""
+        ...
+
+    def frozen_answer(self, cut: Cut, answer: bytes) -> bytes | None:
+        """The frame answering request `cut` with `answer`, a reply's PDU kept from before the freeze."""
         ...
 
     def bad_quality(self, piece: bytes, body: bytes | None, info: RequestInfo, status: int | None) -> bytes | None:
@@ -222,6 +232,7 @@ class _Pending:
     info: RequestInfo | None
     action: Action | None = None
     kinds: tuple[str, ...] = ()
+    key: Hashable | None = None  # another protocol's read, as freeze keeps its answer
 
 
 @dataclass
@@ -288,7 +299,7 @@ class Proxy:
         self._address: tuple[str, int] | None = None
         self._sessions: dict[int, _Session] = {}
         self._numbers = itertools.count(1)
-        self._frozen: OrderedDict[tuple[int, bytes], bytes] = OrderedDict()
+        self._frozen: OrderedDict[Hashable, bytes] = OrderedDict()  # Modbus: (unit, PDU); else the dialect's
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poller: asyncio.Task[None] | None = None
         self._reopening: asyncio.Task[None] | None = None
@@ -556,7 +567,25 @@ class Proxy:
                 self._answer(session, dialect.rewrite(_truncated(reply, action), action), cut, info, kinds)
                 return
             kinds = (*kinds, "not applied: the proxy cannot answer on this channel")
-        pending = _Pending(None, None, info, action, kinds)
+        # freeze: reads answered as before it (or as the first one during it was), from here. Where a
+        # key costs a decode (OPC UA), answers are kept only while some fault is in force.
+        keep = info is not None and (dialect.cheap_keys or not self.faults.quiet())
+        key = dialect.freeze_key(cut, info) if keep and info is not None else None
+        frozen = key is not None and self.faults.is_frozen()
+        cached = self._frozen.get(key) if frozen else None
+        if cached is not None:
+            assert info is not None
+            reply = dialect.frozen_answer(cut, cached)
+            if reply is not None:
+                dialect.withheld(cut.piece)
+                kinds = (*kinds, "freeze")
+                self._record(session, "request", **fields, faults=kinds)
+                done = action or Action()
+                self._answer(
+                    session, dialect.rewrite(_truncated(reply, done), done), cut, info, kinds, "as before the freeze"
+                )
+                return
+        pending = _Pending(None, None, info, action, kinds, key)
         session.pending[cut.ident] = pending
         while len(session.pending) > _FREEZE_CACHE:
             session.pending.popitem(last=False)
@@ -565,7 +594,9 @@ class Proxy:
             dialect.withheld(cut.piece)
         self._record(session, "request", **fields, faults=(*kinds, *hit))
 
-    def _answer(self, session: _Session, reply: bytes, cut: Cut, info: RequestInfo, kinds: tuple[str, ...]) -> None:
+    def _answer(
+        self, session: _Session, reply: bytes, cut: Cut, info: RequestInfo, kinds: tuple[str, ...], how: str = ""
+    ) -> None:
         """Another protocol's answer from here, logged as the device's would be."""
         assert self._codec is not None and session.dialect is not None and session.downstream is not None
         hit = session.downstream.push(reply, info)
@@ -575,7 +606,12 @@ class Proxy:
         summary = self._codec.describe(cut.pdu or b"", answer)
         fields = {"unit": cut.unit, "transaction_id": cut.ident, "function": info.function}
         self._record(
-            session, "response", **fields, summary=f"{summary}, from the proxy", data=reply, faults=(*kinds, *hit)
+            session,
+            "response",
+            **fields,
+            summary=f"{summary}, {how or 'from the proxy'}",
+            data=reply,
+            faults=(*kinds, *hit),
         )
 
     def _relayed_reply(self, session: _Session, cut: Cut) -> None:
@@ -592,6 +628,12 @@ class Proxy:
         info = pending.info if pending is not None else None
         action = pending.action if pending is not None else None
         kinds = pending.kinds if pending is not None else ()
+        key = pending.key if pending is not None else None
+        if key is not None and (not self.faults.is_frozen() or key not in self._frozen):
+            self._frozen[key] = cut.pdu  # a freeze that finds none keeps the first answer it sees
+            self._frozen.move_to_end(key)
+            while len(self._frozen) > _FREEZE_CACHE:
+                self._frozen.popitem(last=False)
         if action is not None and info is not None and _in_values(dialect, kinds):
             rewritten = dialect.bad_quality(piece, cut.pdu, info, self._bad_quality_status())
             if rewritten is None:
@@ -876,8 +918,8 @@ def command(
     append: bool = typer.Option(False, "--append", help="Add to the cassette instead of replacing it."),
     protocol: str = typer.Option(
         "modbus",
-        help="modbus | s7 | opcua: what the traffic is. Every fault acts on each, but freeze on S7 and OPC UA; "
-        "OPC UA's exception, bad_quality and matches need security None (docs/faults.md).",
+        help="modbus | s7 | opcua: what the traffic is. Every fault acts on each; OPC UA's exception, "
+        "bad_quality, freeze and matches need security None (docs/faults.md).",
     ),
 ) -> None:
     """Relay Modbus TCP, S7 or OPC UA to a device through injected faults, logging each request and reply.

@@ -16,6 +16,7 @@ forwarded and its answer's DataValues carry the fault's status (BadSensorFailure
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Hashable
 from typing import Any
 
 from bifrost._extras import require
@@ -39,6 +40,7 @@ HANDSHAKE = frozenset(
 """The channel's and session's own services: no protocol fault answers them (in front of our simulator
 the faults act on the variables' reads and writes, never on connecting)."""
 READ = SERVICE_IDS["Read"]
+SMALLEST_CHUNK = 8192  # the least receive buffer a peer may offer (Part 6, 7.1.2.3): what the proxy writes fits
 BAD_QUALITY = "BadSensorFailure"  # bad_quality's status when the fault names none, as the simulator's
 
 
@@ -101,6 +103,7 @@ class OpcuaSession:
     """One relayed connection: how far the proxy has moved each side's sequence numbers."""
 
     value_status = True
+    cheap_keys = False  # a Read's key is the request decoded, blanked and encoded again
 
     def __init__(self) -> None:
         self._withheld = 0  # the client's chunks the device never saw
@@ -118,12 +121,39 @@ class OpcuaSession:
 
     def refusal(self, cut: Cut, info: RequestInfo, code: int) -> bytes | None:
         # cut.pdu is set only for a message under security None (simulators.recording.opcua_chunks).
-        if cut.pdu is None or cut.piece[:3] != b"MSG" or self._last is None:
+        if cut.pdu is None:
             return None
-        body = _fault(cut.pdu, _status(code))
+        return self._inject(cut, _fault(cut.pdu, _status(code)))
+
+    def _inject(self, cut: Cut, body: bytes) -> bytes | None:
+        """A chunk answering request `cut` with `body`, numbered into the channel's answers."""
+        if cut.piece[:3] != b"MSG" or self._last is None or len(body) + 24 > SMALLEST_CHUNK:
+            return None
         self._last = (self._last + 1) & 0xFFFFFFFF
         self._shift += 1
         return message_chunk(cut.piece, self._last, body)
+
+    def freeze_key(self, cut: Cut, info: RequestInfo) -> Hashable | None:
+        """A Read, as equal Reads are (its handle and timestamps blanked): what `freeze` answers."""
+        if info.function != READ or cut.pdu is None:
+            return None
+        from simulators.recording.codec import codec_for
+
+        return ("opcua", codec_for("opcua").match_key(0, cut.pdu))
+
+    def frozen_answer(self, cut: Cut, answer: bytes) -> bytes | None:
+        """The Read answer `answer` (a service message kept from before the freeze) for request `cut`."""
+        if cut.pdu is None:
+            return None
+        recording = _recording()
+        try:
+            request, response = recording.decode(cut.pdu), recording.decode(answer)
+        except ValueError:
+            return None
+        if type(response).__name__ != "ReadResponse":
+            return None
+        response.ResponseHeader.RequestHandle = request.RequestHeader.RequestHandle
+        return self._inject(cut, recording.encode(response))
 
     def forward(self, piece: bytes) -> bytes:
         if not self._withheld:

@@ -3,6 +3,8 @@ answers in the device's place, built as the simulated CPU builds it (simulators.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 from bifrost.s7 import framing, pdu
 from simulators.faults.frames import Framer
 from simulators.hooks import Action, RequestInfo
@@ -24,6 +26,7 @@ class S7Session:
     """One relayed connection. S7 needs no state: replies name their job by the PDU reference."""
 
     value_status = False  # bad_quality is a hardware fault per item, as the simulated CPU answers it
+    cheap_keys = True
 
     def info(self, cut: Cut) -> RequestInfo | None:
         if cut.pdu is None:
@@ -54,6 +57,19 @@ class S7Session:
 
     def lost(self, piece: bytes) -> None:
         pass
+
+    def freeze_key(self, cut: Cut, info: RequestInfo) -> Hashable | None:
+        """A read job, as equal jobs are (but for the PDU reference): what `freeze` answers."""
+        if cut.pdu is None or not isinstance(info, S7RequestInfo) or not isinstance(info.request, pdu.ReadRequest):
+            return None
+        return ("s7", cut.unit, cut.pdu[:4] + cut.pdu[6:])
+
+    def frozen_answer(self, cut: Cut, answer: bytes) -> bytes | None:
+        """The read's answer `answer` (an S7 PDU kept from before the freeze) for job `cut`."""
+        if cut.ident is None or len(answer) < 6:
+            return None
+        s7 = answer[:4] + cut.ident.to_bytes(2, "big") + answer[6:]
+        return framing.encode_tpkt(framing.encode_cotp_data(s7))
 
     def bad_quality(self, piece: bytes, body: bytes | None, info: RequestInfo, status: int | None) -> bytes | None:
         return None

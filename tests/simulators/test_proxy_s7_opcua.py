@@ -131,6 +131,16 @@ async def test_s7_wrong_transaction_answers_on_another_pdu_reference() -> None:
     assert answer.data[11:13] != request.data[11:13]  # the S7 header's PDU reference
 
 
+async def test_s7_freeze_answers_reads_as_before_it_and_thaws_when_cleared() -> None:
+    async with s7_relay() as (proxy, client, db1, traffic):
+        assert bytes(await asyncio.to_thread(client.db_read, 1, 0, 4)) == bytes(range(4))
+        with proxy.faults.add("freeze"):
+            db1[0] = 99  # the device's value moves; a client reading through the freeze does not see it
+            assert bytes(await asyncio.to_thread(client.db_read, 1, 0, 4)) == bytes(range(4))
+        assert bytes(await asyncio.to_thread(client.db_read, 1, 0, 4)) == bytes((99, 1, 2, 3))
+    assert [record.faults for record in traffic.of("response") if record.function == 4] == [(), ("freeze",), ()]
+
+
 # --- OPC UA: asyncua's server and client ------------------------------------------------------------------
 
 asyncua = pytest.importorskip("asyncua")
@@ -147,6 +157,8 @@ async def _tank() -> tuple[Server, int]:
     tank = await server.nodes.objects.add_object(ua.NodeId("tank", ns), "tank")
     await tank.add_variable(ua.NodeId("tank.level", ns), "level", 4.25)
     await tank.add_variable(ua.NodeId("pump.speed", ns), "speed", ua.Variant(1450, ua.VariantType.UInt16))
+    setpoint = await tank.add_variable(ua.NodeId("tank.setpoint", ns), "setpoint", 50.0)
+    await setpoint.set_writable()
     await server.start()
     return server, int(server.bserver._server.sockets[0].getsockname()[1])
 
@@ -154,7 +166,7 @@ async def _tank() -> tuple[Server, int]:
 @pytest.fixture(scope="module")
 def opcua_device() -> Iterator[int]:
     """asyncua's server on a loop of its own, for the module (it takes seconds to build its address
-    space); the tests only read its nodes."""
+    space); only the freeze test writes, to its own node."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -239,3 +251,17 @@ async def test_opcua_truncate_cuts_the_answer_short(opcua_device: int) -> None:
             await client.get_node(LEVEL).read_value()
     (answer,) = [record for record in traffic.of("response") if "truncate" in record.faults]
     assert len(answer.data) == 12
+
+
+async def test_opcua_freeze_answers_reads_as_first_seen_while_writes_go_through(opcua_device: int) -> None:
+    # A quiet proxy keeps no OPC UA answers (a Read's key costs a decode): a freeze keeps the first it sees.
+    async with ua_relay(opcua_device) as (proxy, client, traffic):
+        setpoint = client.get_node("ns=2;s=tank.setpoint")
+        await setpoint.write_value(ua.DataValue(ua.Variant(50.0, ua.VariantType.Double)))
+        with proxy.faults.add("freeze"):
+            assert await setpoint.read_value() == pytest.approx(50.0)
+            await setpoint.write_value(ua.DataValue(ua.Variant(60.0, ua.VariantType.Double)))
+            assert await setpoint.read_value() == pytest.approx(50.0)
+        assert await setpoint.read_value() == pytest.approx(60.0)
+    reads = [record.faults for record in traffic.of("response") if record.function == 629]
+    assert reads[-3:] == [(), ("freeze",), ()]
