@@ -36,10 +36,10 @@ import signal
 import socket
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, TypeVar
 
 import typer
 
@@ -124,6 +124,21 @@ class TrafficRecord:
 TrafficLog = Callable[[TrafficRecord], object]
 
 
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class _Cutting(Protocol[T_co]):
+    """What the pump cuts a direction with: a Modbus Splitter, or a recording codec's Cutter."""
+
+    @property
+    def pending(self) -> int: ...
+
+    def feed(self, data: bytes) -> Sequence[T_co]: ...
+
+    def flush(self) -> Sequence[T_co]: ...
+
+
 class DialectSession(Protocol):
     """One relayed connection of a protocol other than Modbus, as its front-end reads and writes it
     (simulators/s7/proxying.py, simulators/opcua/proxying.py). Pieces are the codec's cuts: whole
@@ -202,6 +217,10 @@ def dialect_for(protocol: str) -> Dialect:
 def _in_values(dialect: DialectSession, kinds: tuple[str, ...]) -> bool:
     """Whether the faults that hit a request ask for a value status rather than a refusal."""
     return dialect.value_status and "bad_quality" in kinds and "exception" not in kinds
+
+
+def _frame(frame: object) -> Frame | None:
+    return frame if isinstance(frame, Frame) else None  # a Splitter's frames are bifrost's Modbus Frames
 
 
 def _truncated(piece: bytes, action: Action) -> bytes:
@@ -499,46 +518,25 @@ class Proxy:
         self._record(session, "disconnect", summary=how)
 
     async def _pump(
-        self, session: _Session, reader: asyncio.StreamReader, splitter: Splitter, handle: Callable[[bytes, Any], None]
+        self, session: _Session, reader: asyncio.StreamReader, cutter: _Cutting[T], handle: Callable[[T], None]
     ) -> None:
+        """One direction until its end: bytes read, cut (a Modbus Splitter's pieces, another protocol's
+        codec's cuts), each cut handed on as it is complete."""
         try:
             while session.ended is None:
-                quiet = 0.02 if splitter.pending and self.framing == "rtu" else None
+                quiet = 0.02 if cutter.pending and self.framing == "rtu" and self._codec is None else None
                 try:
                     data = await asyncio.wait_for(reader.read(READ_SIZE), quiet)
                 except asyncio.TimeoutError:
-                    pieces = splitter.flush()  # an RTU frame that will not be finished
-                else:
-                    if not data:
-                        for piece, frame in splitter.flush():
-                            handle(piece, frame)
-                        break
-                    pieces = splitter.feed(data)
-                for piece, frame in pieces:
-                    handle(piece, frame)
-        except (ConnectionError, OSError) as exc:
-            self._record(session, "error", summary=repr(exc))
-
-    async def _relay(self, session: _Session, upstream: bool) -> None:
-        """Another protocol's direction: its codec's cuts, through its dialect and the faults."""
-        assert self._codec is not None
-        reader = session.client_reader if upstream else session.target_reader
-        lane = session.upstream if upstream else session.downstream
-        assert reader is not None and lane is not None
-        cutter = self._codec.cutter(self._codec.framings[0], "requests" if upstream else "responses")
-        handle = self._relayed_request if upstream else self._relayed_reply
-        try:
-            while session.ended is None:
-                data = await reader.read(READ_SIZE)
+                    for cut in cutter.flush():  # an RTU frame that will not be finished
+                        handle(cut)
+                    continue
                 for cut in cutter.feed(data) if data else cutter.flush():
-                    handle(session, cut)
+                    handle(cut)
                 if not data:
                     break
         except (ConnectionError, OSError) as exc:
             self._record(session, "error", summary=repr(exc))
-        if lane is not None and session.ended is None:
-            await lane.drained()
-        self._end(session, "client closed" if upstream else "target closed")
 
     def _relayed_request(self, session: _Session, cut: Cut) -> None:
         assert self._codec is not None and session.dialect is not None and session.upstream is not None
@@ -657,12 +655,13 @@ class Proxy:
 
     async def _client_to_target(self, session: _Session) -> None:
         if self._codec is not None:
-            await self._relay(session, upstream=True)
-            return
-        splitter = Splitter(self.framing, "requests")
-        await self._pump(
-            session, session.client_reader, splitter, lambda piece, frame: self._request(session, piece, frame)
-        )
+            cuts = self._codec.cutter(self._codec.framings[0], "requests")
+            await self._pump(session, session.client_reader, cuts, lambda cut: self._relayed_request(session, cut))
+        else:
+            pieces = Splitter(self.framing, "requests")
+            await self._pump(
+                session, session.client_reader, pieces, lambda piece: self._request(session, piece[0], _frame(piece[1]))
+            )
         # The client is done sending: let what is on its way arrive, then close the target side too. A
         # PLC rarely closes on its own, and it has few connection slots: one kept for a client that
         # left is one the next client cannot have. (A reply still on its way has no one to read it.)
@@ -673,12 +672,13 @@ class Proxy:
     async def _target_to_client(self, session: _Session) -> None:
         assert session.target_reader is not None
         if self._codec is not None:
-            await self._relay(session, upstream=False)
-            return
-        splitter = Splitter(self.framing, "responses")
-        await self._pump(
-            session, session.target_reader, splitter, lambda piece, frame: self._reply(session, piece, frame)
-        )
+            cuts = self._codec.cutter(self._codec.framings[0], "responses")
+            await self._pump(session, session.target_reader, cuts, lambda cut: self._relayed_reply(session, cut))
+        else:
+            pieces = Splitter(self.framing, "responses")
+            await self._pump(
+                session, session.target_reader, pieces, lambda piece: self._reply(session, piece[0], _frame(piece[1]))
+            )
         if session.downstream is not None and session.ended is None:
             await session.downstream.drained()  # delayed replies still reach the client
         self._end(session, "target closed")
