@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import itertools
 import json
 import logging
@@ -57,12 +56,13 @@ from bifrost.modbus.pdu import (
     function_name,
 )
 from simulators.clock import Clock, SystemClock
-from simulators.faults import FaultSet, FaultSpec, Framer, Lane
+from simulators.faults import FaultSet, FaultSpec, Lane
 from simulators.faults.streams import abort_with_reset
 from simulators.hooks import Action, RequestInfo
 from simulators.modbus.faults import exception_frame, rewrite_reply
 from simulators.modbus.frames import Splitter, framer_for
 from simulators.modbus.requests import ModbusRequestInfo
+from simulators.proxying import Dialect, DialectSession, dialect_for
 from simulators.recording.codec import Codec, Cut, codec_for
 
 log = logging.getLogger(__name__)
@@ -137,81 +137,6 @@ class _Cutting(Protocol[T_co]):
     def feed(self, data: bytes) -> Sequence[T_co]: ...
 
     def flush(self) -> Sequence[T_co]: ...
-
-
-class DialectSession(Protocol):
-    """One relayed connection of a protocol other than Modbus, as its front-end reads and writes it
-    (simulators/s7/proxying.py, simulators/opcua/proxying.py). Pieces are the codec's cuts: whole
-    messages, relayed unchanged unless a fault or the protocol's bookkeeping says otherwise."""
-
-    value_status: bool
-    """Whether `bad_quality` is a status on the values of a forwarded read (OPC UA), not a refusal (S7)."""
-    cheap_keys: bool
-    """Whether `freeze_key` costs no decoding (S7), so every read's answer may be kept for a freeze."""
-
-    def info(self, cut: Cut) -> RequestInfo | None:
-        """What faults see of a request (decoded only as far as a match asks); None: not a request."""
-        ...
-
-    def handshake(self, info: RequestInfo) -> bool:
-        """The connection's own set-up (S7 setup communication, OPC UA sessions): no protocol fault."""
-        ...
-
-    def refusal(self, cut: Cut, info: RequestInfo, code: int) -> bytes | None:
-        """The frame refusing request `cut` with the protocol's error for `code`, as our simulator of
-        the protocol sends it; None when the proxy cannot answer here (a signed channel)."""
-        ...
-
-    def forward(self, piece: bytes) -> bytes:
-        """A request as the device is sent it."""
-        ...
-
-    def withheld(self, piece: bytes) -> None:
-        """A request the device will never see (answered here, or lost)."""
-        ...
-
-    def deliver(self, piece: bytes) -> bytes:
-        """An answer as the client is sent it."""
-        ...
-
-    def lost(self, piece: bytes) -> None:
-        """An answer (after `deliver`) the client will never see."""
-        ...
-
-    def rewrite(self, piece: bytes, action: Action) -> bytes:
-        """An answer as `wrong_transaction` sends it."""
-        ...
-
-    def freeze_key(self, cut: Cut, info: RequestInfo) -> Hashable | None:
-        """What makes two reads equal for `freeze` (None: no read that freeze answers)."""
-        ...
-
-    def frozen_answer(self, cut: Cut, answer: bytes) -> bytes | None:
-        """The frame answering request `cut` with `answer`, a reply's PDU kept from before the freeze."""
-        ...
-
-    def bad_quality(self, piece: bytes, body: bytes | None, info: RequestInfo, status: int | None) -> bytes | None:
-        """An answer to a read with its values' status set (only where `value_status`)."""
-        ...
-
-
-class Dialect(Protocol):
-    protocol: str
-    framer: Framer
-
-    def session(self) -> DialectSession: ...
-
-
-_DIALECTS = {"s7": "simulators.s7.proxying", "opcua": "simulators.opcua.proxying"}
-
-
-def dialect_for(protocol: str) -> Dialect:
-    """The proxy's dialect of `protocol` (imported when first asked for: a front-end's dependencies)."""
-    module = _DIALECTS.get(protocol)
-    if module is None:
-        raise ConfigError(f"--protocol: the proxy speaks modbus, {', '.join(_DIALECTS)}; not {protocol!r}")
-    dialect: Dialect = importlib.import_module(module).DIALECT
-    return dialect
 
 
 def _in_values(dialect: DialectSession, kinds: tuple[str, ...]) -> bool:
