@@ -462,6 +462,9 @@ class Proxy:
                     break
         except (ConnectionError, OSError) as exc:
             self._record(session, "error", summary=repr(exc))
+        except Exception as exc:  # a bug here must end only this connection, and say so
+            log.exception("connection #%d: cannot relay", session.number)
+            self._record(session, "error", summary=f"internal error: {exc!r}")
 
     def _relayed_request(self, session: _Session, cut: Cut) -> None:
         assert self._codec is not None and session.dialect is not None and session.upstream is not None

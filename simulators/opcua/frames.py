@@ -110,12 +110,13 @@ def renumbered(piece: bytes, number: Callable[[int], int]) -> tuple[bytes, int |
         chunk = piece[start:end]
         try:
             at = _sequence_header(chunk)
+            if at is None:
+                continue
+            found = number(int(struct.unpack_from("<I", chunk, at)[0])) & 0xFFFFFFFF
         except struct.error:
-            continue
-        if at is None:
-            continue
-        last = number(int(struct.unpack_from("<I", chunk, at)[0])) & 0xFFFFFFFF
-        struct.pack_into("<I", out, start + at, last)
+            continue  # too short for its headers: no frame to number, passed on as it is
+        struct.pack_into("<I", out, start + at, found)
+        last = found
     return bytes(out), last
 
 

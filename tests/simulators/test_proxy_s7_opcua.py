@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import struct
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -34,6 +36,60 @@ class Traffic:
 
     def of(self, event: str) -> list[TrafficRecord]:
         return [record for record in self.records if record.event == event and record.transaction_id is not None]
+
+
+# --- malformed streams -----------------------------------------------------------------------------------
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A target that sends back what it first reads, then closes: the proxy then ends the connection."""
+    writer.write(await reader.read(65536))
+    await writer.drain()
+    writer.close()
+
+
+def _garbage(protocol: str, rng: random.Random) -> bytes:
+    """Frames whose headers are right and whose bodies are random (or cut short), then one that no
+    protocol fault answers (an OPC UA Hello, an S7 COTP connect), so the target always gets something."""
+    frames = []
+    for _ in range(rng.randrange(1, 4)):
+        body = rng.randbytes(rng.randrange(0, 60))
+        if protocol == "opcua":
+            kind = rng.choice([b"MSGF", b"OPNF", b"CLOF", b"MSGC", b"HELF"])
+            frames.append(kind + struct.pack("<I", 8 + len(body)) + body)
+        else:
+            body = (b"\x02\xf0\x80\x32" + bytes([rng.choice([1, 3, 7])]) + body) if rng.random() < 0.8 else body
+            frames.append(struct.pack(">BBH", 3, 0, 4 + len(body)) + body)
+    if protocol == "opcua":
+        frames.append(b"HELF" + struct.pack("<I", 12) + bytes(4))
+    else:
+        frames.append(struct.pack(">BBH", 3, 0, 11) + bytes((6, 0xE0, 0, 0, 0, 1, 0)))
+    return b"".join(frames)
+
+
+@pytest.mark.parametrize("protocol", ["s7", "opcua"])
+async def test_malformed_streams_both_ways_never_break_the_proxy(protocol: str) -> None:
+    """A seeded fuzz, with every protocol fault in force: the target echoes, so the proxy reads the same
+    garbage as requests and as answers; each connection ends cleanly and the proxy goes on serving."""
+    rng = random.Random(7)
+    traffic = Traffic()
+    faults = ["exception,code=BadCommunicationError" if protocol == "opcua" else "exception,code=0x85,count=40"]
+    faults += ["bad_quality,probability=0.3", "freeze", "wrong_transaction,probability=0.5", "drop,probability=0.2"]
+    target = await asyncio.start_server(_echo, "127.0.0.1", 0)
+    try:
+        port = target.sockets[0].getsockname()[1]
+        async with Proxy(("127.0.0.1", port), faults=faults, log=traffic, protocol=protocol) as proxy:
+            for _ in range(120):
+                reader, writer = await asyncio.open_connection(*proxy.address)
+                writer.write(_garbage(protocol, rng))
+                while await asyncio.wait_for(reader.read(65536), PATIENT):
+                    pass  # until the proxy closes the connection
+                writer.close()
+    finally:
+        target.close()
+    assert not [record for record in traffic.records if "internal error" in record.summary]
+    assert len([record for record in traffic.records if record.event == "connect"]) == 120
+    assert len([record for record in traffic.records if record.event == "response"]) > 100
 
 
 # --- S7: python-snap7's server and client -----------------------------------------------------------------
