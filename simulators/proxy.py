@@ -149,6 +149,7 @@ def _frame(frame: object) -> Frame | None:
 
 
 def _truncated(piece: bytes, action: Action) -> bytes:
+    # After any other rewrite, as the Modbus one (simulators.modbus.faults.rewrite_reply) cuts last.
     return piece if action.truncate is None else piece[: max(0, action.truncate)]
 
 
@@ -490,7 +491,7 @@ class Proxy:
             if reply is not None:
                 dialect.withheld(cut.piece)
                 self._record(session, "request", **fields, faults=kinds)
-                self._answer(session, dialect.rewrite(_truncated(reply, action), action), cut, info, kinds)
+                self._answer(session, _truncated(dialect.rewrite(reply, action), action), cut, info, kinds)
                 return
             kinds = (*kinds, "not applied: the proxy cannot answer on this channel")
         # freeze: reads answered as before it (or as the first one during it was), from here. Where a
@@ -508,7 +509,7 @@ class Proxy:
                 self._record(session, "request", **fields, faults=kinds)
                 done = action or Action()
                 self._answer(
-                    session, dialect.rewrite(_truncated(reply, done), done), cut, info, kinds, "as before the freeze"
+                    session, _truncated(dialect.rewrite(reply, done), done), cut, info, kinds, "as before the freeze"
                 )
                 return
         pending = _Pending(None, None, info, action, kinds, key)
@@ -566,7 +567,7 @@ class Proxy:
                 kinds = (*kinds, "not applied: no Read answer in one chunk")
             piece = rewritten if rewritten is not None else piece
         if action is not None:
-            piece = dialect.rewrite(_truncated(piece, action), action)
+            piece = _truncated(dialect.rewrite(piece, action), action)
         hit = downstream.push(piece, info)
         if "drop" in hit:
             dialect.lost(piece)
