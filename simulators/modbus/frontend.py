@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from bifrost.errors import ConfigError
-from bifrost.modbus.pdu import ExceptionCode, FunctionCode
+from bifrost.modbus.pdu import ExceptionCode
 from simulators.hooks import FaultHooks, ListenerInfo
 from simulators.modbus.device import ModbusDevice
+from simulators.modbus.faults import FUNCTION_NAMES
 from simulators.modbus.model import ModbusDeviceModel
 from simulators.modbus.server import Endpoint, ModbusServer
 from simulators.protocols import DeviceAbout, DeviceSetup, FaultCodes, Sleep
@@ -24,7 +25,7 @@ FAULT_CODES = FaultCodes(
     help=f"a Modbus exception code ({', '.join(map(str, sorted(_NAMES.values())))}) or one of {', '.join(_NAMES)}",
     names=_NAMES,
     numbers=frozenset(_NAMES.values()),
-    functions={code.name.lower(): int(code) for code in FunctionCode},
+    functions=FUNCTION_NAMES,
 )
 
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 from bifrost.s7 import framing, pdu
 from bifrost.s7.pdu import DataTransport, ErrorClass, ErrorResponse, ItemData, RequestPdu, ResponsePdu, ReturnCode
 from simulators.faults.protocol import BAD_QUALITY_CODE
+from simulators.s7.traffic import SZL_FUNCTION
 
 ITEM_CODES = frozenset({0x01, 0x03, 0x05, 0x06, 0x07, 0x0A})
 ERROR_CLASSES = frozenset(range(0x81, 0x88))  # the help has always said 0x81..0x87
 S7_CODES = ITEM_CODES | ERROR_CLASSES
 """The codes an S7 `exception` takes: item return codes, and the error classes of a whole job's refusal."""
+S7_FUNCTIONS = {function.name.lower(): int(function) for function in pdu.Function} | {"szl": SZL_FUNCTION}
+"""What a fault's `match: {function: ...}` may say for an S7 function (`read_var`, `szl`)."""
 
 
 def refusal(request: RequestPdu, code: int) -> ResponsePdu:
@@ -36,4 +39,4 @@ def answer_frame(reference: int, response: ResponsePdu) -> bytes:
     return framing.encode_tpkt(framing.encode_cotp_data(pdu.encode_response(reference, response)))
 
 
-__all__ = ["BAD_QUALITY_CODE", "ERROR_CLASSES", "ITEM_CODES", "S7_CODES", "answer_frame", "refusal"]
+__all__ = ["BAD_QUALITY_CODE", "ERROR_CLASSES", "ITEM_CODES", "S7_CODES", "S7_FUNCTIONS", "answer_frame", "refusal"]

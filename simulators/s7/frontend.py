@@ -6,20 +6,18 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from bifrost.s7.pdu import Function
 from simulators.hooks import FaultHooks, ListenerInfo
 from simulators.protocols import DeviceAbout, DeviceSetup, FaultCodes, ListenerGate, Sleep
 from simulators.s7.device import S7Device
-from simulators.s7.faults import S7_CODES
+from simulators.s7.faults import S7_CODES, S7_FUNCTIONS
 from simulators.s7.model import S7DeviceModel
 from simulators.s7.server import S7Server
-from simulators.s7.traffic import SZL_FUNCTION
 
 # S7's own codes (bifrost.s7.pdu): item return codes, and the error classes of a whole job's refusal.
 FAULT_CODES = FaultCodes(
     help="an S7 item return code (0x01, 0x03, 0x05, 0x06, 0x07, 0x0A) or error class (0x81..0x87)",
     numbers=S7_CODES,
-    functions={function.name.lower(): int(function) for function in Function} | {"szl": SZL_FUNCTION},
+    functions=S7_FUNCTIONS,
 )
 
 
