@@ -135,6 +135,8 @@ class FaultCodes:
     numbers: frozenset[int] = frozenset()
     pattern: str | None = None
     lookup: Callable[[str], int | None] | None = None
+    functions: Mapping[str, int] = field(default_factory=dict)
+    """Names (lower case) a fault's `match: {function: ...}` may give instead of its number."""
 
 
 class Frontend(Protocol):

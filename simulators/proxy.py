@@ -1,9 +1,10 @@
 """A fault-injecting, logging proxy in front of a real device: `bifrost-sim proxy`.
 
 `Proxy` relays TCP between clients and one target (a PLC in the field, or another simulator), each
-client on its own connection to the target. It cuts both directions into Modbus frames with bifrost's
-framers (MBAP, or RTU over TCP with `framing="rtu"`) without changing a byte, logs each request and
-reply, and applies the faults of its FaultSet:
+client on its own connection to the target. It cuts both directions into frames without changing a
+byte — Modbus with bifrost's framers (MBAP, or RTU over TCP with `framing="rtu"`), S7 and OPC UA
+(`protocol=`) into whole messages with their recording codec's cutter — logs each request and reply,
+and applies the faults of its FaultSet:
 
 - transport faults through a Lane per direction, as around a simulator's streams; `refuse` closes the
   listening socket while every connection would be refused (a probable one resets some connections as
@@ -12,6 +13,11 @@ reply, and applies the faults of its FaultSet:
   an exception frame and do not forward the request; `wrong_transaction` and `truncate` rewrite the
   reply; `freeze` answers reads from the replies seen before the freeze; `reboot` drops every
   connection and refuses new ones for its `for`.
+
+For S7 and OPC UA the front-end's dialect (simulators/s7/proxying.py, simulators/opcua/proxying.py)
+says what a match sees of a request, builds the refusal the proxy answers in the device's place (as our
+simulator of the protocol sends it), and keeps the OPC UA channel's sequence numbers unbroken when the
+proxy answers or loses a message.
 
 Faults come from `--fault` specs, or from a scenario whose fault events name the device `proxy`; run-
 time ones from `proxy.faults.add(...)`. Time is the FaultSet's clock (a VirtualClock in tests makes
@@ -29,10 +35,10 @@ import signal
 import socket
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol, TypeVar
 
 import typer
 
@@ -56,7 +62,8 @@ from simulators.hooks import Action, RequestInfo
 from simulators.modbus.faults import exception_frame, rewrite_reply
 from simulators.modbus.frames import Splitter, framer_for
 from simulators.modbus.requests import ModbusRequestInfo
-from simulators.recording.codec import Codec, codec_for
+from simulators.proxying import Dialect, DialectSession, dialect_for
+from simulators.recording.codec import Codec, Cut, codec_for
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +124,35 @@ class TrafficRecord:
 TrafficLog = Callable[[TrafficRecord], object]
 
 
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class _Cutting(Protocol[T_co]):
+    """What the pump cuts a direction with: a Modbus Splitter, or a recording codec's Cutter."""
+
+    @property
+    def pending(self) -> int: ...
+
+    def feed(self, data: bytes) -> Sequence[T_co]: ...
+
+    def flush(self) -> Sequence[T_co]: ...
+
+
+def _in_values(dialect: DialectSession, kinds: tuple[str, ...]) -> bool:
+    """Whether the faults that hit a request ask for a value status rather than a refusal."""
+    return dialect.value_status and "bad_quality" in kinds and "exception" not in kinds
+
+
+def _frame(frame: object) -> Frame | None:
+    return frame if isinstance(frame, Frame) else None  # a Splitter's frames are bifrost's Modbus Frames
+
+
+def _truncated(piece: bytes, action: Action) -> bytes:
+    # After any other rewrite, as the Modbus one (simulators.modbus.faults.rewrite_reply) cuts last.
+    return piece if action.truncate is None else piece[: max(0, action.truncate)]
+
+
 def _describe_request(frame: Frame) -> tuple[RequestPdu | None, str]:
     try:
         request = decode_request(frame.pdu)
@@ -136,11 +172,12 @@ def _describe_response(frame: Frame, request: RequestPdu | None) -> str:
 class _Pending:
     """A request relayed to the target, waiting for its reply."""
 
-    frame: Frame
+    frame: Frame | None  # None: another protocol's request (its dialect's)
     request: RequestPdu | None
     info: RequestInfo | None
     action: Action | None = None
     kinds: tuple[str, ...] = ()
+    key: Hashable | None = None  # another protocol's read, as freeze keeps its answer
 
 
 @dataclass
@@ -155,6 +192,7 @@ class _Session:
     upstream: Lane | None = None
     downstream: Lane | None = None
     pending: OrderedDict[int | None, _Pending] = field(default_factory=OrderedDict)
+    dialect: DialectSession | None = None
     ended: str | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -180,9 +218,11 @@ class Proxy:
         protocol: str = "modbus",
     ) -> None:
         self.protocol = protocol
-        # Another protocol's bytes are cut by its recording codec (simulators.recording.codec): relayed
-        # and logged frame by frame, under transport faults only (protocol faults are Modbus's here).
+        # Another protocol's bytes are cut by its recording codec (simulators.recording.codec) into whole
+        # messages, relayed and logged one by one; its front-end's dialect says what the faults see of
+        # them and how the proxy answers in the device's place.
         self._codec: Codec | None = None if protocol == "modbus" else codec_for(protocol)
+        self._dialect: Dialect | None = None if protocol == "modbus" else dialect_for(protocol)
         self.target = parse_address(target, "--target") if isinstance(target, str) else target
         self._listen = parse_address(listen, "--listen") if isinstance(listen, str) else listen
         if isinstance(faults, FaultSet):
@@ -197,14 +237,14 @@ class Proxy:
             for spec in faults:
                 self.faults.add(spec)
         self.framing: Framing = framing
-        self.faults.framer = framer_for(framing)
+        self.faults.framer = framer_for(framing) if self._dialect is None else self._dialect.framer
         self._log = log
         self.connect_timeout = connect_timeout
         self._server: asyncio.Server | None = None
         self._address: tuple[str, int] | None = None
         self._sessions: dict[int, _Session] = {}
         self._numbers = itertools.count(1)
-        self._frozen: OrderedDict[tuple[int, bytes], bytes] = OrderedDict()
+        self._frozen: OrderedDict[Hashable, bytes] = OrderedDict()  # Modbus: (unit, PDU); else the dialect's
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poller: asyncio.Task[None] | None = None
         self._reopening: asyncio.Task[None] | None = None
@@ -354,6 +394,8 @@ class Proxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = _Session(next(self._numbers), reader, writer)
+        if self._dialect is not None:
+            session.dialect = self._dialect.session()
         peer = writer.get_extra_info("peername")
         if self.faults.refusing():
             self._record(session, "refused", summary=f"from {_peer(peer)} (refuse)", faults=("refuse",))
@@ -402,62 +444,153 @@ class Proxy:
         self._record(session, "disconnect", summary=how)
 
     async def _pump(
-        self, session: _Session, reader: asyncio.StreamReader, splitter: Splitter, handle: Callable[[bytes, Any], None]
+        self, session: _Session, reader: asyncio.StreamReader, cutter: _Cutting[T], handle: Callable[[T], None]
     ) -> None:
+        """One direction until its end: bytes read, cut (a Modbus Splitter's pieces, another protocol's
+        codec's cuts), each cut handed on as it is complete."""
         try:
             while session.ended is None:
-                quiet = 0.02 if splitter.pending and self.framing == "rtu" else None
+                quiet = 0.02 if cutter.pending and self.framing == "rtu" and self._codec is None else None
                 try:
                     data = await asyncio.wait_for(reader.read(READ_SIZE), quiet)
                 except asyncio.TimeoutError:
-                    pieces = splitter.flush()  # an RTU frame that will not be finished
-                else:
-                    if not data:
-                        for piece, frame in splitter.flush():
-                            handle(piece, frame)
-                        break
-                    pieces = splitter.feed(data)
-                for piece, frame in pieces:
-                    handle(piece, frame)
-        except (ConnectionError, OSError) as exc:
-            self._record(session, "error", summary=repr(exc))
-
-    async def _relay(self, session: _Session, upstream: bool) -> None:
-        """Another protocol's direction: its codec's cuts, relayed as they are and logged."""
-        assert self._codec is not None
-        reader = session.client_reader if upstream else session.target_reader
-        lane = session.upstream if upstream else session.downstream
-        assert reader is not None and lane is not None
-        cutter = self._codec.cutter(self._codec.framings[0], "requests" if upstream else "responses")
-        event = "request" if upstream else "response"
-        try:
-            while session.ended is None:
-                data = await reader.read(READ_SIZE)
-                cuts = cutter.feed(data) if data else cutter.flush()
-                for cut in cuts:
-                    hit = lane.push(cut.piece, None)
-                    if cut.pdu is None:
-                        self._record(session, event, summary=cut.text, data=cut.piece, faults=hit)
-                        continue
-                    shown = self._codec.describe(cut.pdu, None) if upstream else f"{len(cut.pdu)}-byte answer"
-                    fields = {"unit": cut.unit, "transaction_id": cut.ident, "function": cut.pdu[0]}
-                    self._record(session, event, **fields, summary=shown, data=cut.piece, faults=hit)
+                    for cut in cutter.flush():  # an RTU frame that will not be finished
+                        handle(cut)
+                    continue
+                for cut in cutter.feed(data) if data else cutter.flush():
+                    handle(cut)
                 if not data:
                     break
         except (ConnectionError, OSError) as exc:
             self._record(session, "error", summary=repr(exc))
-        if lane is not None and session.ended is None:
-            await lane.drained()
-        self._end(session, "client closed" if upstream else "target closed")
+        except Exception as exc:  # a bug here must end only this connection, and say so
+            log.exception("connection #%d: cannot relay", session.number)
+            self._record(session, "error", summary=f"internal error: {exc!r}")
+
+    def _relayed_request(self, session: _Session, cut: Cut) -> None:
+        assert self._codec is not None and session.dialect is not None and session.upstream is not None
+        dialect, upstream = session.dialect, session.upstream
+        info = dialect.info(cut)
+        if cut.pdu is None:
+            hit = upstream.push(dialect.forward(cut.piece), None)
+            self._record(session, "request", summary=cut.text, data=cut.piece, faults=hit)
+            return
+        decided = None if info is None or dialect.handshake(info) else self.faults.decide(info)
+        action, kinds = decided if decided is not None else (None, ())
+        fields: dict[str, Any] = {
+            "unit": cut.unit,
+            "transaction_id": cut.ident,
+            "function": None if info is None else info.function,
+            "summary": self._codec.describe(cut.pdu, None),
+            "data": cut.piece,
+        }
+        if action is not None and action.exception is not None and not _in_values(dialect, kinds):
+            # Answered here, as the device would: the request never reaches the target.
+            assert info is not None
+            reply = dialect.refusal(cut, info, action.exception)
+            if reply is not None:
+                dialect.withheld(cut.piece)
+                self._record(session, "request", **fields, faults=kinds)
+                self._answer(session, _truncated(dialect.rewrite(reply, action), action), cut, info, kinds)
+                return
+            kinds = (*kinds, "not applied: the proxy cannot answer on this channel")
+        # freeze: reads answered as before it (or as the first one during it was), from here. Where a
+        # key costs a decode (OPC UA), answers are kept only while some fault is in force.
+        keep = info is not None and (dialect.cheap_keys or not self.faults.quiet())
+        key = dialect.freeze_key(cut, info) if keep and info is not None else None
+        frozen = key is not None and self.faults.is_frozen()
+        cached = self._frozen.get(key) if frozen else None
+        if cached is not None:
+            assert info is not None
+            reply = dialect.frozen_answer(cut, cached)
+            if reply is not None:
+                dialect.withheld(cut.piece)
+                kinds = (*kinds, "freeze")
+                self._record(session, "request", **fields, faults=kinds)
+                done = action or Action()
+                self._answer(
+                    session, _truncated(dialect.rewrite(reply, done), done), cut, info, kinds, "as before the freeze"
+                )
+                return
+        pending = _Pending(None, None, info, action, kinds, key)
+        session.pending[cut.ident] = pending
+        while len(session.pending) > _FREEZE_CACHE:
+            session.pending.popitem(last=False)
+        hit = upstream.push(dialect.forward(cut.piece), info)
+        if "drop" in hit:
+            dialect.withheld(cut.piece)
+        self._record(session, "request", **fields, faults=(*kinds, *hit))
+
+    def _answer(
+        self, session: _Session, reply: bytes, cut: Cut, info: RequestInfo, kinds: tuple[str, ...], how: str = ""
+    ) -> None:
+        """Another protocol's answer from here, logged as the device's would be."""
+        assert self._codec is not None and session.dialect is not None and session.downstream is not None
+        hit = session.downstream.push(reply, info)
+        if "drop" in hit:
+            session.dialect.lost(reply)
+        answer = self._codec.unwrap(self._codec.framings[0], reply, "responses")
+        summary = self._codec.describe(cut.pdu or b"", answer)
+        fields = {"unit": cut.unit, "transaction_id": cut.ident, "function": info.function}
+        self._record(
+            session,
+            "response",
+            **fields,
+            summary=f"{summary}, {how or 'from the proxy'}",
+            data=reply,
+            faults=(*kinds, *hit),
+        )
+
+    def _relayed_reply(self, session: _Session, cut: Cut) -> None:
+        assert session.dialect is not None and session.downstream is not None
+        dialect, downstream = session.dialect, session.downstream
+        piece = dialect.deliver(cut.piece)
+        if cut.pdu is None:
+            hit = downstream.push(piece, None)
+            if "drop" in hit:
+                dialect.lost(piece)
+            self._record(session, "response", summary=cut.text, data=piece, faults=hit)
+            return
+        pending = session.pending.pop(cut.ident, None)
+        info = pending.info if pending is not None else None
+        action = pending.action if pending is not None else None
+        kinds = pending.kinds if pending is not None else ()
+        key = pending.key if pending is not None else None
+        if key is not None and (not self.faults.is_frozen() or key not in self._frozen):
+            self._frozen[key] = cut.pdu  # a freeze that finds none keeps the first answer it sees
+            self._frozen.move_to_end(key)
+            while len(self._frozen) > _FREEZE_CACHE:
+                self._frozen.popitem(last=False)
+        if action is not None and info is not None and _in_values(dialect, kinds):
+            rewritten = dialect.bad_quality(piece, cut.pdu, info, self._bad_quality_status())
+            if rewritten is None:
+                kinds = (*kinds, "not applied: no Read answer in one chunk")
+            piece = rewritten if rewritten is not None else piece
+        if action is not None:
+            piece = _truncated(dialect.rewrite(piece, action), action)
+        hit = downstream.push(piece, info)
+        if "drop" in hit:
+            dialect.lost(piece)
+        fields = {"unit": cut.unit, "transaction_id": cut.ident, "function": None if info is None else info.function}
+        shown = f"{len(cut.pdu)}-byte answer"
+        self._record(session, "response", **fields, summary=shown, data=piece, faults=(*kinds, *hit))
+
+    def _bad_quality_status(self) -> int | None:
+        for fault in self.faults.active():
+            if fault.spec.kind == "bad_quality":
+                code = fault.spec.params.get("code")
+                return None if code is None else int(code)
+        return None
 
     async def _client_to_target(self, session: _Session) -> None:
         if self._codec is not None:
-            await self._relay(session, upstream=True)
-            return
-        splitter = Splitter(self.framing, "requests")
-        await self._pump(
-            session, session.client_reader, splitter, lambda piece, frame: self._request(session, piece, frame)
-        )
+            cuts = self._codec.cutter(self._codec.framings[0], "requests")
+            await self._pump(session, session.client_reader, cuts, lambda cut: self._relayed_request(session, cut))
+        else:
+            pieces = Splitter(self.framing, "requests")
+            await self._pump(
+                session, session.client_reader, pieces, lambda piece: self._request(session, piece[0], _frame(piece[1]))
+            )
         # The client is done sending: let what is on its way arrive, then close the target side too. A
         # PLC rarely closes on its own, and it has few connection slots: one kept for a client that
         # left is one the next client cannot have. (A reply still on its way has no one to read it.)
@@ -468,12 +601,13 @@ class Proxy:
     async def _target_to_client(self, session: _Session) -> None:
         assert session.target_reader is not None
         if self._codec is not None:
-            await self._relay(session, upstream=False)
-            return
-        splitter = Splitter(self.framing, "responses")
-        await self._pump(
-            session, session.target_reader, splitter, lambda piece, frame: self._reply(session, piece, frame)
-        )
+            cuts = self._codec.cutter(self._codec.framings[0], "responses")
+            await self._pump(session, session.target_reader, cuts, lambda cut: self._relayed_reply(session, cut))
+        else:
+            pieces = Splitter(self.framing, "responses")
+            await self._pump(
+                session, session.target_reader, pieces, lambda piece: self._reply(session, piece[0], _frame(piece[1]))
+            )
         if session.downstream is not None and session.ended is None:
             await session.downstream.drained()  # delayed replies still reach the client
         self._end(session, "target closed")
@@ -554,9 +688,10 @@ class Proxy:
             "function": frame.pdu[0],
             "summary": _describe_response(frame, request),
         }
-        if pending is not None and isinstance(request, _READS) and not self.faults.is_frozen() and frame.pdu[0] < 0x80:
-            self._frozen[(pending.frame.unit, pending.frame.pdu)] = frame.pdu
-            self._frozen.move_to_end((pending.frame.unit, pending.frame.pdu))
+        asked = pending.frame if pending is not None else None
+        if asked is not None and isinstance(request, _READS) and not self.faults.is_frozen() and frame.pdu[0] < 0x80:
+            self._frozen[(asked.unit, asked.pdu)] = frame.pdu
+            self._frozen.move_to_end((asked.unit, asked.pdu))
             while len(self._frozen) > _FREEZE_CACHE:
                 self._frozen.popitem(last=False)
         action = pending.action if pending is not None else None
@@ -711,10 +846,12 @@ def command(
     ),
     append: bool = typer.Option(False, "--append", help="Add to the cassette instead of replacing it."),
     protocol: str = typer.Option(
-        "modbus", help="modbus | s7 | opcua: what the traffic is (faults other than transport ones act on Modbus only)."
+        "modbus",
+        help="modbus | s7 | opcua: what the traffic is. Every fault acts on each; OPC UA's exception, "
+        "bad_quality, freeze and matches need security None (docs/faults.md).",
     ),
 ) -> None:
-    """Relay Modbus TCP (or S7) to a device through injected faults, logging each request and reply.
+    """Relay Modbus TCP, S7 or OPC UA to a device through injected faults, logging each request and reply.
 
     Prints `listening on HOST:PORT` first; stops cleanly on Ctrl-C and SIGTERM.
     """

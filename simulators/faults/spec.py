@@ -174,14 +174,30 @@ class AddressRange:
         return f"{self.area}:{self.first}" if self.first == self.last else f"{self.area}:{self.first}-{self.last}"
 
 
-def _int_set(value: object, key: str, low: int, high: int, what: str) -> frozenset[int]:
+def _function(item: object, key: str, what: str) -> int:
+    """A function or service code, or its name as a front-end gives it (`Read`, `read_var`)."""
+    if isinstance(item, str) and item.strip() and not item.strip()[0].isdigit():
+        names: dict[str, int] = {name: code for table in _code_tables() for name, code in table.functions.items()}
+        code = names.get(item.strip().lower())
+        if code is None:
+            raise ConfigError(f"{key}: expected {what}, or a name such as Read or read_var, not {item!r}")
+        return code
+    return _integer(item, key, 1, 0xFFFF, what)
+
+
+def _int_set(
+    value: object, key: str, low: int, high: int, what: str, parse: Callable[[object, str, str], int] | None = None
+) -> frozenset[int]:
     if isinstance(value, str):
         items: Iterable[object] = [part for part in re.split(r"[|\s]+", value.strip()) if part]
     elif isinstance(value, (list, tuple, set, frozenset)):
         items = value
     else:
         items = [value]
-    found = frozenset(_integer(item, key, low, high, what) for item in items)
+    if parse is None:
+        found = frozenset(_integer(item, key, low, high, what) for item in items)
+    else:
+        found = frozenset(parse(item, key, what) for item in items)
     if not found:
         raise ConfigError(f"{key}: expected {what}, or several separated by |, not {value!r}")
     return found
@@ -230,6 +246,7 @@ class Match:
                 0xFFFF,
                 "a function or service code 1..65535 (Modbus 1..127, an S7 function, an OPC UA request's DataType "
                 "id such as 629 for Read)",
+                _function,
             ),
             address=None if address is None else AddressRange.parse(address, f"{where}.address"),
             node=None if node is None else str(node),

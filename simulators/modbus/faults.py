@@ -6,10 +6,12 @@ replies alike. Which faults hit a request is the core's (simulators.faults.proto
 from __future__ import annotations
 
 from bifrost.modbus.framing import Framing, encode_mbap, encode_rtu
-from bifrost.modbus.pdu import ExceptionCode
+from bifrost.modbus.pdu import ExceptionCode, FunctionCode
 from simulators.hooks import Action
 
 SERVER_DEVICE_FAILURE = int(ExceptionCode.SERVER_DEVICE_FAILURE)
+FUNCTION_NAMES = {code.name.lower(): int(code) for code in FunctionCode}
+"""What a fault's `match: {function: ...}` may say for a function code (`read_holding_registers`)."""
 
 
 def modbus_code(code: int) -> int:
@@ -44,4 +46,11 @@ def rewrite_reply(action: Action, frame: bytes, framing: Framing) -> bytes:
     return frame
 
 
-__all__ = ["SERVER_DEVICE_FAILURE", "exception_frame", "exception_pdu", "modbus_code", "rewrite_reply"]
+__all__ = [
+    "FUNCTION_NAMES",
+    "SERVER_DEVICE_FAILURE",
+    "exception_frame",
+    "exception_pdu",
+    "modbus_code",
+    "rewrite_reply",
+]

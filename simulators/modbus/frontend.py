@@ -9,6 +9,7 @@ from bifrost.modbus.pdu import ExceptionCode
 from simulators.hooks import FaultHooks
 from simulators.listening import GroupServer
 from simulators.modbus.device import ModbusDevice
+from simulators.modbus.faults import FUNCTION_NAMES
 from simulators.modbus.model import ModbusDeviceModel
 from simulators.modbus.server import Endpoint, ModbusServer
 from simulators.protocols import DeviceAbout, DeviceSetup, FaultCodes, Sleep
@@ -19,6 +20,7 @@ FAULT_CODES = FaultCodes(
     help=f"a Modbus exception code ({', '.join(map(str, sorted(_NAMES.values())))}) or one of {', '.join(_NAMES)}",
     names=_NAMES,
     numbers=frozenset(_NAMES.values()),
+    functions=FUNCTION_NAMES,
 )
 
 

@@ -21,7 +21,7 @@ from simulators.opcua.model import OpcuaDeviceModel, OpcuaUser
 from simulators.opcua.nodes import resolve
 from simulators.opcua.relay import Relay
 from simulators.opcua.server import OpcuaDeviceServer, OpcuaSettings, ServiceEvent, status_code
-from simulators.opcua.traffic import CODEC, OpcuaRequest
+from simulators.opcua.traffic import CODEC, SERVICE_IDS, OpcuaRequest
 from simulators.protocols import DeviceAbout, DeviceSetup, FaultCodes, ListenerGate, Sleep
 from simulators.traffic import NOTHING_WRITTEN, Exchange
 
@@ -37,7 +37,12 @@ def _lookup(name: str) -> int | None:
     return opcua_status_code(name)
 
 
-FAULT_CODES = FaultCodes(help="an OPC UA status name", pattern=r"(Good|Uncertain|Bad)[A-Za-z0-9]*", lookup=_lookup)
+FAULT_CODES = FaultCodes(
+    help="an OPC UA status name",
+    pattern=r"(Good|Uncertain|Bad)[A-Za-z0-9]*",
+    lookup=_lookup,
+    functions={name.lower(): number for name, number in SERVICE_IDS.items()},
+)
 
 
 class OpcuaFrontend:

@@ -26,7 +26,6 @@ from bifrost.s7 import pdu
 from bifrost.s7.pdu import (
     Area,
     DataTransport,
-    ErrorClass,
     ErrorResponse,
     ItemData,
     RequestPdu,
@@ -38,6 +37,7 @@ from bifrost.s7.pdu import (
 from bifrost.tags import Value
 from simulators.hooks import FaultHooks
 from simulators.plant import Plant
+from simulators.s7.faults import BAD_QUALITY_CODE, refusal
 from simulators.s7.map import AreaError, Memory, Values
 from simulators.s7.model import S7DeviceModel, area_key
 from simulators.scenario import Scenario
@@ -48,7 +48,6 @@ Served = tuple[ResponsePdu, Mapping[str, Value], str | None]
 
 RUN, STOP = 0x08, 0x04
 STATE_NAMES = {RUN: "RUN", STOP: "STOP"}
-BAD_QUALITY_CODE = 4  # what the fault engine's bad_quality asks for (a Modbus number): a hardware fault here
 ORDER_CODE = "6ES7 516-3AN02-0AB0"  # an S7-1516: a CPU that negotiates 960-byte PDUs
 _DATA_TRANSPORT = {
     TransportSize.BIT: DataTransport.BIT,
@@ -135,19 +134,8 @@ class S7Device:
         return ErrorResponse(request.function, 0x81, 0x04), NOTHING_WRITTEN, f"{type(request).__name__} here"
 
     def refuse(self, request: RequestPdu, code: int) -> ResponsePdu:
-        """The answer a fault's `exception` asks for: an error class (0x81..0x87) refuses the job as a
-        whole; any other code answers every item with it (bad_quality: 0x01, a hardware fault)."""
-        item_code = ReturnCode.HARDWARE_FAULT if code == BAD_QUALITY_CODE else code
-        function = None if isinstance(request, pdu.SzlRequest) else int(request.function)
-        if code in {int(c) for c in ErrorClass} - {0}:
-            return ErrorResponse(function, code, 0x04 if code == ErrorClass.SERVICE_PROCESSING else 0x00)
-        if isinstance(request, pdu.ReadRequest):
-            return pdu.ReadResponse(tuple(ItemData(item_code, DataTransport.NULL) for _ in request.items))
-        if isinstance(request, pdu.WriteRequest):
-            return pdu.WriteResponse(tuple(item_code for _ in request.items))
-        if isinstance(request, pdu.SzlRequest):
-            return pdu.SzlResponse(request.szl_id, request.index, b"", item_code, 0xD401, request.sequence)
-        return ErrorResponse(function, 0x84, 0x04)
+        """The answer a fault's `exception` asks for (simulators.s7.faults.refusal)."""
+        return refusal(request, code)
 
     def _read(self, request: pdu.ReadRequest, pdu_size: int) -> Served:
         values = self.values()

@@ -10,13 +10,15 @@ from simulators.listening import GroupServer
 from simulators.protocols import DeviceAbout, DeviceSetup, FaultCodes, Sleep
 from simulators.recording.hooks import with_replays
 from simulators.s7.device import S7Device
+from simulators.s7.faults import S7_CODES, S7_FUNCTIONS
 from simulators.s7.model import S7DeviceModel
 from simulators.s7.server import S7Server
 
 # S7's own codes (bifrost.s7.pdu): item return codes, and the error classes of a whole job's refusal.
 FAULT_CODES = FaultCodes(
     help="an S7 item return code (0x01, 0x03, 0x05, 0x06, 0x07, 0x0A) or error class (0x81..0x87)",
-    numbers=frozenset({0x01, 0x03, 0x05, 0x06, 0x07, 0x0A} | set(range(0x81, 0x88))),
+    numbers=S7_CODES,
+    functions=S7_FUNCTIONS,
 )
 
 

@@ -441,3 +441,14 @@ def test_the_doc_python_runs(code: str) -> None:
 def test_the_doc_lists_every_kind() -> None:
     rows = re.findall(r"^\| `(\w+)` \|", DOC.read_text(), flags=re.MULTILINE)
     assert set(FAULT_KINDS) <= set(rows)
+
+
+def test_a_match_names_functions_and_services_as_their_front_ends_do() -> None:
+    assert FaultSpec.parse("exception,code=BadCommunicationError,function=Read|Write").match.function == {629, 671}
+    assert FaultSpec.parse("drop,function=read_var").match.function == {4}
+    assert FaultSpec.from_mapping({"kind": "latency", "delay": "1s", "match": {"function": "szl"}}).match.function == {
+        0x4401
+    }
+    assert FaultSpec.parse("exception,code=2,function=read_holding_registers|6").match.function == {3, 6}
+    with pytest.raises(ConfigError, match=r"match\.function: .*'Raed'"):
+        FaultSpec.parse("exception,function=Raed")
