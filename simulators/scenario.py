@@ -736,20 +736,51 @@ def _one_or_more_schema(low: int, high: int) -> WithJsonSchema:
     return WithJsonSchema({"anyOf": [number, {"type": "array", "items": number}, {"type": "null"}]})
 
 
+_MATCH_ADDRESS = r"^(coil|di|ir|hr|DB[1-9]\d{0,4}|M|I|Q):\d{1,5}(-\d{1,5})?$"
+
+
+def _function_item(value: Any) -> Any:
+    """A code in 1..65535, or a name checked against the front-ends' tables now (so a typo is an error
+    at its line); kept as written, as the fault's checker takes both."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError("expected a function or service code (1..65535) or its name")
+    if isinstance(value, int):
+        if not 1 <= value <= 0xFFFF:
+            raise ValueError("Input should be greater than or equal to 1 and less than or equal to 65535")
+        return value
+    from simulators.faults.spec import function_code  # simulators.faults imports this module
+
+    try:
+        function_code(value)
+    except ConfigError as exc:
+        raise ValueError(
+            "expected a function or service code, or a name the front-ends give one "
+            "(read_holding_registers, read_var, Read)"
+        ) from exc
+    return value
+
+
+def _function_schema() -> WithJsonSchema:
+    item = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 0xFFFF}, {"type": "string", "minLength": 1}]}
+    return WithJsonSchema({"anyOf": [item, {"type": "array", "items": item}, {"type": "null"}]})
+
+
 class FaultMatch(_Strict):
     """Which requests a fault applies to; an absent key matches everything."""
 
     unit: Annotated[
         list[Annotated[int, Field(ge=0, le=255)]] | None, BeforeValidator(_one_or_more), _one_or_more_schema(0, 255)
     ] = None
-    # The protocol's function or service code: Modbus 1..127, an S7 function, an OPC UA request's DataType id.
+    # The protocol's function or service code: Modbus 1..127, an S7 function, an OPC UA request's DataType id;
+    # or its name as the front-ends give it (read_holding_registers, read_var, Read).
     function: Annotated[
-        list[Annotated[int, Field(ge=1, le=0xFFFF)]] | None,
+        list[Annotated[int | str, BeforeValidator(_function_item)]] | None,
         BeforeValidator(_one_or_more),
-        _one_or_more_schema(1, 0xFFFF),
+        _function_schema(),
     ] = None
-    address: Annotated[str, Field(pattern=r"^(coil|di|ir|hr):\d{1,5}(-\d{1,5})?$")] | None = Field(
-        default=None, description="an address or range, such as hr:0-9"
+    address: Annotated[str, Field(pattern=_MATCH_ADDRESS)] | None = Field(
+        default=None,
+        description="an address or range: Modbus hr:0-9 (coil, di, ir, hr), S7 bytes DB1:0-7 (DB<n>, M, I, Q)",
     )
     node: str | None = Field(default=None, description="an OPC UA node id")
 

@@ -174,6 +174,11 @@ class AddressRange:
         return f"{self.area}:{self.first}" if self.first == self.last else f"{self.area}:{self.first}-{self.last}"
 
 
+def function_code(name: str) -> int:
+    """The code of a function or service name as a front-end gives it (`Read`, `read_var`)."""
+    return _function(name, "function", "a function or service code")
+
+
 def _function(item: object, key: str, what: str) -> int:
     """A function or service code, or its name as a front-end gives it (`Read`, `read_var`)."""
     if isinstance(item, str) and item.strip() and not item.strip()[0].isdigit():
@@ -613,6 +618,7 @@ __all__ = [
     "Direction",
     "FaultSpec",
     "Match",
+    "function_code",
     "kind_keys",
     "kind_schemas",
     "parse_duration",
