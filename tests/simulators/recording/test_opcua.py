@@ -241,9 +241,63 @@ def test_a_node_never_recorded_is_bad_node_id_unknown_and_a_miss(recorded: Path)
         assert "Read ns=2;s=tank.temperature" in miss.describe() and "never read in the capture" in miss.describe()
 
 
-def test_strict_mode_is_refused_saying_why(recorded: Path) -> None:
-    with pytest.raises(ConfigError, match="strict is not offered for OPC UA: the server answers"):
-        OpcuaReplay(recorded, mode="strict")
+async def _level_twice(url: str) -> list[float]:
+    async with Client(url) as client:
+        node = client.get_node("ns=2;s=tank.level")
+        return [await node.read_value(), await node.read_value()]
+
+
+def test_strict_mode_answers_the_recorded_reads_and_writes_in_their_order(recorded: Path) -> None:
+    with OpcuaReplay(recorded, mode="strict") as replay:
+        assert asyncio.run(_level_twice(replay.url)) == [4.25, 4.5]
+        assert asyncio.run(_poll(replay.url)) == {"level": [4.5, 4.5], "speed": 1450, "setpoint": 55.5}
+        assert replay.misses == []
+        replay.reset()  # and again from the start
+        assert asyncio.run(_level_twice(replay.url)) == [4.25, 4.5]
+
+
+def test_strict_mode_refuses_a_read_out_of_order_naming_what_the_cassette_expected(recorded: Path) -> None:
+    async def skip(url: str) -> float:
+        async with Client(url) as client:
+            with pytest.raises(ua.UaStatusCodeError, match="BadUnexpectedError"):
+                await client.get_node("ns=2;s=pump.speed").read_value()
+            return float(await client.get_node("ns=2;s=tank.level").read_value())  # the order holds on
+
+    with OpcuaReplay(recorded, mode="strict") as replay:
+        assert asyncio.run(skip(replay.url)) == 4.25
+        (miss,) = replay.misses
+        assert "Read ns=2;s=pump.speed" in miss.describe()
+        assert "out of order: Read/Write 1 of the cassette is Read ns=2;s=tank.level" in miss.describe()
+
+
+def test_strict_mode_refuses_what_comes_after_the_last_with_the_status_asked_for(recorded: Path) -> None:
+    async def beyond(url: str) -> None:
+        await _level_twice(url)
+        await _poll(url)
+        async with Client(url) as client:
+            with pytest.raises(ua.UaStatusCodeError, match="BadOutOfService"):
+                await client.get_node("ns=2;s=tank.level").read_value()
+
+    with OpcuaReplay(recorded, mode="strict", unknown="BadOutOfService") as replay:
+        asyncio.run(beyond(replay.url))
+        (miss,) = replay.misses
+        assert "all 7 recorded Reads and Writes were replayed" in miss.describe()
+    with pytest.raises(ConfigError, match="no OPC UA status name"):
+        OpcuaReplay(recorded, unknown="BadNoSuchThing")
+
+
+def test_a_scenario_replay_key_takes_strict_mode_and_a_status_name(recorded: Path) -> None:
+    scenario = replay_scenario(recorded, mode="strict", unknown="BadResourceUnavailable")
+    with SimHost(scenario) as host:
+        assert asyncio.run(_level_twice(host.url("tank"))) == [4.25, 4.5]
+
+        async def wrong(url: str) -> None:
+            async with Client(url) as client:
+                with pytest.raises(ua.UaStatusCodeError, match="BadResourceUnavailable"):
+                    await client.get_node("ns=2;s=tank.setpoint").read_value()
+
+        asyncio.run(wrong(host.url("tank")))
+        assert len(misses(host)) == 1
 
 
 def test_bifrost_sim_replay_serves_an_opcua_cassette(recorded: Path) -> None:
@@ -362,3 +416,22 @@ def test_the_replay_survives_bytes_that_are_not_opc_ua(recorded: Path) -> None:
     with OpcuaReplay(recorded) as replay:
         asyncio.run(garbage(replay.url))
         assert asyncio.run(_poll(replay.url))["level"] == [4.25, 4.5]
+
+
+def test_answers_of_the_relays_own_keep_the_sequence_numbers_in_step(recorded: Path) -> None:
+    """asyncua's client drops a channel whose sequence numbers skip or repeat (Part 6, 6.7.2): answers the
+    relay gives, and requests the server never sees, must not show in them."""
+
+    async def ask(url: str) -> tuple[list[Any], Any]:
+        async with Client(url) as client:
+            level = client.get_node("ns=2;s=tank.level")
+            values = [await level.read_value() for _ in range(3)]  # answered by the relay
+            state = await client.nodes.server_state.read_value()  # the server's own, after the relay's answers
+            setpoint = ua.DataValue(ua.Variant(55.5, ua.VariantType.Double))
+            await client.get_node("ns=2;s=tank.setpoint").write_value(setpoint)  # recorded: the relay's too
+            return values, state
+
+    with OpcuaReplay(recorded) as replay:
+        values, state = asyncio.run(ask(replay.url))
+        assert values == [4.25, 4.5, 4.5] and state == ua.ServerState.Running
+        assert replay.misses == []
