@@ -435,3 +435,36 @@ def test_answers_of_the_relays_own_keep_the_sequence_numbers_in_step(recorded: P
         values, state = asyncio.run(ask(replay.url))
         assert values == [4.25, 4.5, 4.5] and state == ua.ServerState.Running
         assert replay.misses == []
+
+
+def test_an_array_read_as_recorded_is_answered_from_the_cassette_and_said_so(tmp_path: Path) -> None:
+    path = tmp_path / "arrays.jsonl"
+
+    async def profile(url: str) -> Any:
+        async with Client(url) as client:
+            return await client.get_node("ns=2;s=tank.profile").read_value()
+
+    async def record() -> None:
+        server, port, _ = await _tank_server()
+        tank = server.get_node("ns=2;s=tank")
+        await tank.add_variable(
+            ua.NodeId("tank.profile", 2), "profile", ua.Variant([1.5, 2.5, 3.5], ua.VariantType.Double)
+        )
+        try:
+            with ProxyRecorder(path, device="tank", protocol="opcua") as recorder:
+                async with Proxy(("127.0.0.1", port), log=recorder, protocol="opcua") as proxy:
+                    assert await profile(f"opc.tcp://127.0.0.1:{proxy.address[1]}/tank") == [1.5, 2.5, 3.5]
+        finally:
+            await server.stop()
+
+    asyncio.run(record())
+    for mode in ("request", "strict"):
+        with OpcuaReplay(path, mode=mode) as replay:
+            assert asyncio.run(profile(replay.url)) == [1.5, 2.5, 3.5]
+            (note,) = replay.server.notes
+            assert note.startswith("ns=2;s=tank.profile: an array of Double (3 values): not in the server's address")
+    with OpcuaReplay(path, mode="image") as replay:  # the server alone answers: it has no such node
+        with pytest.raises(ua.UaStatusCodeError, match="BadNodeIdUnknown"):
+            asyncio.run(profile(replay.url))
+        (miss,) = replay.misses
+        assert "ns=2;s=tank.profile (an array of Double (3 values), answered only as recorded)" in miss.describe()
