@@ -23,9 +23,10 @@ A recorded answer's values are pushed into the server's variables too, so subscr
 see them. A miss goes to `fallback` when there is one (the pytest plugin's `new_episodes`: the real
 device, through the recording proxy), and is not a miss then.
 
-The server serves variables that are scalars of the 12 types in SERVED_TYPES; a node the capture shows
-with another value (an array, a structure, a ByteString) is not in its address space, which `notes`
-says, but a Read recorded as such is still answered from the cassette in `request` and `strict` modes.
+The server serves variables that are scalars of the 12 types in SERVED_TYPES or one-dimensional
+arrays of them; a node the capture shows with another value (a matrix, a structure, a ByteString) is
+not in its address space, which `notes` says, but a Read recorded as such is still answered from the
+cassette in `request` and `strict` modes.
 """
 
 from __future__ import annotations
@@ -175,9 +176,12 @@ class OpcuaAnswers:
                     continue  # another attribute, or namespace 0: the server's own nodes
                 variant = data_value.Value
                 type_name = variant.VariantType.name
-                if type_name not in SERVED_TYPES or isinstance(variant.Value, list):
+                dimensions = variant.Dimensions or []
+                if type_name not in SERVED_TYPES or len(dimensions) > 1:
                     self.unserved.setdefault(node_id, _kind(variant))
                     continue
+                if isinstance(variant.Value, list):
+                    type_name += "[]"  # a one-dimensional array of a served type: served too
                 node = self.nodes.get(node_id)
                 if node is None:
                     node = self.nodes[node_id] = ReplayedNode(node_id, type_name)
@@ -193,9 +197,9 @@ class OpcuaAnswers:
             if node_id not in self.nodes:
                 self.notes.append(
                     f"{node_id}: {kind}: not in the server's address space (it serves scalars of "
-                    f"{len(SERVED_TYPES)} types), so browsing, subscriptions, image mode and Reads never "
-                    "recorded as such do not see it; a Read or Write recorded as such is still answered "
-                    "from the cassette in request and strict modes"
+                    f"{len(SERVED_TYPES)} types and one-dimensional arrays of them), so browsing, "
+                    "subscriptions, image mode and Reads never recorded as such do not see it; a Read or "
+                    "Write recorded as such is still answered from the cassette in request and strict modes"
                 )
         for node in self.nodes.values():
             if self.mode == "image" and not node.refused:

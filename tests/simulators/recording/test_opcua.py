@@ -437,34 +437,48 @@ def test_answers_of_the_relays_own_keep_the_sequence_numbers_in_step(recorded: P
         assert replay.misses == []
 
 
-def test_an_array_read_as_recorded_is_answered_from_the_cassette_and_said_so(tmp_path: Path) -> None:
+def test_arrays_are_served_and_other_values_answered_as_recorded_and_said_so(tmp_path: Path) -> None:
     path = tmp_path / "arrays.jsonl"
 
-    async def profile(url: str) -> Any:
+    async def read(url: str, node: str) -> Any:
         async with Client(url) as client:
-            return await client.get_node("ns=2;s=tank.profile").read_value()
+            return await client.get_node(node).read_value()
 
     async def record() -> None:
         server, port, _ = await _tank_server()
         tank = server.get_node("ns=2;s=tank")
-        await tank.add_variable(
-            ua.NodeId("tank.profile", 2), "profile", ua.Variant([1.5, 2.5, 3.5], ua.VariantType.Double)
-        )
+        profile = ua.Variant([1.5, 2.5, 3.5], ua.VariantType.Double)
+        await tank.add_variable(ua.NodeId("tank.profile", 2), "profile", profile)
+        await tank.add_variable(ua.NodeId("tank.blob", 2), "blob", ua.Variant(b"\x01\x02", ua.VariantType.ByteString))
         try:
             with ProxyRecorder(path, device="tank", protocol="opcua") as recorder:
                 async with Proxy(("127.0.0.1", port), log=recorder, protocol="opcua") as proxy:
-                    assert await profile(f"opc.tcp://127.0.0.1:{proxy.address[1]}/tank") == [1.5, 2.5, 3.5]
+                    url = f"opc.tcp://127.0.0.1:{proxy.address[1]}/tank"
+                    assert await read(url, "ns=2;s=tank.profile") == [1.5, 2.5, 3.5]
+                    assert await read(url, "ns=2;s=tank.blob") == b"\x01\x02"
         finally:
             await server.stop()
+
+    async def rewrite(url: str) -> tuple[Any, str]:
+        async with Client(url) as client:
+            node = client.get_node("ns=2;s=tank.profile")
+            await node.write_value(ua.DataValue(ua.Variant([4.0, 5.0], ua.VariantType.Double)))
+            part = ua.ReadParameters()
+            part.NodesToRead = [ua.ReadValueId(NodeId=node.nodeid, AttributeId=13, IndexRange="1")]
+            (answer,) = await client.uaclient.read(part)
+            return await node.read_value(), answer.StatusCode.name
 
     asyncio.run(record())
     for mode in ("request", "strict"):
         with OpcuaReplay(path, mode=mode) as replay:
-            assert asyncio.run(profile(replay.url)) == [1.5, 2.5, 3.5]
+            assert asyncio.run(read(replay.url, "ns=2;s=tank.profile")) == [1.5, 2.5, 3.5]
+            assert asyncio.run(read(replay.url, "ns=2;s=tank.blob")) == b"\x01\x02"  # answered as recorded
             (note,) = replay.server.notes
-            assert note.startswith("ns=2;s=tank.profile: an array of Double (3 values): not in the server's address")
-    with OpcuaReplay(path, mode="image") as replay:  # the server alone answers: it has no such node
+            assert note.startswith("ns=2;s=tank.blob: ByteString: not in the server's address space")
+    with OpcuaReplay(path, mode="image") as replay:  # the server alone answers: an array it holds
+        assert asyncio.run(read(replay.url, "ns=2;s=tank.profile")) == [1.5, 2.5, 3.5]
+        assert asyncio.run(rewrite(replay.url)) == ([4.0, 5.0], "BadIndexRangeInvalid")  # whole arrays only
         with pytest.raises(ua.UaStatusCodeError, match="BadNodeIdUnknown"):
-            asyncio.run(profile(replay.url))
+            asyncio.run(read(replay.url, "ns=2;s=tank.blob"))
         (miss,) = replay.misses
-        assert "ns=2;s=tank.profile (an array of Double (3 values), answered only as recorded)" in miss.describe()
+        assert "ns=2;s=tank.blob (ByteString, answered only as recorded)" in miss.describe()
