@@ -31,7 +31,6 @@ cassette in `request` and `strict` modes.
 
 from __future__ import annotations
 
-import datetime
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -43,13 +42,13 @@ from simulators.recording.opcua import (
     VALUE_ATTRIBUTE,
     OpcuaCodec,
     decode,
-    encode,
     learned,
     node_text,
     request_text,
     service_name,
     status_text,
 )
+from simulators.recording.opcua_headers import answered, request_key
 from simulators.recording.opcua_relay import FORWARD, Verdict
 from simulators.recording.replay import Miss
 
@@ -108,6 +107,11 @@ def _data(request: bytes) -> tuple[Any, str, list[Any]] | None:
     return asked, name, items
 
 
+def _raw_key(request: bytes) -> bytes | None:
+    found = request_key(request)
+    return None if found is None else found[0]
+
+
 def _kind(variant: Any) -> str:
     type_name = str(variant.VariantType.name)
     value = variant.Value
@@ -150,9 +154,17 @@ class OpcuaAnswers:
         self.index = {node_id: i for i, node_id in enumerate(self.nodes)}
         self.recorded = [entry for entry in entries if _data(entry.request) is not None]
         """The data exchanges (see the module docstring), in the order recorded."""
-        self._by_key: dict[Hashable, list[Entry]] = {}
-        for entry in self.recorded:
-            self._by_key.setdefault(_CODEC.match_key(0, entry.request), []).append(entry)
+        # Each recorded request by its match key, and by its raw key (opcua_headers: the fast look).
+        self._keys: list[Hashable] = [_CODEC.match_key(0, entry.request) for entry in self.recorded]
+        self._raw: list[bytes | None] = [_raw_key(entry.request) for entry in self.recorded]
+        self._by_key: dict[Hashable, list[int]] = {}
+        self._by_raw: dict[bytes, Hashable] = {}
+        for index, (key, raw) in enumerate(zip(self._keys, self._raw, strict=True)):
+            self._by_key.setdefault(key, []).append(index)
+            if raw is not None:
+                self._by_raw[raw] = key
+        self._prepared: dict[int, tuple[bytes | None, tuple[Push, ...]]] = {}
+        self._image_steps: dict[bytes, Step] = {}  # image mode: the same request, the same (stateless) step
         self._cursor = 0
         self._turns: dict[Hashable, int] = {}
         self._node_turns: dict[str, int] = {}
@@ -237,60 +249,101 @@ class OpcuaAnswers:
 
     def decide(self, request: bytes) -> Step:
         """What to do with one request from a client (see the module docstring)."""
+        if request[:4] not in _READ_OR_WRITE:
+            return Step()
+        fast = request_key(request)
+        raw = fast[0] if fast is not None else None
+        if fast is not None:
+            with self._lock:
+                step = self._fast(*fast)
+                if step is not None:
+                    self.served += 1
+                    return step
         found = _data(request)
         if found is None:
             return Step()
         asked, name, items = found
+        handle = int(asked.RequestHeader.RequestHandle)
         with self._lock:
             self.served += 1
             if self.mode == "strict":
-                return self._strict(asked, request)
+                return self._strict(request, handle)
             if self.mode == "request":
                 key = _CODEC.match_key(0, request)
-                recorded = self._by_key.get(key)
-                if recorded:
-                    turn = self._turns.get(key, 0)
-                    self._turns[key] = turn + 1
-                    return self._recorded(asked, recorded[min(turn, len(recorded) - 1)])
-            return self._by_node(asked, name, items, request)
+                if key in self._by_key:
+                    if raw is not None:
+                        self._by_raw[raw] = key  # the same request again: found at the first look
+                    return self._turn(key, handle)
+            misses = len(self.misses)
+            step = self._by_node(name, items, request)
+            if self.mode == "image" and raw is not None and len(self.misses) == misses and not step.ask:
+                self._image_steps[raw] = step
+            return step
+
+    def _fast(self, raw: bytes, handle: int) -> Step | None:
+        """The step for a request found by its raw key, or None: decode it and look again."""
+        if self.mode == "strict":
+            if self._cursor < len(self.recorded) and self._raw[self._cursor] == raw:
+                self._cursor += 1
+                return self._recorded(self._cursor - 1, handle)
+            return None
+        if self.mode == "request":
+            key = self._by_raw.get(raw)
+            return None if key is None else self._turn(key, handle)
+        return self._image_steps.get(raw)
+
+    def _turn(self, key: Hashable, handle: int) -> Step:
+        """The next recorded answer to an equal request (the last again after)."""
+        indexes = self._by_key[key]
+        turn = self._turns.get(key, 0)
+        self._turns[key] = turn + 1
+        return self._recorded(indexes[min(turn, len(indexes) - 1)], handle)
 
     def _delay(self, latency: float | None) -> float:
         if self.timing == "fast" or latency is None:
             return 0.0
         return latency / self.speed
 
-    def _strict(self, asked: Any, request: bytes) -> Step:
+    def _strict(self, request: bytes, handle: int) -> Step:
         if self._cursor >= len(self.recorded):
             return self._miss(request, f"all {len(self.recorded)} recorded Reads and Writes were replayed")
-        entry = self.recorded[self._cursor]
-        if _CODEC.match_key(0, entry.request) != _CODEC.match_key(0, request):
+        if self._keys[self._cursor] != _CODEC.match_key(0, request):
+            entry = self.recorded[self._cursor]
             try:
                 expected = request_text(decode(entry.request))
             except ValueError:
                 expected = entry.request.hex()
             return self._miss(request, f"out of order: Read/Write {self._cursor + 1} of the cassette is {expected}")
         self._cursor += 1
-        return self._recorded(asked, entry)
+        return self._recorded(self._cursor - 1, handle)
 
-    def _recorded(self, asked: Any, entry: Entry) -> Step:
-        """The recorded answer, for this request's handle; its values pushed into the server too."""
+    def _recorded(self, index: int, handle: int) -> Step:
+        """Recorded exchange `index`'s answer, for this request's handle; its values pushed into the
+        server too."""
+        entry = self.recorded[index]
         delay = self._delay(entry.latency)
+        prepared = self._prepared.get(index)
+        if prepared is None:
+            prepared = self._prepared[index] = self._prepare(entry)
+        response, pushes = prepared
         if entry.response is None:
             return Step(Verdict(forward=False, delay=delay))  # recorded unanswered: so it stays
-        try:
-            answered = decode(entry.response)
-        except ValueError:
+        if response is None:
             return Step(Verdict(delay=delay))  # a recorded answer that cannot be read: the server's then
-        answered.ResponseHeader.RequestHandle = asked.RequestHeader.RequestHandle
-        answered.ResponseHeader.Timestamp = datetime.datetime.now(datetime.timezone.utc)
+        return Step(Verdict(forward=False, answer=answered(response, handle), delay=delay), pushes)
+
+    def _prepare(self, entry: Entry) -> tuple[bytes | None, tuple[Push, ...]]:
+        """A recorded response as it is sent (None: unreadable), and the values it shows."""
+        if entry.response is None or answered(entry.response, 0) is None:
+            return None, ()
         pushes = []
         for (node_id, attribute), data_value in learned(entry.request, entry.response):
             index = self.index.get(node_id)
             if index is not None and attribute == VALUE_ATTRIBUTE:
                 pushes.append((index, data_value))
-        return Step(Verdict(forward=False, answer=encode(answered), delay=delay), tuple(pushes))
+        return entry.response, tuple(pushes)
 
-    def _by_node(self, asked: Any, name: str, items: list[Any], request: bytes) -> Step:
+    def _by_node(self, name: str, items: list[Any], request: bytes) -> Step:
         unknown: list[str] = []
         pushes: list[Push] = []
         delay = 0.0

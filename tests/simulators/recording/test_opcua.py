@@ -27,6 +27,7 @@ from simulators.recording.diff import diff_cassettes
 from simulators.recording.importer import import_capture
 from simulators.recording.opcua import OpcuaCodec, decode, encode
 from simulators.recording.opcua_chunks import Broken, ChunkFramer, OpcuaCutter
+from simulators.recording.opcua_headers import answered, request_key
 from simulators.recording.opcua_replay import OpcuaReplay
 from simulators.recording.record import ProxyRecorder, save_traffic
 from simulators.recording.serve import misses, replay_scenario
@@ -75,6 +76,29 @@ def test_match_keys_ignore_what_changes_per_run_and_see_what_does_not() -> None:
     assert first != second  # handles and timestamps differ on the wire
     assert CODEC.match_key(0, first) == CODEC.match_key(0, second)
     assert CODEC.match_key(0, first) != CODEC.match_key(0, read_request("ns=2;s=b"))
+
+
+def test_the_raw_key_leaves_out_what_the_header_changes_per_run_as_the_match_key_does() -> None:
+    first = ua.ReadRequest()
+    first.RequestHeader.RequestHandle = 1
+    first.RequestHeader.AuthenticationToken = ua.NodeId(b"session-one", 0, ua.NodeIdType.ByteString)
+    first.RequestHeader.AuditEntryId = "audit"
+    first.Parameters.NodesToRead = [ua.ReadValueId(NodeId=ua.NodeId.from_string("ns=2;s=a"), AttributeId=13)]
+    second = decode(encode(first))
+    second.RequestHeader.RequestHandle = 77
+    second.RequestHeader.AuthenticationToken = ua.NodeId(1234, 1)
+    second.RequestHeader.AuditEntryId = None
+    second.RequestHeader.TimeoutHint = 9000
+    asked, again = encode(first), encode(second)
+    (key, handle), (other, handle_again) = request_key(asked), request_key(again)
+    assert key == other and (handle, handle_again) == (1, 77)
+    assert CODEC.match_key(0, asked) == CODEC.match_key(0, again)
+    assert request_key(read_request("ns=2;s=b"))[0] != key
+    assert request_key(b"\x01\x00\x77\x02\x03") is None  # cut short: no key, no exception
+    response = answered(read_response(1.5, handle=1), 99)
+    assert response is not None and decode(response).ResponseHeader.RequestHandle == 99
+    assert CODEC.describe(read_request("ns=2;s=a"), response).endswith("Good 1.5")
+    assert answered(b"\x05", 1) is None
 
 
 def test_malformed_messages_are_said_so_and_never_raise() -> None:
