@@ -308,6 +308,10 @@ def test_strict_mode_refuses_what_comes_after_the_last_with_the_status_asked_for
         assert "all 7 recorded Reads and Writes were replayed" in miss.describe()
     with pytest.raises(ConfigError, match="no OPC UA status name"):
         OpcuaReplay(recorded, unknown="BadNoSuchThing")
+    with pytest.raises(ConfigError, match="cannot be null for OPC UA"):
+        OpcuaReplay(recorded, unknown=None)
+    with pytest.raises(ConfigError, match="is no Bad status"):
+        OpcuaReplay(recorded, unknown=2)
 
 
 def test_a_scenario_replay_key_takes_strict_mode_and_a_status_name(recorded: Path) -> None:
