@@ -8,6 +8,9 @@
 2. Serving: requests per second a replayed device answers, against the simulated device it was
    recorded from, each on a SimHost, with the same lean raw-socket client (one request on the wire
    at a time). Target: a ratio of about 1.
+3. Serving OPC UA: Reads per second of one node, the native client (open62541) against the simulated
+   device, and against its replay (recorded through the proxy) in `request` mode (the relay answers
+   each Read from the cassette) and in `image` mode (the relay passes each on to the replay's server).
 
     python3 bench/bench_replay.py [--exchanges N] [--requests N]
 """
@@ -206,6 +209,71 @@ def bench_serving(requests: int) -> None:
     )
 
 
+OPCUA_PLANT = """\
+scenario: tank
+tags:
+  tank.level: {type: float64, init: 42.5}
+devices:
+  ua1: {protocol: opcua, listen: 127.0.0.1:0, map: {tank.level: "ns=2;s=tank.level"}}
+"""
+
+
+def _read_opcua(url: str, requests: int) -> float:
+    import asyncio
+
+    import bifrost
+
+    async def run() -> float:
+        async with bifrost.connect(url, engine="native") as plc:
+            for _ in range(50):  # warm up
+                await plc.read("ns=2;s=tank.level")
+            start = time.perf_counter()
+            for _ in range(requests):
+                await plc.read("ns=2;s=tank.level")
+            return requests / (time.perf_counter() - start)
+
+    return asyncio.run(run())
+
+
+def bench_serving_opcua(requests: int) -> None:
+    import asyncio
+
+    from simulators import SimHost
+    from simulators.hooks import NoFaults
+    from simulators.proxy import Proxy
+    from simulators.recording.record import ProxyRecorder
+    from simulators.recording.serve import replay_scenario
+
+    with tempfile.TemporaryDirectory() as folder:
+        plant, cassette = Path(folder) / "tank.yaml", Path(folder) / "tank.jsonl"
+        plant.write_text(OPCUA_PLANT)
+        with SimHost(plant, any_port=True, hooks=NoFaults()) as simulated:
+            url = simulated.url("ua1")
+            host, port = url.split("//")[1].split("/")[0].rsplit(":", 1)
+
+            async def record() -> None:
+                with ProxyRecorder(cassette, device="ua1", protocol="opcua") as recorder:
+                    async with Proxy((host, int(port)), log=recorder, protocol="opcua") as proxy:
+                        await asyncio.to_thread(_read_opcua, f"opc.tcp://127.0.0.1:{proxy.address[1]}/bifrost", 10)
+
+            asyncio.run(record())
+            rates: dict[str, list[float]] = {"simulated": [], "request": [], "image": []}
+            with (
+                SimHost(replay_scenario(cassette), any_port=True, hooks=NoFaults()) as by_request,
+                SimHost(replay_scenario(cassette, mode="image"), any_port=True, hooks=NoFaults()) as by_image,
+            ):
+                for _ in range(5):  # rounds in turn, the median of each
+                    rates["simulated"].append(_read_opcua(url, requests))
+                    rates["request"].append(_read_opcua(by_request.url("ua1"), requests))
+                    rates["image"].append(_read_opcua(by_image.url("ua1"), requests))
+    simulated_rate, request_rate, image_rate = (statistics.median(rates[k]) for k in ("simulated", "request", "image"))
+    print(
+        f"serve {requests:,} OPC UA reads: replayed {request_rate:,.0f} reads/s (request mode, answered by the "
+        f"relay), {image_rate:,.0f} (image mode, by its server); simulated {simulated_rate:,.0f} reads/s; "
+        f"ratios {request_rate / simulated_rate:.2f} and {image_rate / simulated_rate:.2f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--exchanges", type=int, default=100_000, help="exchanges in the capture (2 frames each)")
@@ -214,6 +282,7 @@ def main() -> None:
     bench_import(args.exchanges)
     bench_import_s7(args.exchanges // 4)
     bench_serving(args.requests)
+    bench_serving_opcua(args.requests)
 
 
 if __name__ == "__main__":

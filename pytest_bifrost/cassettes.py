@@ -8,14 +8,19 @@ talks to a device that is a cassette, recorded from the real one when the mode s
 | `new_episodes` | replay it; what it cannot answer is asked of the target and appended | record it |
 | `all` | record it again (replacing it) | record it |
 
-Modbus and S7 devices alike (`target=` a `modbus://` or `s7://` URL). While replaying, a request the
-cassette cannot answer is refused with the protocol's error (Modbus exception 2, S7 item code 0x0A) and fails the test,
-naming the request. The target to record from is the marker's `target=` URL, else the `--bifrost-devices`
-file's URL for the marker's `device=` (default `plc1`), or whatever the `bifrost_record_target` fixture
-returns (override it in a conftest, e.g. to start a device for recording). `--bifrost-record-mode` on
+Modbus, S7 and OPC UA devices alike (`target=` a `modbus://`, `s7://` or `opc.tcp://` URL). While
+replaying, a request the cassette cannot answer is refused with the protocol's error (Modbus exception 2, S7
+item code 0x0A, OPC UA BadNodeIdUnknown, or in strict mode BadUnexpectedError) and fails the test, naming the
+request. OPC UA's `new_episodes` asks such a Read or Write of the target over a session of its own
+(simulators.recording.opcua_forward), through the recording proxy, so the exchange is appended.
+
+The target to record from is the marker's `target=` URL, else the `--bifrost-devices` file's URL for the
+marker's `device=` (default `plc1`), or whatever the `bifrost_record_target` fixture returns (override it
+in a conftest, e.g. to start a device for recording). `--bifrost-record-mode` on
 the command line wins over the marker (so CI can force `none`, or a rig re-record with `all`); the
 marker wins over the ini key `bifrost_record_mode`. Replay `mode=` (strict, request, image),
-`timing=` (fast, recorded), `speed=` and `unknown=` (the exception code of a miss) are marker keywords too.
+`timing=` (fast, recorded), `speed=` and `unknown=` (the exception code of a miss; for OPC UA a Bad status
+name) are marker keywords too.
 """
 
 from __future__ import annotations
@@ -299,15 +304,17 @@ def bifrost_cassette(request: pytest.FixtureRequest, bifrost_record_target: str 
         elif mode == "new_episodes":
             # What the cassette has is replayed; the rest goes to the target through the recording proxy.
             assert bifrost_record_target is not None
-            if urlsplit(bifrost_record_target).scheme == "opc.tcp":
-                pytest.fail(
-                    f"{path}: record_mode 'new_episodes' is not offered for OPC UA: the replay is a server of "
-                    "its own, whose sessions cannot forward one request to the device; re-record with 'all'",
-                    pytrace=False,
-                )
             _record(device, bifrost_record_target, append=True)
             host, port, unit, scheme = _address(device.url)
-            forward = _S7Forward(host, port, unit) if scheme == "s7" else _Forward(host, port)
+            forward: Any
+            if scheme == "opc.tcp":
+                from simulators.recording.opcua_forward import OpcuaForward
+
+                forward = OpcuaForward(device.url)  # a session of its own, through the recording proxy
+            elif scheme == "s7":
+                forward = _S7Forward(host, port, unit)
+            else:
+                forward = _Forward(host, port)
             device._stoppers.append(forward.close)
             _replay(device, marker, fallback=forward)
         else:

@@ -2,7 +2,9 @@
 
 - `cassette`: the format (JSONL, one exchange a line), `load_cassette`, `CassetteWriter`.
 - `codec`: what a protocol provides to recording; Modbus's is in `modbus`, OPC UA's in `opcua`
-  (`opcua_chunks` cuts its byte streams; `opcua_replay` serves a cassette as an OPC UA server).
+  (`opcua_chunks` cuts its byte streams; `opcua_replay` serves a cassette as an OPC UA server, with
+  `opcua_answers` deciding each Read and Write, `opcua_relay` in front of the server, `opcua_headers`
+  for the fast look at a request, and `opcua_forward` asking a real server in `new_episodes`).
 - `pcap`, `tcp`, `importer`: captures to cassettes.
 - `replay`: a device that answers from a cassette; `diff`: two cassettes compared.
 

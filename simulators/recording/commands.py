@@ -136,8 +136,9 @@ def replay_command(
     speed: float = typer.Option(1.0, help="With --timing recorded: delays are divided by this."),
     unknown: str = typer.Option(
         "default",
-        help="The code a request the cassette cannot answer gets: default (Modbus exception 2, S7 item code 0x0A), "
-        "a number (0x.. allowed), or none: silence.",
+        help="The code a request the cassette cannot answer gets: default (Modbus exception 2, S7 item code 0x0A, "
+        "OPC UA BadNodeIdUnknown or in strict mode BadUnexpectedError), a number (0x.. allowed), an OPC UA Bad "
+        "status name, or none: silence.",
     ),
     listen: str = typer.Option("127.0.0.1:0", help="HOST:PORT to listen on; port 0 picks a free one."),
     transport: str = typer.Option("tcp", help="tcp | rtu+tcp | rtu (a pseudo-terminal)."),
@@ -158,7 +159,9 @@ def replay_command(
 
     try:
         code: int | str | None = None if unknown.lower() == "none" else unknown if unknown == "default" else None
-        if unknown.lower() not in ("none", "default"):
+        if unknown.startswith("Bad"):
+            code = unknown  # an OPC UA status name
+        elif unknown.lower() not in ("none", "default"):
             code = int(unknown, 16) if unknown.lower().startswith("0x") else int(unknown)
         scenario = replay_scenario(
             cassette,

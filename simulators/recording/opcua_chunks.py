@@ -74,6 +74,17 @@ def _string(data: bytes, at: int, what: str) -> tuple[bytes | None, int]:
     return data[at : at + length], at + length
 
 
+def sequence_at(raw: bytes) -> int:
+    """Where an OPN, CLO or MSG chunk's sequence header (sequence number, request id) starts: after
+    the channel id and, for OPN, the asymmetric security header (three strings), else the token id."""
+    if raw[:3] != b"OPN":
+        return 16
+    at = 12
+    for what in ("security policy", "sender certificate", "receiver thumbprint"):
+        _, at = _string(raw, at, what)
+    return at
+
+
 class ChunkFramer:
     """One direction of one connection: bytes in, whole messages out (`feed`)."""
 
@@ -118,14 +129,11 @@ class ChunkFramer:
         if kind in ("HEL", "ACK", "ERR", "RHE"):
             return Message(kind, 0, None, raw[8:])
         (channel,) = _U32.unpack_from(raw, 8)
+        at = sequence_at(raw)
         if kind == "OPN":
-            policy, at = _string(raw, 12, "security policy")
-            _, at = _string(raw, at, "sender certificate")
-            _, at = _string(raw, at, "receiver thumbprint")
+            policy, _ = _string(raw, 12, "security policy")
             self.policy = (policy or b"").decode("utf-8", "replace")
             self.secured = self.policy != NONE_POLICY
-        else:
-            at = 16  # channel id, token id
         if len(raw) < at + 8:
             raise ValueError(f"{len(raw)} bytes, too short for its sequence header")
         _sequence, request_id = struct.unpack_from("<II", raw, at)
@@ -269,5 +277,6 @@ __all__ = [
     "OpcuaCutter",
     "captured_frames",
     "looks_like_opcua",
+    "sequence_at",
     "unwrap",
 ]

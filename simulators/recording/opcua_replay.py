@@ -5,21 +5,14 @@ numbers are new on every connection. So the replay is a real server — the simu
 server (bifrost._native.OpcuaServer), which runs the channel, the session, browsing and
 subscriptions itself — whose variables are the nodes the capture showed (their NodeIds as captured,
 their types from the captured Variants, their namespaces from a captured read of the server's
-NamespaceArray when there is one). In front of it, a relay reads each request (security None only)
-and sets the variables' values before the server sees it:
+NamespaceArray when there is one). In front of it, a relay (simulators.recording.opcua_relay) shows
+each request (security None only) to the cassette's answers (simulators.recording.opcua_answers,
+which says what each mode, `strict`, `request` and `image`, does with a Read or Write): the relay
+passes it on to the server, with the variables' values set first, or answers it itself (a recorded
+response, a refusal, the real device's answer in `new_episodes`).
 
-- `request` (the default): each node's Reads are answered with its recorded values in the recorded
-  order (value, status and source timestamp), the last one again after; a Write the capture saw
-  accepted is accepted (and read back until the node's next recorded Read).
-- `image`: every node holds the last value the capture showed it with; Writes change it.
-- `strict` cannot be honoured and is refused: the server answers the channel, session, browse and
-  subscription services itself, so "the recorded exchanges in order" cannot be held to for them.
-
-A Read or Write of a node the capture never showed is a *miss*: the server has no such node and answers
-BadNodeIdUnknown (for each such node; the rest of the request is answered), and the miss is kept in
-`misses`, naming the request. Nodes of namespace 0 are the server's own (its NamespaceArray,
-ServerStatus, ...). Values other than a scalar of the 12 types the server serves (Boolean ... Double,
-String) are left out and said so in `notes`.
+A miss — a Read or Write the cassette cannot answer — is kept in `misses`, naming the request; the
+pytest plugin fails the test with them.
 """
 
 from __future__ import annotations
@@ -28,48 +21,25 @@ import asyncio
 import contextlib
 import logging
 import socket
-import struct
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bifrost.errors import ConfigError
-from simulators.recording.cassette import Cassette, Entry, load_cassette
-from simulators.recording.opcua import VALUE_ATTRIBUTE, decode, learned, node_text, service_name
-from simulators.recording.opcua_chunks import CHUNK_TYPES, MAX_CHUNK, ChunkFramer, Message
+from simulators.recording.cassette import Cassette, load_cassette
+from simulators.recording.opcua_answers import (
+    OPCUA_MODES,
+    OpcuaAnswers,
+    Push,
+    ReplayedNode,
+    refusal_status,
+    source_time,
+)
+from simulators.recording.opcua_relay import RelayedConnection, Verdict
 from simulators.recording.replay import Miss
 
 log = logging.getLogger(__name__)
-
-SERVED_TYPES = frozenset(
-    {"Boolean", "SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "Float", "Double", "String"}
-)
-OPCUA_MODES = ("request", "image")
-NAMESPACE_ARRAY = ("i=2255", VALUE_ATTRIBUTE)
-_HEADER = struct.Struct("<3scI")
-_READ = 65536
-# The type ids (four-byte NodeIds, ns 0) a Read and a Write request start with: 631 and 673.
-_READ_OR_WRITE = (b"\x01\x00" + (631).to_bytes(2, "little"), b"\x01\x00" + (673).to_bytes(2, "little"))
-
-
-@dataclass
-class ReplayedNode:
-    """One variable of the replay: its recorded values, in order, with each one's recorded latency."""
-
-    node_id: str
-    type: str
-    values: list[tuple[Any, float | None]] = field(default_factory=list)
-    last: Any = None
-    writable: bool = False
-    refused: bool = False
-
-
-def _source_time(data_value: Any) -> float:
-    stamp = data_value.SourceTimestamp
-    return float(stamp.timestamp()) if stamp is not None else time.time()
 
 
 class OpcuaReplayServer:
@@ -84,17 +54,11 @@ class OpcuaReplayServer:
         mode: str = "request",
         timing: str = "fast",
         speed: float = 1.0,
+        unknown: int | str | None = "default",
         host: str = "127.0.0.1",
         port: int = 0,
         path: str = "/bifrost",
     ) -> None:
-        if mode == "strict":
-            raise ConfigError(
-                "replay mode strict is not offered for OPC UA: the server answers the secure channel, "
-                "session, browse and subscription services itself (their tokens, nonces and sequence "
-                "numbers are new on every connection), so the recorded exchanges cannot be held to in "
-                "order; use request (each node's Reads in the recorded order) or image"
-            )
         if mode not in OPCUA_MODES:
             raise ConfigError(f"OPC UA replay mode must be one of {', '.join(OPCUA_MODES)}, not {mode!r}")
         if timing not in ("fast", "recorded"):
@@ -114,88 +78,51 @@ class OpcuaReplayServer:
             raise ConfigError(f"the cassette records no OPC UA device {device!r} (it records {', '.join(devices)})")
         self.device = device
         self.mode = mode
-        self.timing = timing
-        self.speed = speed
         self.host = host
         self.port_wanted = port
         self.path = path
-        self.notes: list[str] = []
-        self.misses: list[Miss] = []
-        self.served = 0
-        self._lock = threading.Lock()
-        self.nodes: dict[str, ReplayedNode] = {}
-        self.namespaces: list[str] = []
-        self._learn([entry for entry in entries if entry.device == device])
-        self._index = {node_id: i for i, node_id in enumerate(self.nodes)}
-        self._turns: dict[str, int] = {}
+        self.answers = OpcuaAnswers(
+            [entry for entry in entries if entry.device == device],
+            device=device,
+            mode=mode,
+            timing=timing,
+            speed=speed,
+            refusal=refusal_status(unknown, device),
+        )
         self._native: Any = None
         self._server: asyncio.Server | None = None
         self._sock: socket.socket | None = None
         self._starting: asyncio.Task[None] | None = None
-        self.fallback: Any = None  # the pytest plugin sets it; an OPC UA replay asks no live device
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
-    # --- what the cassette shows --------------------------------------------------------------------
+    # --- what the cassette shows (simulators.recording.opcua_answers) -------------------------------
 
-    def _learn(self, entries: list[Entry]) -> None:
-        skipped: dict[str, str] = {}
-        for entry in entries:
-            if entry.response is None:
-                continue
-            try:
-                writes = service_name(decode(entry.request)) == "Write"
-            except ValueError:
-                continue
-            if writes:
-                self._refused_writes(entry)
-            for (node_id, attribute), data_value in learned(entry.request, entry.response):
-                if (node_id, attribute) == NAMESPACE_ARRAY:
-                    self.namespaces = [str(uri) for uri in data_value.Value.Value or []]
-                if attribute != VALUE_ATTRIBUTE or node_id.startswith("i="):
-                    continue  # another attribute, or namespace 0: the server's own nodes
-                variant = data_value.Value
-                type_name = variant.VariantType.name
-                if type_name not in SERVED_TYPES or isinstance(variant.Value, list):
-                    kind = "an array of " + type_name if isinstance(variant.Value, list) else type_name
-                    skipped.setdefault(node_id, kind)
-                    continue
-                node = self.nodes.get(node_id)
-                if node is None:
-                    node = self.nodes[node_id] = ReplayedNode(node_id, type_name)
-                if type_name != node.type:
-                    skipped.setdefault(node_id, f"{type_name} after {node.type}")
-                    continue
-                node.last = data_value
-                if writes:
-                    node.writable = True
-                else:
-                    node.values.append((data_value, entry.latency))
-        for node_id, kind in skipped.items():
-            if node_id not in self.nodes:
-                self.notes.append(
-                    f"{node_id}: not served: the server serves scalars of {len(SERVED_TYPES)} types, not {kind}"
-                )
-        for node in self.nodes.values():
-            if self.mode == "image" and not node.refused:
-                node.writable = True
+    @property
+    def nodes(self) -> dict[str, ReplayedNode]:
+        return self.answers.nodes
 
-    def _refused_writes(self, entry: Entry) -> None:
-        try:
-            asked, answered = decode(entry.request), decode(entry.response or b"")
-        except ValueError:
-            return
-        for item, code in zip(
-            asked.Parameters.NodesToWrite or [], getattr(answered, "Results", None) or [], strict=False
-        ):
-            node = self.nodes.get(node_text(item.NodeId))
-            if node is not None and int(getattr(code, "value", 0)) & 0x80000000:
-                node.refused = True
+    @property
+    def notes(self) -> list[str]:
+        return self.answers.notes
 
-    def _initial(self, node: ReplayedNode) -> Any:
-        if self.mode == "request" and node.values:
-            return node.values[0][0]
-        return node.last
+    @property
+    def misses(self) -> list[Miss]:
+        return self.answers.misses
+
+    @property
+    def served(self) -> int:
+        return self.answers.served
+
+    @property
+    def fallback(self) -> Callable[[bytes], bytes | None] | None:
+        """Asked what the cassette cannot answer: a service message in, the device's answer out
+        (blocking; the pytest plugin's `new_episodes`, simulators.recording.opcua_forward)."""
+        return self.answers.fallback
+
+    @fallback.setter
+    def fallback(self, ask: Callable[[bytes], bytes | None] | None) -> None:
+        self.answers.fallback = ask
 
     # --- serving ------------------------------------------------------------------------------------
 
@@ -219,7 +146,7 @@ class OpcuaReplayServer:
             if parts in paths:  # the same name in two namespaces: keep both, apart
                 parts = (*parts[:-1], f"{parts[-1]} ({node.node_id})")
             paths.add(parts)
-            value = self._initial(node).Value.Value
+            value = self.answers.initial(node).Value.Value
             out.append((node.node_id, list(parts), node.type, node.writable, None, value))
         return out
 
@@ -229,7 +156,7 @@ class OpcuaReplayServer:
         for node_id in self.nodes:
             if node_id.startswith("ns="):
                 highest = max(highest, int(node_id[3:].split(";", 1)[0]))
-        known = self.namespaces
+        known = self.answers.namespaces
         application = known[1] if len(known) > 1 else f"urn:bifrost:replay:{self.device}"
         uris = [
             known[i] if i < len(known) else f"urn:bifrost:replay:{self.device}:ns{i}" for i in range(2, highest + 1)
@@ -305,21 +232,18 @@ class OpcuaReplayServer:
 
     def reset(self) -> None:
         """Back to the start of the cassette: every node's first value again; misses cleared."""
-        with self._lock:
-            self._turns.clear()
-            self.misses = []
-            self.served = 0
-            if self._native is not None:
-                self._native.set_values(
-                    [self._pushed(i, self._initial(node)) for i, node in enumerate(self.nodes.values())]
-                )
+        self._push(self.answers.reset())
+
+    def _push(self, pushes: list[Push] | tuple[Push, ...]) -> None:
+        if pushes and self._native is not None:
+            self._native.set_values([self._pushed(index, data_value) for index, data_value in pushes])
 
     def _pushed(self, index: int, data_value: Any) -> tuple[int, Any, int, float]:
         value = data_value.Value.Value if data_value.Value is not None else None
         if value is None:  # a recorded status with no value: keep the value, show the status
             current = self._native.value(index)
             value = current[0] if current else None
-        return (index, value, int(data_value.StatusCode.value), _source_time(data_value))
+        return (index, value, int(data_value.StatusCode.value), source_time(data_value))
 
     def _take_writes(self) -> None:
         native = self._native
@@ -334,51 +258,23 @@ class OpcuaReplayServer:
             shown = "\n".join("  " + miss.describe() for miss in misses[:20])
             raise AssertionError(f"{len(misses)} request(s) the cassette cannot answer:\n{shown}")
 
-    # --- the relay in front of the server -----------------------------------------------------------
+    # --- the relay in front of the server (simulators.recording.opcua_relay) -----------------------
 
-    def before(self, body: bytes) -> float:
-        """What a request needs before the server answers it: values stepped, misses noted. Returns
-        the recorded delay to wait (timing recorded)."""
-        if body[:4] not in _READ_OR_WRITE:
-            return 0.0  # the server's own business: not decoded at all
+    async def respond(self, body: bytes) -> Verdict:
+        """What the relay does with one request: the answers' decision, its values pushed into the
+        server; a miss asked of the fallback (on a worker thread: it blocks) when there is one."""
+        step = self.answers.decide(body)
+        self._push(step.pushes)
+        if not step.ask:
+            return step.verdict
+        ask = self.answers.fallback
+        assert ask is not None
         try:
-            asked = decode(body)
-        except ValueError:
-            return 0.0
-        name = service_name(asked)
-        if name not in ("Read", "Write"):
-            return 0.0
-        items = asked.Parameters.NodesToRead if name == "Read" else asked.Parameters.NodesToWrite
-        delay = 0.0
-        batch = []
-        unknown: list[str] = []
-        with self._lock:
-            self.served += 1
-            for item in items or []:
-                node_id = node_text(item.NodeId)
-                node = self.nodes.get(node_id)
-                if node is None:
-                    if not node_id.startswith("i="):
-                        unknown.append(node_id)
-                    continue
-                if name == "Write" and not node.writable:
-                    unknown.append(f"{node_id} (never written in the capture)")
-                if name != "Read" or self.mode != "request" or int(item.AttributeId) != VALUE_ATTRIBUTE:
-                    continue
-                if not node.values:
-                    continue  # only ever written: it reads back what was written
-                turn = self._turns.get(node_id, 0)
-                self._turns[node_id] = turn + 1
-                data_value, latency = node.values[min(turn, len(node.values) - 1)]
-                batch.append(self._pushed(self._index[node_id], data_value))
-                if latency is not None:
-                    delay = max(delay, latency)
-            if batch and self._native is not None:
-                self._native.set_values(batch)
-            if unknown:
-                why = f"never {'read' if name == 'Read' else 'written'} in the capture: {', '.join(unknown)}"
-                self.misses.append(Miss(self.device, 0, body, why, "opcua"))
-        return 0.0 if self.timing == "fast" else delay / self.speed
+            live = await asyncio.get_running_loop().run_in_executor(None, ask, body)
+        except Exception as exc:  # the device's trouble must not end the client's connection
+            log.warning("%s: the device did not answer a request the cassette cannot: %s", self.device, exc)
+            live = None
+        return self.answers.asked(body, live)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         native = self._native
@@ -392,66 +288,13 @@ class OpcuaReplayServer:
             return
         self._writers.update((writer, up_writer))
         try:
-            await asyncio.gather(self._requests(reader, up_writer), _pump(up_reader, writer))
+            await RelayedConnection(self.respond, (reader, writer), (up_reader, up_writer)).run()
         finally:
             self._writers.difference_update((writer, up_writer))
-
-    async def _requests(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Client to server: whole chunks, each forwarded unchanged once `before` has seen its message."""
-        framer = ChunkFramer()
-        buffer = bytearray()
-        passing = False  # not OPC UA: passed on as it is, for the server to refuse
-        try:
-            while data := await reader.read(_READ):
-                if passing:
-                    writer.write(data)
-                    await writer.drain()
-                    continue
-                buffer += data
-                while len(buffer) >= 8:
-                    _, chunk, size = _HEADER.unpack_from(buffer)
-                    if chunk[0] not in CHUNK_TYPES or not 8 <= size <= MAX_CHUNK:
-                        writer.write(bytes(buffer))
-                        buffer.clear()
-                        passing = True
-                        break
-                    if len(buffer) < size:
-                        break
-                    raw = bytes(buffer[:size])
-                    del buffer[:size]
-                    for message in framer.feed(raw):
-                        if isinstance(message, Message) and message.kind == "MSG" and not message.secured:
-                            delay = self.before(message.body)
-                            if delay > 0:
-                                await asyncio.sleep(delay)
-                    writer.write(raw)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            with contextlib.suppress(Exception):
-                writer.close()
-
-
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(_READ):
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        with contextlib.suppress(Exception):
-            writer.close()
 
 
 def replay_server(name: str, spec: Any, host: str, port: int, path: str) -> OpcuaReplayServer:
     """The server of a scenario's `replay:` OPC UA device (a ReplaySpec), as simulators.opcua serves it."""
-    if spec.unknown != "default":
-        raise ConfigError(
-            f"device {name}: replay unknown cannot be set for OPC UA: a node the capture never showed is "
-            "one the server does not have, and it answers BadNodeIdUnknown"
-        )
     cassette, device = spec.load(name)
     return OpcuaReplayServer(
         cassette,
@@ -459,6 +302,7 @@ def replay_server(name: str, spec: Any, host: str, port: int, path: str) -> Opcu
         mode=spec.mode,
         timing=spec.timing,
         speed=spec.speed,
+        unknown=spec.unknown,
         host=host,
         port=port,
         path=path,

@@ -104,7 +104,9 @@ class Replayer:
         self.speed = speed
         # "default": the protocol's own refusal (Modbus: exception 2; S7: item code 0x0A).
         if isinstance(unknown, str) and unknown != "default":
-            raise ConfigError(f"replay unknown must be a code, None or 'default', not {unknown!r}")
+            raise ConfigError(
+                f"replay unknown must be a code, None or 'default', not {unknown!r} (a status name is for OPC UA)"
+            )
         self.unknown: int | None = self.codec.default_unknown if isinstance(unknown, str) else unknown
         self.fallback = fallback
         """Asked what the cassette cannot answer (the pytest plugin's `new_episodes`: the real device)."""

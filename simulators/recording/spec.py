@@ -2,7 +2,7 @@
 
 devices:
   plc1:
-    protocol: modbus               # or s7: a CPU at the cassette's rack and slot
+    protocol: modbus               # or s7: a CPU at the cassette's rack and slot; or opcua
     listen: 127.0.0.1:0
     unit: 1
     replay: {cassette: cassettes/pump_station.jsonl, mode: image, timing: recorded}
@@ -35,11 +35,17 @@ class ReplaySpec(BaseModel):
     )
     timing: Literal["recorded", "fast"] = Field(default="fast", description="recorded: answer after the recorded delay")
     speed: float = Field(default=1.0, gt=0, description="with timing: recorded, delays are divided by this")
-    unknown: Annotated[int, Field(ge=1, le=255)] | Literal["default"] | None = Field(
+    unknown: (
+        Annotated[int, Field(ge=1, le=255)]
+        | Literal["default"]
+        | Annotated[str, Field(pattern=r"^Bad[A-Za-z0-9]+$")]
+        | None
+    ) = Field(
         default="default",
         description="the code a request the cassette cannot answer is refused with: default, the protocol's own "
         "(Modbus exception 2; S7 item return code 0x0A, object does not exist; an S7 error class 0x81..0x87 "
-        "refuses the whole job); null: no answer",
+        "refuses the whole job; OPC UA BadNodeIdUnknown, or in strict mode BadUnexpectedError); an OPC UA "
+        "Bad status name (OPC UA only: the whole request refused with it); null: no answer (not OPC UA)",
     )
 
     def load(self, name: str) -> tuple[Cassette, str | None]:

@@ -1,6 +1,6 @@
 """@pytest.mark.bifrost_cassette with an OPC UA device: asyncua's server recorded through the proxy,
-replayed to asyncua's client, a node never recorded failing the test, `all` re-recording, and
-`new_episodes` refused with its reason.
+replayed to asyncua's client, a node never recorded failing the test, strict mode's order, `all`
+re-recording, and `new_episodes` asking the server what the cassette lacks and appending it.
 
 The inner project's "real device" is asyncua's server, started by its conftest with the level the
 outer test wrote (so a recorded answer can be told from a live one)."""
@@ -44,7 +44,12 @@ def bifrost_record_target():
         ns = await server.register_namespace("urn:example:tank")
         tank = await server.nodes.objects.add_object(ua.NodeId("tank", ns), "tank")
         await tank.add_variable(ua.NodeId("tank.level", ns), "level", float((HERE / "level.txt").read_text()))
-        await tank.add_variable(ua.NodeId("tank.temperature", ns), "temperature", 18.5)
+        temperature = HERE / "temperature.txt"
+        await tank.add_variable(
+            ua.NodeId("tank.temperature", ns),
+            "temperature",
+            float(temperature.read_text()) if temperature.exists() else 18.5,
+        )
         await server.start()
         return server
 
@@ -80,7 +85,7 @@ async def read(url, *nodes):
         return out
 
 
-@pytest.mark.bifrost_cassette("cassettes/tank.jsonl", record_mode=MODE, device="tank")
+@pytest.mark.bifrost_cassette("cassettes/tank.jsonl", record_mode=MODE, device="tank"EXTRA)
 def test_level(bifrost_cassette):
     nodes = ["ns=2;s=tank.level"]
     if (HERE / "ask_temperature.txt").exists():
@@ -94,9 +99,10 @@ def test_level(bifrost_cassette):
 def project(pytester: pytest.Pytester):
     pytester.makeconftest(CONFTEST)
 
-    def make(mode: str, *, level: float = 4.25) -> Path:
-        pytester.makepyfile(test_tank=TESTS.replace("MODE", repr(mode)))
+    def make(mode: str, *, level: float = 4.25, temperature: float = 18.5, extra: str = "") -> Path:
+        pytester.makepyfile(test_tank=TESTS.replace("MODE", repr(mode)).replace("EXTRA", extra))
         (pytester.path / "level.txt").write_text(str(level))
+        (pytester.path / "temperature.txt").write_text(str(temperature))
         return pytester.path / "cassettes" / "tank.jsonl"
 
     return make
@@ -140,10 +146,29 @@ def test_all_records_the_opcua_server_again(pytester, run, project) -> None:
     assert cassette.read_text().count("Good 9.5") == 1 and "Good 4.25" not in cassette.read_text()
 
 
-def test_new_episodes_is_refused_for_opcua_saying_why(pytester, run, project) -> None:
+def test_strict_mode_fails_a_test_whose_reads_leave_the_recorded_order(pytester, run, project) -> None:
     project("once")
     run().assert_outcomes(passed=1)
-    project("new_episodes")
+    project("none", extra=", mode='strict'")
+    run().assert_outcomes(passed=1)  # the recorded Read, in its order
+    (pytester.path / "ask_temperature.txt").write_text("yes")
     result = run()
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*'new_episodes' is not offered for OPC UA*"])
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*tank unit 0: Read ns=2;s=tank.temperature*: all 1 recorded Reads and Writes were replayed*"]
+    )
+    assert _seen(pytester)["values"] == [4.25, "BadUnexpectedError"]
+
+
+def test_new_episodes_asks_the_opcua_server_what_the_cassette_lacks_and_appends_it(pytester, run, project) -> None:
+    cassette = project("once")
+    run().assert_outcomes(passed=1)
+    project("new_episodes", level=9.5, temperature=21.0)  # the device moved on
+    (pytester.path / "ask_temperature.txt").write_text("yes")
+    run().assert_outcomes(passed=1)
+    assert _seen(pytester) == {"values": [4.25, 21.0], "recording": True}  # the level from the cassette
+    texts = _texts(cassette)
+    assert texts.count("Read ns=2;s=tank.level") == 1 and texts.count("Read ns=2;s=tank.temperature") == 1
+    project("none", level=1.0, temperature=1.0)  # and now the cassette answers both
+    run().assert_outcomes(passed=1)
+    assert _seen(pytester) == {"values": [4.25, 21.0], "recording": False}

@@ -669,7 +669,17 @@ fn add_variable(
         attr.displayName = ua::LocalizedText::to_raw_copy(&display);
         attr.dataType = ua::NodeId::to_raw_copy(&data_type_id);
     }
-    attr.valueRank = -1;
+    // -1: a scalar; 1: a one-dimensional array, whose one dimension is 0: any length.
+    let mut dimensions = [0u32; 1];
+    if v.initial.is_array() {
+        attr.valueRank = 1;
+        attr.arrayDimensionsSize = 1;
+        // The server deep-copies the attributes while `dimensions` lives (to the end of this
+        // function); nothing frees `attr`.
+        attr.arrayDimensions = dimensions.as_mut_ptr();
+    } else {
+        attr.valueRank = -1;
+    }
     let access = ACCESS_READ | if v.writable { ACCESS_WRITE } else { 0 };
     attr.accessLevel = access;
     attr.userAccessLevel = access;
@@ -845,7 +855,7 @@ unsafe extern "C" fn read_value(
     _node_id: *const sys::UA_NodeId,
     node_context: *mut c_void,
     include_source_timestamp: sys::UA_Boolean,
-    _range: *const sys::UA_NumericRange,
+    range: *const sys::UA_NumericRange,
     value: *mut sys::UA_DataValue,
 ) -> sys::UA_StatusCode {
     // SAFETY: called by the server we built, on its run thread.
@@ -855,6 +865,18 @@ unsafe extern "C" fn read_value(
     let Some(index) = node_index(node_context, &ctx.shared) else {
         return sys::UA_STATUSCODE_BADINTERNALERROR;
     };
+    if !range.is_null() {
+        // Values are read whole (an array's too), as they are written: a part is refused.
+        let code = sys::UA_STATUSCODE_BADINDEXRANGEINVALID;
+        note_node(ctx, index, code);
+        // SAFETY: `value` is the server's DataValue to fill, as below.
+        unsafe {
+            ua::DataValue::init()
+                .with_status(&status(code))
+                .move_into_raw(&mut *value);
+        };
+        return code;
+    }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.shared.read(index)));
     let dv = match result {
         Ok(Ok((v, code, source_time))) => {
@@ -910,7 +932,7 @@ unsafe extern "C" fn write_value(
         let dv = ua::DataValue::raw_ref(unsafe { &*value });
         write_code(ctx, server, session_id, index, dv)
     } else {
-        // Scalars have no index range.
+        // Values are written whole: scalars have no index range, and arrays are not written in part.
         sys::UA_STATUSCODE_BADINDEXRANGEINVALID
     };
     note_node(ctx, index, code);
@@ -930,7 +952,7 @@ fn write_code(
     let meta = &ctx.shared.meta[index];
     let Some(value) = dv
         .value()
-        .and_then(|v| Value::from_variant(v, meta.value_type))
+        .and_then(|v| Value::from_variant(v, meta.value_type, meta.array))
     else {
         return sys::UA_STATUSCODE_BADTYPEMISMATCH;
     };

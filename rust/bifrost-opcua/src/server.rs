@@ -134,6 +134,8 @@ pub struct StatusFault {
 
 pub(crate) struct Meta {
     pub value_type: ValueType,
+    /// A one-dimensional array of `value_type` (its initial value is one).
+    pub array: bool,
     pub writable: bool,
 }
 
@@ -333,6 +335,7 @@ impl Server {
                 .iter()
                 .map(|v| Meta {
                     value_type: v.value_type,
+                    array: v.initial.is_array(),
                     writable: v.writable,
                 })
                 .collect(),
@@ -398,14 +401,18 @@ impl Server {
     }
 
     /// Set values from outside: (index, value, status code, source time as UA DateTime).
-    /// A value of the wrong type for its variable is skipped and its index returned.
+    /// A value of the wrong type for its variable (or a scalar for an array's, or the other way
+    /// round) is skipped and its index returned.
     #[must_use]
     pub fn set_values(&self, batch: Vec<(usize, Value, u32, i64)>) -> Vec<usize> {
         let mut rejected = Vec::new();
         let mut states = lock(&self.shared.states);
         for (index, value, status, source_time) in batch {
             match states.get_mut(index) {
-                Some(s) if self.shared.meta[index].value_type == value.value_type() => {
+                Some(s)
+                    if self.shared.meta[index].value_type == value.value_type()
+                        && self.shared.meta[index].array == value.is_array() =>
+                {
                     s.value = value;
                     s.status = status;
                     s.source_time = source_time;

@@ -1,5 +1,6 @@
-//! The scalar types a served variable may have, and their values, with the conversions to and
-//! from open62541's variants (safe: through the `open62541` crate's types).
+//! The scalar types a served variable may have, and their values (a scalar, or a one-dimensional
+//! array of one scalar type), with the conversions to and from open62541's variants (safe: through
+//! the `open62541` crate's types).
 
 use std::fmt;
 
@@ -109,7 +110,7 @@ impl fmt::Display for ValueType {
     }
 }
 
-/// A scalar value of one of the [`ValueType`]s.
+/// A value of one of the [`ValueType`]s: a scalar, or a one-dimensional array of scalars of one type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Boolean(bool),
@@ -124,13 +125,22 @@ pub enum Value {
     Float(f32),
     Double(f64),
     String(String),
+    /// A one-dimensional array of the type's scalars (each element a scalar of it).
+    Array(ValueType, Vec<Value>),
 }
 
 impl Value {
-    /// The value's type.
+    /// Whether the value is an array ([`Value::Array`]).
+    #[must_use]
+    pub const fn is_array(&self) -> bool {
+        matches!(self, Self::Array(..))
+    }
+
+    /// The value's type (an array's: the type of its elements).
     #[must_use]
     pub const fn value_type(&self) -> ValueType {
         match self {
+            Self::Array(t, _) => *t,
             Self::Boolean(_) => ValueType::Boolean,
             Self::SByte(_) => ValueType::SByte,
             Self::Byte(_) => ValueType::Byte,
@@ -149,6 +159,7 @@ impl Value {
     /// The value as an open62541 variant.
     pub(crate) fn to_variant(&self) -> ua::Variant {
         match self {
+            Self::Array(t, items) => array_variant(*t, items),
             Self::Boolean(v) => ua::Variant::scalar(ua::Boolean::new(*v)),
             Self::SByte(v) => ua::Variant::scalar(ua::SByte::new(*v)),
             Self::Byte(v) => ua::Variant::scalar(ua::Byte::new(*v)),
@@ -167,8 +178,16 @@ impl Value {
         }
     }
 
-    /// The value a client wrote, if the variant holds a scalar of `value_type`.
-    pub(crate) fn from_variant(variant: &ua::Variant, value_type: ValueType) -> Option<Self> {
+    /// The value a client wrote, if the variant holds a scalar of `value_type` (with `array`, a
+    /// one-dimensional array of them).
+    pub(crate) fn from_variant(
+        variant: &ua::Variant,
+        value_type: ValueType,
+        array: bool,
+    ) -> Option<Self> {
+        if array {
+            return array_from_variant(variant, value_type);
+        }
         Some(match value_type {
             ValueType::Boolean => Self::Boolean(variant.to_scalar::<ua::Boolean>()?.value()),
             ValueType::SByte => Self::SByte(variant.to_scalar::<ua::SByte>()?.value()),
@@ -187,4 +206,81 @@ impl Value {
             }
         })
     }
+}
+
+/// An array variant of `items` (elements of another type than `value_type` are left out).
+fn array_variant(value_type: ValueType, items: &[Value]) -> ua::Variant {
+    macro_rules! array {
+        ($ua:ident, $variant:ident) => {
+            ua::Variant::array(ua::Array::from_slice(
+                &items
+                    .iter()
+                    .filter_map(|item| match item {
+                        Value::$variant(v) => Some(ua::$ua::new(*v)),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            ))
+        };
+    }
+    match value_type {
+        ValueType::Boolean => array!(Boolean, Boolean),
+        ValueType::SByte => array!(SByte, SByte),
+        ValueType::Byte => array!(Byte, Byte),
+        ValueType::Int16 => array!(Int16, Int16),
+        ValueType::UInt16 => array!(UInt16, UInt16),
+        ValueType::Int32 => array!(Int32, Int32),
+        ValueType::UInt32 => array!(UInt32, UInt32),
+        ValueType::Int64 => array!(Int64, Int64),
+        ValueType::UInt64 => array!(UInt64, UInt64),
+        ValueType::Float => array!(Float, Float),
+        ValueType::Double => array!(Double, Double),
+        // As for a scalar: a string with a NUL byte cannot cross into C, and is served empty.
+        ValueType::String => ua::Variant::array(ua::Array::from_slice(
+            &items
+                .iter()
+                .filter_map(|item| match item {
+                    Value::String(v) => {
+                        Some(ua::String::new(v).unwrap_or_else(|_| ua::String::init()))
+                    }
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        )),
+    }
+}
+
+/// The array a client wrote, if the variant holds a one-dimensional array of `value_type`.
+fn array_from_variant(variant: &ua::Variant, value_type: ValueType) -> Option<Value> {
+    macro_rules! items {
+        ($ua:ident, $variant:ident) => {
+            variant
+                .to_array::<ua::$ua>()?
+                .iter()
+                .map(|v| Value::$variant(v.value()))
+                .collect::<Vec<_>>()
+        };
+    }
+    if variant.is_scalar() {
+        return None;
+    }
+    let items = match value_type {
+        ValueType::Boolean => items!(Boolean, Boolean),
+        ValueType::SByte => items!(SByte, SByte),
+        ValueType::Byte => items!(Byte, Byte),
+        ValueType::Int16 => items!(Int16, Int16),
+        ValueType::UInt16 => items!(UInt16, UInt16),
+        ValueType::Int32 => items!(Int32, Int32),
+        ValueType::UInt32 => items!(UInt32, UInt32),
+        ValueType::Int64 => items!(Int64, Int64),
+        ValueType::UInt64 => items!(UInt64, UInt64),
+        ValueType::Float => items!(Float, Float),
+        ValueType::Double => items!(Double, Double),
+        ValueType::String => variant
+            .to_array::<ua::String>()?
+            .iter()
+            .map(|s| Value::String(s.as_str().unwrap_or_default().to_owned()))
+            .collect(),
+    };
+    Some(Value::Array(value_type, items))
 }

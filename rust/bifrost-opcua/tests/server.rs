@@ -80,6 +80,32 @@ fn values_pushed_in_are_held_and_wrong_types_rejected() {
 }
 
 #[test]
+fn an_array_variable_holds_arrays_of_its_type_only() {
+    let doubles = |items: &[f64]| {
+        Value::Array(
+            ValueType::Double,
+            items.iter().copied().map(Value::Double).collect(),
+        )
+    };
+    let server =
+        Server::start(config(vec![variable("profile", doubles(&[1.5, 2.5]))])).expect("starts");
+    let rejected = server.set_values(vec![
+        (0, doubles(&[4.0, 5.0, 6.0]), 0, 0),
+        (0, Value::Double(7.0), 0, 0), // a scalar for an array
+        (
+            0,
+            Value::Array(ValueType::Int32, vec![Value::Int32(1)]),
+            0,
+            0,
+        ),
+    ]);
+    assert_eq!(rejected, [0, 0]);
+    let (value, _, _) = server.value(0).expect("held");
+    assert_eq!(value, doubles(&[4.0, 5.0, 6.0]));
+    assert!(value.is_array() && value.value_type() == ValueType::Double);
+}
+
+#[test]
 fn a_bad_node_id_or_a_secure_policy_without_certificate_is_an_error() {
     let mut bad = variable("x", Value::Boolean(false));
     bad.node_id = "ns=2;q=nonsense".into();

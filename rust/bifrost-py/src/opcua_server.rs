@@ -10,9 +10,46 @@ use bifrost_opcua::{
 };
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyString};
+use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyString};
 
 use crate::errors;
+
+/// A variable's type: its scalar type, and whether it is a one-dimensional array of them (a type
+/// name ending in `[]`: `Double[]`).
+type VariableType = (ValueType, bool);
+
+fn variable_type(name: &str) -> Option<VariableType> {
+    match name.strip_suffix("[]") {
+        Some(scalar) => ValueType::from_name(scalar).map(|t| (t, true)),
+        None => ValueType::from_name(name).map(|t| (t, false)),
+    }
+}
+
+fn py_to_variable_value(
+    obj: &Bound<'_, PyAny>,
+    (value_type, array): VariableType,
+) -> PyResult<Value> {
+    if !array {
+        return py_to_value(obj, value_type);
+    }
+    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
+        return Err(PyTypeError::new_err(format!(
+            "{} is not a list of {value_type} values",
+            obj.repr()?
+        )));
+    }
+    let items = obj
+        .try_iter()
+        .map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{} is not a list of {value_type} values",
+                obj.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+            ))
+        })?
+        .map(|item| py_to_value(&item?, value_type))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(Value::Array(value_type, items))
+}
 
 fn py_to_value(obj: &Bound<'_, PyAny>, value_type: ValueType) -> PyResult<Value> {
     let wrong = || {
@@ -75,6 +112,15 @@ fn value_to_py(py: Python<'_>, value: &Value) -> PyResult<Py<PyAny>> {
         Value::Float(v) => f64::from(*v).into_pyobject(py)?.into_any().unbind(),
         Value::Double(v) => v.into_pyobject(py)?.into_any().unbind(),
         Value::String(v) => PyString::new(py, v).into_any().unbind(),
+        Value::Array(_, items) => PyList::new(
+            py,
+            items
+                .iter()
+                .map(|item| value_to_py(py, item))
+                .collect::<PyResult<Vec<_>>>()?,
+        )?
+        .into_any()
+        .unbind(),
     })
 }
 
@@ -98,7 +144,7 @@ type PlainEvent = (f64, String, u32, u32, Option<String>, Vec<(usize, u32)>);
 #[pyclass(frozen, module = "bifrost._native")]
 pub(crate) struct OpcuaServer {
     server: std::sync::Mutex<Server>,
-    types: Vec<ValueType>,
+    types: Vec<VariableType>,
     #[pyo3(get)]
     port: u16,
     #[pyo3(get)]
@@ -156,12 +202,13 @@ impl OpcuaServer {
         let mut vars = Vec::with_capacity(variables.len());
         let mut types = Vec::with_capacity(variables.len());
         for (node_id, path, type_name, writable, unit, initial) in variables {
-            let value_type = ValueType::from_name(&type_name).ok_or_else(|| {
+            let kind = variable_type(&type_name).ok_or_else(|| {
                 errors::config_error(py, format!("{node_id}: unknown OPC UA type {type_name:?}"))
             })?;
-            let initial = py_to_value(&initial, value_type)
+            let initial = py_to_variable_value(&initial, kind)
                 .map_err(|e| errors::config_error(py, format!("{node_id}: initial value: {e}")))?;
-            types.push(value_type);
+            let value_type = kind.0;
+            types.push(kind);
             vars.push(Variable {
                 node_id,
                 path,
@@ -221,7 +268,11 @@ impl OpcuaServer {
         let mut rejected = Vec::new();
         let mut values = Vec::with_capacity(batch.len());
         for (index, obj, status, time) in batch {
-            match self.types.get(index).map(|t| py_to_value(&obj, *t)) {
+            match self
+                .types
+                .get(index)
+                .map(|t| py_to_variable_value(&obj, *t))
+            {
                 Some(Ok(v)) => values.push((index, v, status, bifrost_opcua::ua_time(time))),
                 _ => rejected.push(index),
             }

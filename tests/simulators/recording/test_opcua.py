@@ -27,6 +27,7 @@ from simulators.recording.diff import diff_cassettes
 from simulators.recording.importer import import_capture
 from simulators.recording.opcua import OpcuaCodec, decode, encode
 from simulators.recording.opcua_chunks import Broken, ChunkFramer, OpcuaCutter
+from simulators.recording.opcua_headers import answered, request_key
 from simulators.recording.opcua_replay import OpcuaReplay
 from simulators.recording.record import ProxyRecorder, save_traffic
 from simulators.recording.serve import misses, replay_scenario
@@ -75,6 +76,29 @@ def test_match_keys_ignore_what_changes_per_run_and_see_what_does_not() -> None:
     assert first != second  # handles and timestamps differ on the wire
     assert CODEC.match_key(0, first) == CODEC.match_key(0, second)
     assert CODEC.match_key(0, first) != CODEC.match_key(0, read_request("ns=2;s=b"))
+
+
+def test_the_raw_key_leaves_out_what_the_header_changes_per_run_as_the_match_key_does() -> None:
+    first = ua.ReadRequest()
+    first.RequestHeader.RequestHandle = 1
+    first.RequestHeader.AuthenticationToken = ua.NodeId(b"session-one", 0, ua.NodeIdType.ByteString)
+    first.RequestHeader.AuditEntryId = "audit"
+    first.Parameters.NodesToRead = [ua.ReadValueId(NodeId=ua.NodeId.from_string("ns=2;s=a"), AttributeId=13)]
+    second = decode(encode(first))
+    second.RequestHeader.RequestHandle = 77
+    second.RequestHeader.AuthenticationToken = ua.NodeId(1234, 1)
+    second.RequestHeader.AuditEntryId = None
+    second.RequestHeader.TimeoutHint = 9000
+    asked, again = encode(first), encode(second)
+    (key, handle), (other, handle_again) = request_key(asked), request_key(again)
+    assert key == other and (handle, handle_again) == (1, 77)
+    assert CODEC.match_key(0, asked) == CODEC.match_key(0, again)
+    assert request_key(read_request("ns=2;s=b"))[0] != key
+    assert request_key(b"\x01\x00\x77\x02\x03") is None  # cut short: no key, no exception
+    response = answered(read_response(1.5, handle=1), 99)
+    assert response is not None and decode(response).ResponseHeader.RequestHandle == 99
+    assert CODEC.describe(read_request("ns=2;s=a"), response).endswith("Good 1.5")
+    assert answered(b"\x05", 1) is None
 
 
 def test_malformed_messages_are_said_so_and_never_raise() -> None:
@@ -241,9 +265,67 @@ def test_a_node_never_recorded_is_bad_node_id_unknown_and_a_miss(recorded: Path)
         assert "Read ns=2;s=tank.temperature" in miss.describe() and "never read in the capture" in miss.describe()
 
 
-def test_strict_mode_is_refused_saying_why(recorded: Path) -> None:
-    with pytest.raises(ConfigError, match="strict is not offered for OPC UA: the server answers"):
-        OpcuaReplay(recorded, mode="strict")
+async def _level_twice(url: str) -> list[float]:
+    async with Client(url) as client:
+        node = client.get_node("ns=2;s=tank.level")
+        return [await node.read_value(), await node.read_value()]
+
+
+def test_strict_mode_answers_the_recorded_reads_and_writes_in_their_order(recorded: Path) -> None:
+    with OpcuaReplay(recorded, mode="strict") as replay:
+        assert asyncio.run(_level_twice(replay.url)) == [4.25, 4.5]
+        assert asyncio.run(_poll(replay.url)) == {"level": [4.5, 4.5], "speed": 1450, "setpoint": 55.5}
+        assert replay.misses == []
+        replay.reset()  # and again from the start
+        assert asyncio.run(_level_twice(replay.url)) == [4.25, 4.5]
+
+
+def test_strict_mode_refuses_a_read_out_of_order_naming_what_the_cassette_expected(recorded: Path) -> None:
+    async def skip(url: str) -> float:
+        async with Client(url) as client:
+            with pytest.raises(ua.UaStatusCodeError, match="BadUnexpectedError"):
+                await client.get_node("ns=2;s=pump.speed").read_value()
+            return float(await client.get_node("ns=2;s=tank.level").read_value())  # the order holds on
+
+    with OpcuaReplay(recorded, mode="strict") as replay:
+        assert asyncio.run(skip(replay.url)) == 4.25
+        (miss,) = replay.misses
+        assert "Read ns=2;s=pump.speed" in miss.describe()
+        assert "out of order: Read/Write 1 of the cassette is Read ns=2;s=tank.level" in miss.describe()
+
+
+def test_strict_mode_refuses_what_comes_after_the_last_with_the_status_asked_for(recorded: Path) -> None:
+    async def beyond(url: str) -> None:
+        await _level_twice(url)
+        await _poll(url)
+        async with Client(url) as client:
+            with pytest.raises(ua.UaStatusCodeError, match="BadOutOfService"):
+                await client.get_node("ns=2;s=tank.level").read_value()
+
+    with OpcuaReplay(recorded, mode="strict", unknown="BadOutOfService") as replay:
+        asyncio.run(beyond(replay.url))
+        (miss,) = replay.misses
+        assert "all 7 recorded Reads and Writes were replayed" in miss.describe()
+    with pytest.raises(ConfigError, match="no OPC UA status name"):
+        OpcuaReplay(recorded, unknown="BadNoSuchThing")
+    with pytest.raises(ConfigError, match="cannot be null for OPC UA"):
+        OpcuaReplay(recorded, unknown=None)
+    with pytest.raises(ConfigError, match="is no Bad status"):
+        OpcuaReplay(recorded, unknown=2)
+
+
+def test_a_scenario_replay_key_takes_strict_mode_and_a_status_name(recorded: Path) -> None:
+    scenario = replay_scenario(recorded, mode="strict", unknown="BadResourceUnavailable")
+    with SimHost(scenario) as host:
+        assert asyncio.run(_level_twice(host.url("tank"))) == [4.25, 4.5]
+
+        async def wrong(url: str) -> None:
+            async with Client(url) as client:
+                with pytest.raises(ua.UaStatusCodeError, match="BadResourceUnavailable"):
+                    await client.get_node("ns=2;s=tank.setpoint").read_value()
+
+        asyncio.run(wrong(host.url("tank")))
+        assert len(misses(host)) == 1
 
 
 def test_bifrost_sim_replay_serves_an_opcua_cassette(recorded: Path) -> None:
@@ -362,3 +444,69 @@ def test_the_replay_survives_bytes_that_are_not_opc_ua(recorded: Path) -> None:
     with OpcuaReplay(recorded) as replay:
         asyncio.run(garbage(replay.url))
         assert asyncio.run(_poll(replay.url))["level"] == [4.25, 4.5]
+
+
+def test_answers_of_the_relays_own_keep_the_sequence_numbers_in_step(recorded: Path) -> None:
+    """asyncua's client drops a channel whose sequence numbers skip or repeat (Part 6, 6.7.2): answers the
+    relay gives, and requests the server never sees, must not show in them."""
+
+    async def ask(url: str) -> tuple[list[Any], Any]:
+        async with Client(url) as client:
+            level = client.get_node("ns=2;s=tank.level")
+            values = [await level.read_value() for _ in range(3)]  # answered by the relay
+            state = await client.nodes.server_state.read_value()  # the server's own, after the relay's answers
+            setpoint = ua.DataValue(ua.Variant(55.5, ua.VariantType.Double))
+            await client.get_node("ns=2;s=tank.setpoint").write_value(setpoint)  # recorded: the relay's too
+            return values, state
+
+    with OpcuaReplay(recorded) as replay:
+        values, state = asyncio.run(ask(replay.url))
+        assert values == [4.25, 4.5, 4.5] and state == ua.ServerState.Running
+        assert replay.misses == []
+
+
+def test_arrays_are_served_and_other_values_answered_as_recorded_and_said_so(tmp_path: Path) -> None:
+    path = tmp_path / "arrays.jsonl"
+
+    async def read(url: str, node: str) -> Any:
+        async with Client(url) as client:
+            return await client.get_node(node).read_value()
+
+    async def record() -> None:
+        server, port, _ = await _tank_server()
+        tank = server.get_node("ns=2;s=tank")
+        profile = ua.Variant([1.5, 2.5, 3.5], ua.VariantType.Double)
+        await tank.add_variable(ua.NodeId("tank.profile", 2), "profile", profile)
+        await tank.add_variable(ua.NodeId("tank.blob", 2), "blob", ua.Variant(b"\x01\x02", ua.VariantType.ByteString))
+        try:
+            with ProxyRecorder(path, device="tank", protocol="opcua") as recorder:
+                async with Proxy(("127.0.0.1", port), log=recorder, protocol="opcua") as proxy:
+                    url = f"opc.tcp://127.0.0.1:{proxy.address[1]}/tank"
+                    assert await read(url, "ns=2;s=tank.profile") == [1.5, 2.5, 3.5]
+                    assert await read(url, "ns=2;s=tank.blob") == b"\x01\x02"
+        finally:
+            await server.stop()
+
+    async def rewrite(url: str) -> tuple[Any, str]:
+        async with Client(url) as client:
+            node = client.get_node("ns=2;s=tank.profile")
+            await node.write_value(ua.DataValue(ua.Variant([4.0, 5.0], ua.VariantType.Double)))
+            part = ua.ReadParameters()
+            part.NodesToRead = [ua.ReadValueId(NodeId=node.nodeid, AttributeId=13, IndexRange="1")]
+            (answer,) = await client.uaclient.read(part)
+            return await node.read_value(), answer.StatusCode.name
+
+    asyncio.run(record())
+    for mode in ("request", "strict"):
+        with OpcuaReplay(path, mode=mode) as replay:
+            assert asyncio.run(read(replay.url, "ns=2;s=tank.profile")) == [1.5, 2.5, 3.5]
+            assert asyncio.run(read(replay.url, "ns=2;s=tank.blob")) == b"\x01\x02"  # answered as recorded
+            (note,) = replay.server.notes
+            assert note.startswith("ns=2;s=tank.blob: ByteString: not in the server's address space")
+    with OpcuaReplay(path, mode="image") as replay:  # the server alone answers: an array it holds
+        assert asyncio.run(read(replay.url, "ns=2;s=tank.profile")) == [1.5, 2.5, 3.5]
+        assert asyncio.run(rewrite(replay.url)) == ([4.0, 5.0], "BadIndexRangeInvalid")  # whole arrays only
+        with pytest.raises(ua.UaStatusCodeError, match="BadNodeIdUnknown"):
+            asyncio.run(read(replay.url, "ns=2;s=tank.blob"))
+        (miss,) = replay.misses
+        assert "ns=2;s=tank.blob (ByteString, answered only as recorded)" in miss.describe()
