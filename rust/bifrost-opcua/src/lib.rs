@@ -12,7 +12,7 @@ mod value;
 
 pub use client::{
     Client, ClientCertificate, ClientError, ClientOptions, Datum, Identifier, MonitorItem, NodeRef,
-    ReadValue, Reference, SecurityMode, Subscription,
+    Plain, PlainValue, PreparedRead, ReadValue, ReadValues, Reference, SecurityMode, Subscription,
 };
 pub use server::{
     generate_certificate, status_code, status_name, ua_time, ClientWrite, SecurityPolicy, Server,
