@@ -112,10 +112,10 @@ class NativeEngine(Engine):
         # it, and makes the DataPoints there in one pass.
         return self._session().prepare_read([_node(node) for node in nodes], int(AttributeId.VALUE), points)
 
-    def read_points(self, plan: object) -> Awaitable[dict[str, DataPoint]]:
+    def read_points(self, plan: object, timeout: float, message: str) -> Awaitable[dict[str, DataPoint]]:
         # The binding's awaitable itself, not a coroutine around it: no task of its own to make.
         assert isinstance(plan, _native.OpcuaReadPlan)
-        return self._session().read_points(plan)
+        return self._session().read_points(plan, timeout, message)
 
     async def write(self, items: Sequence[WriteItem]) -> list[int]:
         return await self._session().write([(_node(item.node), item.value, int(item.variant)) for item in items])

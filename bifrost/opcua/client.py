@@ -407,12 +407,13 @@ class OpcuaConnection(Connection):
                 session.read_plans[names] = plan
         if plan.prepared is not None:
             try:
+                # Bounded by the engine (one loop timer), with _call's words.
+                message = f"{self.device}: no answer to Read of {len(plan.nodes)} nodes in {self.timeout:g} s"
                 try:
-                    call = self.engine.read_points(plan.prepared)
-                except ConnectError:  # the engine saw the session gone before sending
+                    return await self.engine.read_points(plan.prepared, self.timeout, message)
+                except ConnectError:
                     await self._lost()
                     raise
-                return await self._call(f"Read of {len(plan.nodes)} nodes", call)
             except DeviceError as exc:
                 # More nodes than the server takes in one call, though it published no lower limit:
                 # read it in parts from now on (the split read halves the limit until it passes).

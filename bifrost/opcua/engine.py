@@ -189,10 +189,11 @@ class Engine(ABC):
         has no such plans: the connection then reads with `read` and makes the points itself."""
         return None
 
-    def read_points(self, plan: object) -> Awaitable[dict[str, DataPoint]]:
+    def read_points(self, plan: object, timeout: float, message: str) -> Awaitable[dict[str, DataPoint]]:
         """One Read of a `prepare_read` plan, its points made as the connection makes them from a
         `read` (quality from the StatusCode, `variants.decode`, source timestamp, else the server's,
-        else now; a value a DataPoint cannot carry is a BAD point of None at now)."""
+        else now; a value a DataPoint cannot carry is a BAD point of None at now). Bounded by the
+        engine itself: bifrost's TimeoutError(`message`) when no answer came within `timeout`."""
         raise NotImplementedError(f"the {self.name} engine makes no read plans")
 
     @abstractmethod

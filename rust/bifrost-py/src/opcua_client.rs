@@ -38,6 +38,8 @@ struct LoopTask {
     future: Mutex<Option<Boxed>>,
     hub: Arc<Hub>,
     target: Py<PyAny>,
+    /// The loop's timer bounding the call, cancelled once it is done.
+    timer: Mutex<Option<Py<PyAny>>>,
 }
 
 impl Wake for LoopTask {
@@ -58,6 +60,14 @@ impl LoopTask {
         if let Poll::Ready(convert) = future.as_mut().poll(&mut cx) {
             *slot = None;
             drop(slot);
+            let timer = self
+                .timer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(timer) = timer {
+                let _ = timer.bind(py).call_method0(intern!(py, "cancel"));
+            }
             bridge::settle(py, self.target.bind(py), convert(py));
         }
     }
@@ -68,15 +78,86 @@ fn on_loop<F>(py: Python<'_>, work: F) -> PyResult<Bound<'_, PyAny>>
 where
     F: Future<Output = Convert> + Send + 'static,
 {
+    Ok(start(py, work)?.1)
+}
+
+fn start<F>(py: Python<'_>, work: F) -> PyResult<(Arc<LoopTask>, Bound<'_, PyAny>)>
+where
+    F: Future<Output = Convert> + Send + 'static,
+{
     let (event_loop, hub) = bridge::current(py)?;
     let future = event_loop.call_method0(intern!(py, "create_future"))?;
     let task = Arc::new(LoopTask {
         future: Mutex::new(Some(Box::pin(work))),
         hub,
         target: future.clone().unbind(),
+        timer: Mutex::new(None),
     });
     task.poll(py);
+    Ok((task, future))
+}
+
+/// As [`on_loop`], failing with bifrost's TimeoutError(`message`) unless done within `timeout`
+/// seconds: one loop timer, cheaper than an `asyncio.timeout` around the await (a context manager,
+/// its coroutines and a timer) on a call made thousands of times a second.
+fn on_loop_within<F>(
+    py: Python<'_>,
+    work: F,
+    timeout: f64,
+    message: String,
+) -> PyResult<Bound<'_, PyAny>>
+where
+    F: Future<Output = Convert> + Send + 'static,
+{
+    let (task, future) = start(py, work)?;
+    if task
+        .future
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .is_none()
+    {
+        return Ok(future); // done at once (failed to send)
+    }
+    let expire = Py::new(
+        py,
+        Expire {
+            task: Arc::clone(&task),
+            message,
+        },
+    )?;
+    let (event_loop, _) = bridge::current(py)?;
+    let timer = event_loop.call_method1(intern!(py, "call_later"), (timeout, expire))?;
+    *task.timer.lock().unwrap_or_else(PoisonError::into_inner) = Some(timer.unbind());
     Ok(future)
+}
+
+/// The timer of a bounded call: gives up on the call and fails its future.
+#[pyclass(frozen, module = "bifrost._native", name = "_Expire")]
+struct Expire {
+    task: Arc<LoopTask>,
+    message: String,
+}
+
+#[pymethods]
+impl Expire {
+    fn __call__(&self, py: Python<'_>) {
+        // Dropping the Rust future lets go of the request: its late answer finds no receiver.
+        let dropped = self
+            .task
+            .future
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        self.task
+            .timer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if dropped.is_some() {
+            let error = py_error(py, &ClientError::Timeout(self.message.clone()));
+            bridge::settle(py, self.task.target.bind(py), Err(error));
+        }
+    }
 }
 
 struct Imported(PyOnceLock<Py<PyAny>>, &'static str, &'static str);
@@ -448,23 +529,27 @@ impl OpcuaClient {
     }
 
     /// Send a plan's Read: a dict of DataPoints by key, in the plan's order (quality from each
-    /// StatusCode, the source timestamp, else the server's, else now).
+    /// StatusCode, the source timestamp, else the server's, else now); TimeoutError(`message`)
+    /// when no answer came within `timeout` seconds.
     fn read_points<'py>(
         &self,
         py: Python<'py>,
         plan: Py<OpcuaReadPlan>,
+        timeout: f64,
+        message: String,
     ) -> PyResult<Bound<'py, PyAny>> {
         let client = self.live(py)?;
         let call = client
             .read_prepared(&plan.get().read)
             .map_err(|e| py_error(py, &e))?;
-        on_loop(py, async move {
+        let work = async move {
             let outcome = call.await;
             Box::new(move |py: Python<'_>| -> PyResult<Py<PyAny>> {
                 let values = outcome.map_err(|e| py_error(py, &e))?;
                 Ok(read_points(py, plan.get(), &values)?.into_any().unbind())
             }) as Convert
-        })
+        };
+        on_loop_within(py, work, timeout, message)
     }
 
     /// One Write of (node, value, variant type id) items: the StatusCode of each.

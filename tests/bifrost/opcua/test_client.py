@@ -377,10 +377,11 @@ async def test_every_call_has_a_timeout(stall_proxy: StallProxy, opcua_server: A
     node = opcua_server.node_id("tank.level")
     async with bifrost.connect(url, engine=engine, timeout=0.5) as plc:
         assert (await plc.read(node)).value == 40.0
+        assert (await plc.read_many([node]))[node].value == 40.0  # planned: the next one is sent as is
         stall_proxy.stalled = True
         with pytest.raises(bifrost.TimeoutError, match="no answer to Read"):
             await plc.read(node)
-        with pytest.raises(TimeoutError):  # the builtin catches it too
+        with pytest.raises(TimeoutError, match="no answer to Read of 1 nodes"):  # the builtin catches it too
             await plc.read_many([node])
         with pytest.raises(bifrost.TimeoutError):
             await plc.write(node, 1.0)
