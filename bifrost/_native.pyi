@@ -23,6 +23,7 @@ __all__ = [
     "NativePointSubscription",
     "NativeSubscription",
     "OpcuaClient",
+    "OpcuaReadPlan",
     "OpcuaServer",
     "OpcuaSubscription",
     "TcpSession",
@@ -180,12 +181,23 @@ class OpcuaClient:
     ) -> Awaitable[OpcuaClient]: ...
     def healthy(self) -> bool: ...
     def read(self, nodes: Sequence[_OpcuaNode], attribute: int) -> Awaitable[list[ReadResult]]: ...
+    def prepare_read(
+        self,
+        nodes: Sequence[_OpcuaNode],
+        attribute: int,
+        points: Sequence[tuple[str, int, tuple[float, float] | None]],
+    ) -> OpcuaReadPlan: ...
+    def read_points(self, plan: OpcuaReadPlan, timeout: float, message: str) -> Awaitable[dict[str, DataPoint]]: ...
     def write(self, items: Sequence[tuple[_OpcuaNode, object, int]]) -> Awaitable[list[int]]: ...
     def browse(self, node: _OpcuaNode) -> Awaitable[list[tuple[NodeId, tuple[int, str], str, int]]]: ...
     def subscribe(
         self, interval: float, items: Sequence[tuple[int, _OpcuaNode, float]]
     ) -> Awaitable[OpcuaSubscription]: ...
     def close(self) -> Awaitable[None]: ...
+
+@final
+class OpcuaReadPlan:
+    """A read_many planned once: its Read request and, per point, its key, node and scaling."""
 
 @final
 class OpcuaSubscription:

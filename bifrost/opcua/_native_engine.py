@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import datetime
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from bifrost import _native
 from bifrost.errors import ConnectError
@@ -24,12 +24,14 @@ from bifrost.opcua.engine import (
     Engine,
     EngineSubscription,
     MonitorRequest,
+    PlannedPoint,
     ReadResult,
     Reference,
     SessionOptions,
     WriteItem,
 )
 from bifrost.opcua.nodes import NodeId, QualifiedName
+from bifrost.tags import DataPoint
 from bifrost.urls import Endpoint
 
 # How often a subscription waiting for notifications looks at the session: a closed socket is seen
@@ -104,6 +106,16 @@ class NativeEngine(Engine):
 
     async def read(self, nodes: Sequence[NodeId], attribute: AttributeId = AttributeId.VALUE) -> list[ReadResult]:
         return await self._session().read([_node(node) for node in nodes], int(attribute))
+
+    def prepare_read(self, nodes: Sequence[NodeId], points: Sequence[PlannedPoint]) -> object | None:
+        # The NodeIds are converted and the request built once, in Rust; each read then only sends
+        # it, and makes the DataPoints there in one pass.
+        return self._session().prepare_read([_node(node) for node in nodes], int(AttributeId.VALUE), points)
+
+    def read_points(self, plan: object, timeout: float, message: str) -> Awaitable[dict[str, DataPoint]]:
+        # The binding's awaitable itself, not a coroutine around it: no task of its own to make.
+        assert isinstance(plan, _native.OpcuaReadPlan)
+        return self._session().read_points(plan, timeout, message)
 
     async def write(self, items: Sequence[WriteItem]) -> list[int]:
         return await self._session().write([(_node(item.node), item.value, int(item.variant)) for item in items])

@@ -164,7 +164,18 @@ class Resolved:
     tag: Tag | None
 
 
+_timeout = getattr(asyncio, "timeout", None)  # Python 3.11+
 _READ_PLANS = 256  # read_many plans a session keeps
+
+
+@dataclass(slots=True)
+class _ReadPlan:
+    """A read_many's tag list planned: the distinct nodes to read, per node the tags reading it, and
+    the engine's own plan of the read (None: read and make the points here)."""
+
+    nodes: list[NodeId]
+    readers: list[list[Resolved]]
+    prepared: object | None = None
 
 
 class _Session:
@@ -178,7 +189,7 @@ class _Session:
         self.max_write: int | None = None
         # read_many's plans by the tags asked: the distinct nodes to read and, per node, the tags
         # reading it. Only plans whose every tag resolved are kept: a refused one is tried again.
-        self.read_plans: dict[tuple[str, ...], tuple[list[NodeId], list[list[Resolved]]]] = {}
+        self.read_plans: dict[tuple[str, ...], _ReadPlan] = {}
 
 
 class OpcuaConnection(Connection):
@@ -238,7 +249,12 @@ class OpcuaConnection(Connection):
     async def _call(self, what: str, call: Awaitable[T]) -> T:
         """One engine call, bounded by the timeout; a lost session is dropped (and re-made next call)."""
         try:
-            return await asyncio.wait_for(call, self.timeout)
+            if _timeout is None:
+                return await asyncio.wait_for(call, self.timeout)
+            # asyncio.timeout (3.11) bounds the await itself: wait_for would wrap a coroutine in a
+            # task of its own and settle through a second future, a loop round more per call.
+            async with _timeout(self.timeout):
+                return await call
         except asyncio.TimeoutError:
             raise BifrostTimeout(f"{self.device}: no answer to {what} in {self.timeout:g} s") from None
         except ConnectError:
@@ -387,11 +403,27 @@ class OpcuaConnection(Connection):
             if not points:
                 if len(session.read_plans) >= _READ_PLANS:
                     session.read_plans.clear()  # tag lists that keep changing must not grow memory
+                plan.prepared = self._prepare(names, plan)
                 session.read_plans[names] = plan
-        unique, readers = plan
-        results = await self._read_split(unique)
+        if plan.prepared is not None:
+            try:
+                # Bounded by the engine (one loop timer), with _call's words.
+                message = f"{self.device}: no answer to Read of {len(plan.nodes)} nodes in {self.timeout:g} s"
+                try:
+                    return await self.engine.read_points(plan.prepared, self.timeout, message)
+                except ConnectError:
+                    await self._lost()
+                    raise
+            except DeviceError as exc:
+                # More nodes than the server takes in one call, though it published no lower limit:
+                # read it in parts from now on (the split read halves the limit until it passes).
+                if self.engine.status_name(exc.code) != "BadTooManyOperations" or len(plan.nodes) == 1:
+                    raise
+                plan.prepared = None
+                session.max_read = max(1, len(plan.nodes) // 2)
+        results = await self._read_split(plan.nodes)
         point = self._point
-        for items, result in zip(readers, results, strict=True):
+        for items, result in zip(plan.readers, results, strict=True):
             for item in items:
                 try:
                     points[item.key] = point(item, result)
@@ -399,9 +431,24 @@ class OpcuaConnection(Connection):
                     points[item.key] = DataPoint(None, Quality.BAD, time.time())
         return {name: points[name] for name in names}
 
-    async def _plan_read(
-        self, resolved: Sequence[Resolved], points: dict[str, DataPoint]
-    ) -> tuple[list[NodeId], list[list[Resolved]]]:
+    def _prepare(self, names: Sequence[str], plan: _ReadPlan) -> object | None:
+        """The engine's own plan of a read of one call (within MaxNodesPerRead), if it makes them."""
+        limit = self._session.max_read
+        if limit is None or (limit and len(plan.nodes) > limit):
+            return None
+        index: dict[str, tuple[int, Resolved]] = {}
+        for at, items in enumerate(plan.readers):
+            for item in items:
+                index[item.key] = (at, item)
+        points = []
+        for name in names:
+            at, item = index[name]
+            tag = item.tag
+            scaling = (tag.scale, tag.offset) if tag is not None and (tag.scale != 1.0 or tag.offset != 0.0) else None
+            points.append((name, at, scaling))
+        return self.engine.prepare_read(plan.nodes, points)
+
+    async def _plan_read(self, resolved: Sequence[Resolved], points: dict[str, DataPoint]) -> _ReadPlan:
         """The distinct nodes of `resolved`, with the tags reading each; a tag whose node does not
         resolve gets its Bad point in `points` instead."""
         nodes: dict[NodeId, list[Resolved]] = {}
@@ -415,7 +462,8 @@ class OpcuaConnection(Connection):
                 points[item.key] = DataPoint(None, Quality.BAD, time.time())
                 continue
             nodes.setdefault(node, []).append(item)
-        return list(nodes), list(nodes.values())
+        await self._limit(write=False)  # for the engine's plan, which must fit one call
+        return _ReadPlan(list(nodes), list(nodes.values()))
 
     async def _read_split(self, nodes: Sequence[NodeId]) -> list[ReadResult]:
         limit = await self._limit(write=False)

@@ -13,13 +13,14 @@ a Bad status, and ProtocolError.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 from typing import NamedTuple
 
 from bifrost.opcua.nodes import NodeId, QualifiedName
+from bifrost.tags import DataPoint
 from bifrost.urls import Endpoint
 
 SECURITY_POLICIES = ("None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss")
@@ -88,6 +89,10 @@ class ReadResult(NamedTuple):
     status: int
     source_timestamp: float | None = None
     server_timestamp: float | None = None
+
+
+# A point of a read plan: its key, the index of the node it reads, the tag's (scale, offset) or None.
+PlannedPoint = tuple[str, int, "tuple[float, float] | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +182,19 @@ class Engine(ABC):
     async def read(self, nodes: Sequence[NodeId], attribute: AttributeId = AttributeId.VALUE) -> list[ReadResult]:
         """One Read service call (TimestampsToReturn Both) of `attribute` of every node, in order.
         Values of the DataType attribute come back as NodeIds."""
+
+    def prepare_read(self, nodes: Sequence[NodeId], points: Sequence[PlannedPoint]) -> object | None:
+        """A plan for `read_points`: one Read of `nodes`, and per point (in the order of the result)
+        its key, the index of its node and the tag's (scale, offset) or None. None when this engine
+        has no such plans: the connection then reads with `read` and makes the points itself."""
+        return None
+
+    def read_points(self, plan: object, timeout: float, message: str) -> Awaitable[dict[str, DataPoint]]:
+        """One Read of a `prepare_read` plan, its points made as the connection makes them from a
+        `read` (quality from the StatusCode, `variants.decode`, source timestamp, else the server's,
+        else now; a value a DataPoint cannot carry is a BAD point of None at now). Bounded by the
+        engine itself: bifrost's TimeoutError(`message`) when no answer came within `timeout`."""
+        raise NotImplementedError(f"the {self.name} engine makes no read plans")
 
     @abstractmethod
     async def write(self, items: Sequence[WriteItem]) -> list[int]:

@@ -19,6 +19,7 @@ use open62541::{
 };
 
 use crate::ffi;
+use crate::read::{PreparedRead, ReadValues};
 use crate::value::Value;
 
 const POLICY_URI_PREFIX: &str = "http://opcfoundation.org/UA/SecurityPolicy#";
@@ -127,7 +128,7 @@ pub struct NodeRef {
 }
 
 impl NodeRef {
-    fn to_ua(&self) -> Result<ua::NodeId, ClientError> {
+    pub(crate) fn to_ua(&self) -> Result<ua::NodeId, ClientError> {
         let ns = self.namespace;
         Ok(match &self.identifier {
             Identifier::Numeric(n) => ua::NodeId::numeric(ns, *n),
@@ -234,7 +235,7 @@ pub struct MonitorItem {
     pub deadband: f64,
 }
 
-fn unix_seconds(time: Option<&ua::DateTime>) -> Option<f64> {
+pub(crate) fn unix_seconds(time: Option<&ua::DateTime>) -> Option<f64> {
     let ticks = time?.clone().into_raw();
     // The null DateTime (and anything before 1601) means "no timestamp".
     (ticks > 0).then(|| (ticks - UNIX_EPOCH_TICKS) as f64 / 1e7)
@@ -264,7 +265,7 @@ fn text(s: &ua::String) -> String {
 }
 
 /// A variant as a [`Datum`] and its type id.
-fn datum(variant: &ua::Variant) -> (Datum, Option<u32>) {
+pub(crate) fn datum(variant: &ua::Variant) -> (Datum, Option<u32>) {
     if variant.is_empty() {
         return (Datum::Null, None);
     }
@@ -579,19 +580,35 @@ impl Client {
         impl Future<Output = Result<Vec<ReadValue>, ClientError>> + Send + 'static,
         ClientError,
     > {
-        let client = self.check("Read")?;
-        let attribute = attribute_id(attribute)?;
-        let request: Vec<(ua::NodeId, ua::AttributeId)> = nodes
-            .iter()
-            .map(|node| Ok((node.to_ua()?, attribute.clone())))
-            .collect::<Result<_, ClientError>>()?;
-        let this = self.shadow();
-        let count = nodes.len();
+        let call = self.read_prepared(&PreparedRead::new(nodes, attribute)?)?;
         Ok(async move {
-            let values = client
-                .read_many_attributes(&request)
+            let values = call.await?;
+            Ok((0..values.len()).map(|i| values.value(i)).collect())
+        })
+    }
+
+    /// Send a prepared Read (again): its values, unpacked by the caller as it needs them.
+    ///
+    /// # Errors
+    ///
+    /// A [`ClientError`] when the whole call fails.
+    pub fn read_prepared(
+        &self,
+        read: &PreparedRead,
+    ) -> Result<impl Future<Output = Result<ReadValues, ClientError>> + Send + 'static, ClientError>
+    {
+        let client = self.check("Read")?;
+        // The crate's call takes the request by value; a copy is one allocation per NodeId,
+        // cheaper than converting the NodeIds again.
+        let request = read.request.clone();
+        let this = self.shadow();
+        let count = read.count;
+        Ok(async move {
+            let response = client
+                .service_request(request)
                 .await
                 .map_err(|e| this.error("Read", &e))?;
+            let values = ReadValues::new(response);
             if values.len() != count {
                 return Err(ClientError::Protocol(format!(
                     "{}: Read of {count} nodes answered {} results",
@@ -599,7 +616,7 @@ impl Client {
                     values.len()
                 )));
             }
-            Ok(values.iter().map(read_value).collect())
+            Ok(values)
         })
     }
 
@@ -848,7 +865,7 @@ fn block_on<F: Future>(future: F) -> F::Output {
 }
 
 /// The attribute with OPC UA id `id`, for the ids the engine reads.
-fn attribute_id(id: u32) -> Result<ua::AttributeId, ClientError> {
+pub(crate) fn attribute_id(id: u32) -> Result<ua::AttributeId, ClientError> {
     Ok(match id {
         1 => ua::AttributeId::NODEID,
         2 => ua::AttributeId::NODECLASS,

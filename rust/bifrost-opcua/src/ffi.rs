@@ -1210,3 +1210,18 @@ pub(crate) fn data_change_filter(deadband: f64) -> ua::DataChangeFilter {
     // fully initialised here, so the wrapper may own it; its clear has nothing to free.
     unsafe { ua::DataChangeFilter::from_raw(raw) }
 }
+
+/// The results of a Read response, borrowed: the crate's `results()` deep-copies them all, which
+/// for a read of many values costs as much as decoding the response did.
+pub(crate) fn read_results(response: &ua::ReadResponse) -> &[ua::DataValue] {
+    // SAFETY: `as_ptr` points at the response's `UA_ReadResponse`, alive for the borrow.
+    let raw = unsafe { &*response.as_ptr() };
+    if raw.resultsSize == 0 || raw.results.is_null() {
+        // An empty array may be the library's sentinel pointer, which must not be read.
+        return &[];
+    }
+    // SAFETY: the response owns `results`, an array of `resultsSize` initialised DataValues that
+    // lives (unchanged: the borrow is shared) as long as `response`; `ua::DataValue` is
+    // `repr(transparent)` over `UA_DataValue`, so the cast keeps layout and alignment.
+    unsafe { std::slice::from_raw_parts(raw.results.cast::<ua::DataValue>(), raw.resultsSize) }
+}

@@ -44,6 +44,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<opcua_server::OpcuaServer>()?;
     m.add_class::<opcua_client::OpcuaClient>()?;
     m.add_class::<opcua_client::OpcuaSubscription>()?;
+    m.add_class::<opcua_client::OpcuaReadPlan>()?;
     m.add_function(wrap_pyfunction!(opcua_server::opcua_status_code, m)?)?;
     m.add_function(wrap_pyfunction!(opcua_server::opcua_status_name, m)?)?;
     m.add_function(wrap_pyfunction!(opcua_server::opcua_certificate, m)?)?;

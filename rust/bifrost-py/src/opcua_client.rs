@@ -18,15 +18,16 @@ use std::time::Duration;
 
 use bifrost_opcua::{
     Client, ClientCertificate, ClientError, ClientOptions, Datum, Identifier, MonitorItem, NodeRef,
-    ReadValue, SecurityMode, Subscription, Value,
+    Plain, PreparedRead, ReadValue, ReadValues, SecurityMode, Subscription, Value,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
 
 use crate::bridge::{self, Hub};
+use crate::point::{self, DataPoint};
 
 type Convert = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
 type Boxed = Pin<Box<dyn Future<Output = Convert> + Send>>;
@@ -37,6 +38,8 @@ struct LoopTask {
     future: Mutex<Option<Boxed>>,
     hub: Arc<Hub>,
     target: Py<PyAny>,
+    /// The loop's timer bounding the call, cancelled once it is done.
+    timer: Mutex<Option<Py<PyAny>>>,
 }
 
 impl Wake for LoopTask {
@@ -57,6 +60,14 @@ impl LoopTask {
         if let Poll::Ready(convert) = future.as_mut().poll(&mut cx) {
             *slot = None;
             drop(slot);
+            let timer = self
+                .timer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(timer) = timer {
+                let _ = timer.bind(py).call_method0(intern!(py, "cancel"));
+            }
             bridge::settle(py, self.target.bind(py), convert(py));
         }
     }
@@ -67,15 +78,86 @@ fn on_loop<F>(py: Python<'_>, work: F) -> PyResult<Bound<'_, PyAny>>
 where
     F: Future<Output = Convert> + Send + 'static,
 {
+    Ok(start(py, work)?.1)
+}
+
+fn start<F>(py: Python<'_>, work: F) -> PyResult<(Arc<LoopTask>, Bound<'_, PyAny>)>
+where
+    F: Future<Output = Convert> + Send + 'static,
+{
     let (event_loop, hub) = bridge::current(py)?;
     let future = event_loop.call_method0(intern!(py, "create_future"))?;
     let task = Arc::new(LoopTask {
         future: Mutex::new(Some(Box::pin(work))),
         hub,
         target: future.clone().unbind(),
+        timer: Mutex::new(None),
     });
     task.poll(py);
+    Ok((task, future))
+}
+
+/// As [`on_loop`], failing with bifrost's TimeoutError(`message`) unless done within `timeout`
+/// seconds: one loop timer, cheaper than an `asyncio.timeout` around the await (a context manager,
+/// its coroutines and a timer) on a call made thousands of times a second.
+fn on_loop_within<F>(
+    py: Python<'_>,
+    work: F,
+    timeout: f64,
+    message: String,
+) -> PyResult<Bound<'_, PyAny>>
+where
+    F: Future<Output = Convert> + Send + 'static,
+{
+    let (task, future) = start(py, work)?;
+    if task
+        .future
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .is_none()
+    {
+        return Ok(future); // done at once (failed to send)
+    }
+    let expire = Py::new(
+        py,
+        Expire {
+            task: Arc::clone(&task),
+            message,
+        },
+    )?;
+    let (event_loop, _) = bridge::current(py)?;
+    let timer = event_loop.call_method1(intern!(py, "call_later"), (timeout, expire))?;
+    *task.timer.lock().unwrap_or_else(PoisonError::into_inner) = Some(timer.unbind());
     Ok(future)
+}
+
+/// The timer of a bounded call: gives up on the call and fails its future.
+#[pyclass(frozen, module = "bifrost._native", name = "_Expire")]
+struct Expire {
+    task: Arc<LoopTask>,
+    message: String,
+}
+
+#[pymethods]
+impl Expire {
+    fn __call__(&self, py: Python<'_>) {
+        // Dropping the Rust future lets go of the request: its late answer finds no receiver.
+        let dropped = self
+            .task
+            .future
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        self.task
+            .timer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if dropped.is_some() {
+            let error = py_error(py, &ClientError::Timeout(self.message.clone()));
+            bridge::settle(py, self.task.target.bind(py), Err(error));
+        }
+    }
 }
 
 struct Imported(PyOnceLock<Py<PyAny>>, &'static str, &'static str);
@@ -95,6 +177,7 @@ static NODE_ID: Imported = Imported::new("bifrost.opcua.nodes", "NodeId");
 static QUALIFIED_NAME: Imported = Imported::new("bifrost.opcua.nodes", "QualifiedName");
 static UUID: Imported = Imported::new("uuid", "UUID");
 static FROM_TIMESTAMP: Imported = Imported::new("bifrost.opcua._native_engine", "utc_datetime");
+static DECODE: Imported = Imported::new("bifrost.opcua.variants", "decode");
 static CONNECT_ERROR: Imported = Imported::new("bifrost.errors", "ConnectError");
 static TIMEOUT_ERROR: Imported = Imported::new("bifrost.errors", "TimeoutError");
 static DEVICE_ERROR: Imported = Imported::new("bifrost.errors", "DeviceError");
@@ -228,6 +311,86 @@ fn write_value(value: &Bound<'_, PyAny>, variant: u32) -> PyResult<Value> {
     })
 }
 
+/// A read_many planned once for a tag list: the Read request, and per point of the result its key,
+/// the index of the node it reads and its scale and offset.
+#[pyclass(frozen, module = "bifrost._native")]
+pub(crate) struct OpcuaReadPlan {
+    read: PreparedRead,
+    points: Vec<(Py<PyString>, usize, Scaling)>,
+}
+
+/// A tag's (scale, offset), `None` for a value as read.
+type Scaling = Option<(f64, f64)>;
+
+/// What a point's value is, from a read value: `decode` of `bifrost.opcua.variants` as the
+/// connection applies it (numbers scaled, other types by Python's own rules), built here in one
+/// pass. `None` for what a DataPoint cannot carry (arrays, structures).
+fn point_value<'py>(
+    py: Python<'py>,
+    values: &ReadValues,
+    index: usize,
+    value: Option<Plain<'_>>,
+    scaling: Scaling,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let scaled = |x: f64| -> Bound<'py, PyAny> {
+        let (scale, offset) = scaling.unwrap_or((1.0, 0.0));
+        PyFloat::new(py, x * scale + offset).into_any()
+    };
+    Ok(Some(match value {
+        Some(Plain::Null) => py.None().into_bound(py),
+        Some(Plain::Boolean(b)) => PyBool::new(py, b).to_owned().into_any(),
+        Some(Plain::Int(i)) if scaling.is_some() => scaled(i as f64),
+        Some(Plain::Int(i)) => i.into_pyobject(py)?.into_any(),
+        Some(Plain::UInt(u)) if scaling.is_some() => scaled(u as f64),
+        Some(Plain::UInt(u)) => u.into_pyobject(py)?.into_any(),
+        Some(Plain::Float(f)) if scaling.is_some() => scaled(f),
+        Some(Plain::Float(f)) => PyFloat::new(py, f).into_any(),
+        Some(Plain::String(s)) => PyString::new(py, s).into_any(),
+        None => {
+            let whole = values.value(index);
+            if matches!(whole.value, Datum::Array(_) | Datum::Unsupported(_)) {
+                return Ok(None);
+            }
+            // DateTime, Guid, NodeId, QualifiedName, ByteString: their string forms, as Python
+            // makes them (no number among these, so no scaling).
+            DECODE.get(py)?.call1((py_datum(py, &whole.value)?,))?
+        }
+    }))
+}
+
+fn read_points<'py>(
+    py: Python<'py>,
+    plan: &OpcuaReadPlan,
+    values: &ReadValues,
+) -> PyResult<Bound<'py, PyDict>> {
+    let qualities = point::qualities(py)?;
+    let out = PyDict::new(py);
+    let mut now: Option<f64> = None;
+    let mut now = || *now.get_or_insert_with(|| point::seconds(std::time::SystemTime::now()));
+    for (key, index, scaling) in &plan.points {
+        let read = values.plain(*index);
+        let point = match point_value(py, values, *index, read.value, *scaling)? {
+            Some(value) => {
+                let quality = match (read.status >> 30) & 0b11 {
+                    0 => &qualities.good,
+                    1 => &qualities.uncertain,
+                    _ => &qualities.bad,
+                };
+                // `source or server or now`, as Python's `or` reads them: 0.0 is no timestamp.
+                let stamp = read
+                    .source_timestamp
+                    .filter(|t| *t != 0.0)
+                    .or(read.server_timestamp.filter(|t| *t != 0.0))
+                    .unwrap_or_else(&mut now);
+                DataPoint::of(value.unbind(), quality.clone_ref(py), stamp)
+            }
+            None => DataPoint::of(py.None(), qualities.bad.clone_ref(py), now()),
+        };
+        out.set_item(key.bind(py), Py::new(py, point)?)?;
+    }
+    Ok(out)
+}
+
 /// One OPC UA session (open62541's client, its own background thread).
 #[pyclass(frozen, module = "bifrost._native")]
 pub(crate) struct OpcuaClient {
@@ -336,6 +499,57 @@ impl OpcuaClient {
                 Ok(list.into_any().unbind())
             }) as Convert
         })
+    }
+
+    /// A read_many's plan: the Read of `nodes` built once, and per point (in the order of the
+    /// result) its key, the index of its node in `nodes`, and its (scale, offset) or None.
+    #[allow(clippy::unused_self)] // a method: plans belong to a session's reads
+    fn prepare_read(
+        &self,
+        py: Python<'_>,
+        nodes: Vec<Bound<'_, PyAny>>,
+        attribute: u32,
+        points: Vec<(Bound<'_, PyString>, usize, Scaling)>,
+    ) -> PyResult<OpcuaReadPlan> {
+        let nodes = nodes.iter().map(node_ref).collect::<PyResult<Vec<_>>>()?;
+        if let Some((key, index, _)) = points.iter().find(|(_, index, _)| *index >= nodes.len()) {
+            return Err(PyValueError::new_err(format!(
+                "point {key} reads node {index} of {}",
+                nodes.len()
+            )));
+        }
+        let read = PreparedRead::new(&nodes, attribute).map_err(|e| py_error(py, &e))?;
+        Ok(OpcuaReadPlan {
+            read,
+            points: points
+                .into_iter()
+                .map(|(key, index, scaling)| (key.unbind(), index, scaling))
+                .collect(),
+        })
+    }
+
+    /// Send a plan's Read: a dict of DataPoints by key, in the plan's order (quality from each
+    /// StatusCode, the source timestamp, else the server's, else now); TimeoutError(`message`)
+    /// when no answer came within `timeout` seconds.
+    fn read_points<'py>(
+        &self,
+        py: Python<'py>,
+        plan: Py<OpcuaReadPlan>,
+        timeout: f64,
+        message: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.live(py)?;
+        let call = client
+            .read_prepared(&plan.get().read)
+            .map_err(|e| py_error(py, &e))?;
+        let work = async move {
+            let outcome = call.await;
+            Box::new(move |py: Python<'_>| -> PyResult<Py<PyAny>> {
+                let values = outcome.map_err(|e| py_error(py, &e))?;
+                Ok(read_points(py, plan.get(), &values)?.into_any().unbind())
+            }) as Convert
+        };
+        on_loop_within(py, work, timeout, message)
     }
 
     /// One Write of (node, value, variant type id) items: the StatusCode of each.

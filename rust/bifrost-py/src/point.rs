@@ -16,6 +16,7 @@ use pyo3::types::{PyFloat, PyString, PyTuple};
 pub(crate) struct Qualities {
     class: Py<PyAny>,
     pub(crate) good: Py<PyAny>,
+    pub(crate) uncertain: Py<PyAny>,
     pub(crate) bad: Py<PyAny>,
 }
 
@@ -30,6 +31,7 @@ pub(crate) fn qualities(py: Python<'_>) -> PyResult<&'static Qualities> {
             .getattr(intern!(py, "Quality"))?;
         Ok(Qualities {
             good: class.getattr(intern!(py, "GOOD"))?.unbind(),
+            uncertain: class.getattr(intern!(py, "UNCERTAIN"))?.unbind(),
             bad: class.getattr(intern!(py, "BAD"))?.unbind(),
             class: class.unbind(),
         })

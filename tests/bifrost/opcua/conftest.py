@@ -9,8 +9,10 @@ its values as they found them or use their own nodes.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import importlib.util
 import threading
+import uuid
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -45,6 +47,17 @@ TYPES: dict[str, tuple[str, Any]] = {
     "String": ("String", "bifrost"),
 }
 USERS = {"operator": "secret"}
+EXTRAS: dict[str, Any] = {
+    "DateTime": ua.Variant(datetime.datetime(2026, 12, 2, 13, 30, 0, 250_000), ua.VariantType.DateTime),
+    "Guid": ua.Variant(uuid.UUID("72962b91-fa75-4ae6-8d28-b404dc7daf63"), ua.VariantType.Guid),
+    "ByteString": ua.Variant(b"\x00\xffbifrost", ua.VariantType.ByteString),
+    "LocalizedText": ua.Variant(ua.LocalizedText("Tank 1", "en"), ua.VariantType.LocalizedText),
+    "QualifiedName": ua.Variant(ua.QualifiedName("level", 1), ua.VariantType.QualifiedName),
+    "NodeId": ua.Variant(ua.NodeId("tank.level", 1), ua.VariantType.NodeId),
+    "StatusCode": ua.Variant(ua.StatusCode(0x80340000), ua.VariantType.StatusCode),
+    "Array": ua.Variant([1, 2, 3], ua.VariantType.Int32),
+    "Empty": ua.Variant(None, ua.VariantType.Null),
+}
 
 
 class LoopThread:
@@ -158,6 +171,12 @@ class AsyncuaPeer:
             var = await plc.add_variable(ua.NodeId(name, index), ua.QualifiedName(name, index), 0.0)
             await var.set_writable()
             self.nodes[name] = var
+        # Values of the other built-in types, and what a DataPoint cannot carry (an array).
+        extras = await objects.add_folder(ua.NodeId("extras", index), ua.QualifiedName("extras", index))
+        for name, variant in EXTRAS.items():
+            self.nodes[f"extras.{name}"] = await extras.add_variable(
+                ua.NodeId(f"extras.{name}", index), ua.QualifiedName(name, index), variant
+            )
         limit = server.get_node(ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead))
         await limit.write_value(ua.Variant(MAX_NODES_PER_READ, ua.VariantType.UInt32))
 
