@@ -36,7 +36,9 @@ class Engine(ABC):
 
     def __init__(self, endpoint: Endpoint, *, timeout: float) -> None:
         self.endpoint = endpoint
-        self.device = endpoint.url
+        # A serial line is named by its port, on both engines: the devices on it share it (the
+        # native engine keeps one bus per port), and the unit is in every message that needs it.
+        self.device = f"modbus+rtu://{endpoint.path}" if endpoint.scheme == "modbus+rtu" else endpoint.url
         self.timeout = timeout
 
     @abstractmethod

@@ -47,12 +47,6 @@ def host(request: pytest.FixtureRequest) -> Iterator[SimHost]:
         yield started
 
 
-def _device(host: SimHost, message: str) -> str:
-    """`message` without the device's name, which the engines spell alike on TCP, not on a serial bus
-    (the native engine names a bus by its path, shared by its units)."""
-    return message.split(": ", 1)[1]
-
-
 async def _both(host: SimHost, steps: Callable[[ModbusConnection], Awaitable[object]]) -> dict[str, object]:
     results = {}
     for engine in ("python", "native"):
@@ -63,7 +57,7 @@ async def _both(host: SimHost, steps: Callable[[ModbusConnection], Awaitable[obj
             try:
                 results[engine] = await steps(plc)
             except bifrost.BifrostError as exc:
-                results[engine] = (type(exc).__name__, _device(host, str(exc)), getattr(exc, "code", None))
+                results[engine] = (type(exc).__name__, str(exc), getattr(exc, "code", None))
     return results
 
 
@@ -102,14 +96,12 @@ async def test_refusals_read_alike(host: SimHost) -> None:
         return await plc.mask_write("hr:9999", 0, 0)
 
     results = await _both(host, steps)
+    url = host.devices["plc1"].url
+    device = url.split("?")[0] if url.startswith("modbus+rtu://") else url  # a serial line: its port
     assert (
         results["python"]
         == results["native"]
-        == (
-            "DeviceError",
-            "unit 1: exception 2 (ILLEGAL_DATA_ADDRESS) to mask write register (22)",
-            2,
-        )
+        == ("DeviceError", f"{device}: unit 1: exception 2 (ILLEGAL_DATA_ADDRESS) to mask write register (22)", 2)
     )
 
 
@@ -121,3 +113,14 @@ async def test_a_refusal_keeps_the_connection(host: SimHost) -> None:
 
     results = await _both(host, steps)
     assert results["python"] == results["native"] == 6
+
+
+@pytest.mark.parametrize("engine", ["python", "native"])
+async def test_a_serial_line_is_named_by_its_port_on_both_engines(engine: str) -> None:
+    # The native engine keeps one bus per port, shared by its units; the Python engine named the
+    # device by its whole URL, query and all, so the same failure read two ways.
+    url = "modbus+rtu:///dev/bifrost-no-such-port?unit=3&baud=9600"
+    with pytest.raises(bifrost.ConnectError) as failed:
+        async with bifrost.connect(url, engine=engine, timeout=0.5) as plc:
+            await plc.read("hr:0")
+    assert str(failed.value).startswith("modbus+rtu:///dev/bifrost-no-such-port: cannot connect: ")
