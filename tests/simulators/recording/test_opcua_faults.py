@@ -132,3 +132,18 @@ def test_a_reboot_drops_the_session_and_starts_the_cassette_again(host: SimHost)
             assert await client.get_node(LEVEL).read_value() == 42.5  # back at the cassette's start
 
     asyncio.run(run())
+
+
+def test_in_strict_mode_a_faulted_read_takes_its_place_in_the_order(cassette: Path) -> None:
+    async def run(sim: SimHost) -> None:
+        async with Client(sim.url("ua1")) as client:
+            uri = (await client.get_namespace_array())[2]  # the match names the node by its namespace's URI
+            with sim.inject_fault(
+                "ua1", "exception", code="BadOutOfService", match={"node": f"nsu={uri};s=tank.level"}
+            ):
+                assert await _status(client, LEVEL) == ua.StatusCodes.BadOutOfService
+            assert await client.get_node(LEVEL).read_value() == 43.0  # the second recorded Read
+
+    with SimHost(replay_scenario(cassette, mode="strict"), clock="virtual") as sim:
+        asyncio.run(run(sim))
+        assert misses(sim) == []
