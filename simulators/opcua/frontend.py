@@ -4,7 +4,9 @@ Each device is its own C server (bifrost._native.OpcuaServer). With fault hooks,
 a relay's (simulators/opcua/relay.py) that passes each connection to the C server through the fault
 lanes, so transport faults apply as to a Modbus device; with NoFaults the C server listens on the
 device's port itself. Protocol faults (exception with an OPC UA status, bad_quality, freeze, reboot,
-with `match: {node: ...}`) are set into the server when the host's FaultWatch says faults changed.
+with `match: {node: ...}`) are set into the server when the host's FaultWatch says faults changed, with
+the same calls into a simulated device's server and into a replayed one's
+(simulators.recording.opcua_replay_faults says how a replay carries them out).
 """
 
 from __future__ import annotations
@@ -180,7 +182,8 @@ class OpcuaProtocolServer:
         return tasks
 
     def changed(self) -> None:
-        for name, device in self.devices.items():
+        served: dict[str, OpcuaDeviceServer | OpcuaReplayServer] = {**self.devices, **self.replayed}
+        for name, device in served.items():
             if device.native is None:
                 continue
             try:
@@ -188,7 +191,7 @@ class OpcuaProtocolServer:
             except ConfigError as exc:
                 log.error("%s: fault not applied: %s", name, exc)
 
-    def _apply(self, name: str, device: OpcuaDeviceServer) -> None:
+    def _apply(self, name: str, device: OpcuaDeviceServer | OpcuaReplayServer) -> None:
         faults = _active(self.hooks, name)
         exception = next((f for f in faults if f.kind == "exception"), None)
         if exception is None:
@@ -216,12 +219,13 @@ class OpcuaProtocolServer:
         self._rebooted[name] = reboots
 
     def reset(self) -> None:
-        for replay in self.replayed.values():
-            replay.reset()  # back to the start of the cassette
-        for device in self.devices.values():
+        served: list[OpcuaDeviceServer | OpcuaReplayServer] = [*self.devices.values(), *self.replayed.values()]
+        for device in served:
             device.freeze(False)
             device.clear_exception()
             device.set_quality(0, None)
+        for replay in self.replayed.values():
+            replay.reset()  # back to the start of the cassette
         self._rebooted.clear()
 
     def gates(self, loop: asyncio.AbstractEventLoop) -> Sequence[ListenerGate]:
@@ -284,7 +288,7 @@ def _seed(hooks: FaultHooks, device: str, stream: str) -> int:
     return 0 if faults is None else int(faults(device).seed_for(stream))
 
 
-def _nodes(device: OpcuaDeviceServer, spec: Any) -> list[int] | None:
+def _nodes(device: OpcuaDeviceServer | OpcuaReplayServer, spec: Any) -> list[int] | None:
     node = spec.match.node if spec.match is not None else None
     return device.indexes(node)
 

@@ -82,11 +82,13 @@ class ReplayedNode:
 @dataclass(frozen=True, slots=True)
 class Step:
     """The decision on one request: what the relay does (`verdict`), the values to push into the
-    server's variables first (`pushes`), and whether to ask the real device instead (`ask`)."""
+    server's variables first (`pushes`), whether to ask the real device instead (`ask`), and whether
+    the verdict is a recorded answer (`recorded`: a fault in force may send it to the server instead)."""
 
     verdict: Verdict = FORWARD
     pushes: tuple[Push, ...] = ()
     ask: bool = False
+    recorded: bool = False
 
 
 def _data(request: bytes) -> tuple[Any, str, list[Any]] | None:
@@ -238,12 +240,26 @@ class OpcuaAnswers:
     def reset(self) -> list[Push]:
         """Back to the start of the cassette; misses cleared. The values to push into the server."""
         with self._lock:
+            self.misses = []
+            self.served = 0
+        return self.rewind()
+
+    def rewind(self) -> list[Push]:
+        """Back to the start of the cassette, the misses kept (a reboot). The values to push."""
+        with self._lock:
             self._cursor = 0
             self._turns.clear()
             self._node_turns.clear()
-            self.misses = []
-            self.served = 0
             return [(i, self.initial(node)) for i, node in enumerate(self.nodes.values())]
+
+    def touched(self, request: bytes) -> tuple[str, set[int]] | None:
+        """A data request's service (Read or Write) and the variables it names; None for any other."""
+        found = _data(request)
+        if found is None:
+            return None
+        _, name, items = found
+        indexes = (self.index.get(node_text(item.NodeId)) for item in items)
+        return name, {index for index in indexes if index is not None}
 
     # --- one request --------------------------------------------------------------------------------
 
@@ -330,7 +346,7 @@ class OpcuaAnswers:
             return Step(Verdict(forward=False, delay=delay))  # recorded unanswered: so it stays
         if response is None:
             return Step(Verdict(delay=delay))  # a recorded answer that cannot be read: the server's then
-        return Step(Verdict(forward=False, answer=answered(response, handle), delay=delay), pushes)
+        return Step(Verdict(forward=False, answer=answered(response, handle), delay=delay), pushes, recorded=True)
 
     def _prepare(self, entry: Entry) -> tuple[bytes | None, tuple[Push, ...]]:
         """A recorded response as it is sent (None: unreadable), and the values it shows."""
@@ -395,6 +411,11 @@ class OpcuaAnswers:
         return Verdict(forward=False, answer=_CODEC.error_response(request, BAD_COMMUNICATION_ERROR))
 
 
+def is_read(request: bytes) -> bool:
+    """Whether a service message is a Read request (by its type id: nothing decoded)."""
+    return request[:4] == _READ_OR_WRITE[0]
+
+
 def source_time(data_value: Any) -> float:
     stamp = data_value.SourceTimestamp
     return float(stamp.timestamp()) if stamp is not None else time.time()
@@ -431,6 +452,7 @@ __all__ = [
     "OpcuaAnswers",
     "ReplayedNode",
     "Step",
+    "is_read",
     "refusal_status",
     "source_time",
 ]

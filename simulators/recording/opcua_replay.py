@@ -9,7 +9,9 @@ NamespaceArray when there is one). In front of it, a relay (simulators.recording
 each request (security None only) to the cassette's answers (simulators.recording.opcua_answers,
 which says what each mode, `strict`, `request` and `image`, does with a Read or Write): the relay
 passes it on to the server, with the variables' values set first, or answers it itself (a recorded
-response, a refusal, the real device's answer in `new_episodes`).
+response, a refusal, the real device's answer in `new_episodes`). Protocol faults (exception,
+bad_quality, freeze, reboot) act on the replay as on a simulated device
+(simulators.recording.opcua_replay_faults).
 
 A miss — a Read or Write the cassette cannot answer — is kept in `misses`, naming the request; the
 pytest plugin fails the test with them.
@@ -22,6 +24,7 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,10 +36,12 @@ from simulators.recording.opcua_answers import (
     OpcuaAnswers,
     Push,
     ReplayedNode,
+    is_read,
     refusal_status,
     source_time,
 )
-from simulators.recording.opcua_relay import RelayedConnection, Verdict
+from simulators.recording.opcua_relay import FORWARD, RelayedConnection, Verdict
+from simulators.recording.opcua_replay_faults import ReplayFaults
 from simulators.recording.replay import Miss
 
 log = logging.getLogger(__name__)
@@ -89,6 +94,8 @@ class OpcuaReplayServer:
             speed=speed,
             refusal=refusal_status(unknown, device),
         )
+        self.faults = ReplayFaults()
+        self._recorded: dict[int, tuple[int, float]] = {}  # each variable's last status and time, unfaulted
         self._native: Any = None
         self._server: asyncio.Server | None = None
         self._sock: socket.socket | None = None
@@ -131,6 +138,11 @@ class OpcuaReplayServer:
         if self._sock is None:
             raise RuntimeError(f"{self.device}: the replay is not started")
         return int(self._sock.getsockname()[1])
+
+    @property
+    def native(self) -> Any:
+        """The C server (bifrost._native.OpcuaServer), None when not started."""
+        return self._native
 
     @property
     def url(self) -> str:
@@ -243,14 +255,85 @@ class OpcuaReplayServer:
         if value is None:  # a recorded status with no value: keep the value, show the status
             current = self._native.value(index)
             value = current[0] if current else None
-        return (index, value, int(data_value.StatusCode.value), source_time(data_value))
+        status, at = int(data_value.StatusCode.value), source_time(data_value)
+        self._recorded[index] = (status, at)
+        return (index, value, self.faults.status(index, status), at)
 
     def _take_writes(self) -> None:
         native = self._native
         if native is None:
             return
         native.clear_wake()
-        native.drain_writes()  # taken: the server answers the client; it already holds the value
+        # Taken: the server answers the client; it already holds the value, Good, unless a bad_quality says.
+        now = time.time()
+        batch = []
+        for index, value, _user in native.drain_writes():
+            self._recorded[index] = (0, now)
+            if self.faults.status(index, 0):
+                batch.append((index, value, self.faults.status(index, 0), now))
+        if batch:
+            native.set_values(batch)
+
+    # --- protocol faults (simulators.recording.opcua_replay_faults), as OpcuaDeviceServer takes them --
+
+    def indexes(self, node: str | None) -> list[int] | None:
+        """The variables a fault's `match: {node: ...}` names: a NodeId as captured (`ns=2;s=tank.level`),
+        or with its namespace URI (`nsu=urn:...;s=tank.level`)."""
+        if node is None:
+            return None
+        wanted = {node}
+        if node.startswith("nsu=") and self._native is not None:
+            uri, _, rest = node[4:].partition(";")
+            namespaces = list(self._native.namespaces)
+            if uri in namespaces:
+                wanted.add(f"ns={namespaces.index(uri)};{rest}")
+        found = [index for index, node_id in enumerate(self.nodes) if node_id in wanted]
+        if not found:
+            shown = ", ".join(list(self.nodes)[:8]) or "none"
+            raise ConfigError(f"device {self.device}: no node {node!r} is replayed (the cassette shows {shown})")
+        return found
+
+    def set_exception(
+        self, status: int, nodes: list[int] | None, probability: float, count: int | None, seed: int
+    ) -> None:
+        self.faults.exception = True
+        self.faults.exception_nodes = frozenset(nodes) if nodes is not None else None
+        if self._native is not None:
+            self._native.set_status_fault(nodes, status, probability, count, seed)
+
+    def clear_exception(self) -> None:
+        self.faults.exception, self.faults.exception_nodes = False, None
+        if self._native is not None:
+            self._native.clear_status_fault()
+
+    def set_quality(self, status: int, nodes: list[int] | None) -> None:
+        """Every matched variable's status is `status` (0: the recorded statuses back)."""
+        self.faults.quality = status
+        self.faults.quality_nodes = frozenset(nodes) if nodes is not None else None
+        native = self._native
+        if native is None:
+            return
+        batch = []
+        for index in range(len(self.nodes)):
+            held = native.value(index)
+            if held is None or held[0] is None:
+                continue
+            recorded, at = self._recorded.get(index, (held[1], time.time()))
+            status_now = self.faults.status(index, recorded)
+            if status_now != held[1]:
+                batch.append((index, held[0], status_now, at))
+        if batch:
+            native.set_values(batch)
+
+    def freeze(self, on: bool) -> None:
+        self.faults.frozen = on
+
+    def reboot(self) -> None:
+        """Sessions dropped; the cassette back at its start (its misses kept)."""
+        if self._native is not None:
+            self._native.drop_sessions()
+        self.faults.frozen = False
+        self._push(self.answers.rewind())
 
     def assert_no_misses(self) -> None:
         misses = list(self.misses)
@@ -262,10 +345,17 @@ class OpcuaReplayServer:
 
     async def respond(self, body: bytes) -> Verdict:
         """What the relay does with one request: the answers' decision, its values pushed into the
-        server; a miss asked of the fallback (on a worker thread: it blocks) when there is one."""
+        server; a miss asked of the fallback (on a worker thread: it blocks) when there is one.
+        Under a freeze a Read is the server's, from the values it holds; a recorded answer of a node
+        an exception or bad_quality is on is the server's too, the cassette's values pushed first."""
+        faults = self.faults
+        if faults.frozen and is_read(body):
+            return FORWARD  # no turn of the cassette taken: no value moves
         step = self.answers.decide(body)
         self._push(step.pushes)
         if not step.ask:
+            if step.recorded and (faults.exception or faults.quality) and faults.to_server(self.answers.touched(body)):
+                return Verdict(delay=step.verdict.delay)
             return step.verdict
         ask = self.answers.fallback
         assert ask is not None
