@@ -28,7 +28,6 @@ from bifrost.s7 import framing, pdu
 from bifrost.s7.pdu import (
     Area,
     DataTransport,
-    ErrorClass,
     ErrorResponse,
     ItemData,
     MalformedPdu,
@@ -40,6 +39,7 @@ from bifrost.s7.pdu import (
     VarSpec,
 )
 from simulators.recording.codec import Cut, Expect, Frame, Pair, pair_by_id, register_codec
+from simulators.s7.faults import refusal
 from simulators.s7.traffic import describe_response, refused
 
 if TYPE_CHECKING:
@@ -154,21 +154,6 @@ def _response_text(response: ResponsePdu) -> str:
         return ", ".join(item.data.hex(" ") if item.ok else pdu.return_code_text(item.return_code)
                          for item in response.items)  # fmt: skip
     return describe_response(response)
-
-
-def refusal(request: RequestPdu | None, code: int) -> ResponsePdu:
-    """The answer refusing `request` with `code`: an error class (0x81..0x87) refuses the job as a
-    whole, as a CPU does; any other code answers every item with it (as simulators.s7.device's faults)."""
-    function = None if request is None or isinstance(request, pdu.SzlRequest) else int(request.function)
-    if code in {int(c) for c in ErrorClass} - {0}:
-        return ErrorResponse(function, code, 0x04 if code == ErrorClass.SERVICE_PROCESSING else 0x00)
-    if isinstance(request, pdu.ReadRequest):
-        return pdu.ReadResponse(tuple(ItemData(code, DataTransport.NULL) for _ in request.items))
-    if isinstance(request, pdu.WriteRequest):
-        return pdu.WriteResponse(tuple(code for _ in request.items))
-    if isinstance(request, pdu.SzlRequest):
-        return pdu.SzlResponse(request.szl_id, request.index, b"", code, 0xD401, request.sequence)
-    return ErrorResponse(function, 0x84, 0x04)
 
 
 class S7Codec:

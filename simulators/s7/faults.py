@@ -17,12 +17,13 @@ S7_FUNCTIONS = {function.name.lower(): int(function) for function in pdu.Functio
 """What a fault's `match: {function: ...}` may say for an S7 function (`read_var`, `szl`)."""
 
 
-def refusal(request: RequestPdu, code: int) -> ResponsePdu:
-    """The answer a fault's `exception` asks for: an error class (0x81..0x87) refuses the job as a
-    whole; any other code answers every item with it. A code that is no S7 one (bad_quality's, a
-    Modbus number or an OPC UA status given to an S7 device) is a hardware fault (0x01)."""
+def refusal(request: RequestPdu | None, code: int) -> ResponsePdu:
+    """The answer a fault's `exception` (or a replay's `unknown`) asks for: an error class
+    (0x81..0x87) refuses the job as a whole; any other code answers every item with it. A code that
+    is no S7 one (bad_quality's, a Modbus number or an OPC UA status given to an S7 device) is a
+    hardware fault (0x01). A job that did not decode (None) is refused as a whole."""
     item_code = code if code in ITEM_CODES else ReturnCode.HARDWARE_FAULT
-    function = None if isinstance(request, pdu.SzlRequest) else int(request.function)
+    function = None if request is None or isinstance(request, pdu.SzlRequest) else int(request.function)
     if code in ERROR_CLASSES:
         return ErrorResponse(function, code, 0x04 if code == ErrorClass.SERVICE_PROCESSING else 0x00)
     if isinstance(request, pdu.ReadRequest):
