@@ -736,7 +736,9 @@ def _one_or_more_schema(low: int, high: int) -> WithJsonSchema:
     return WithJsonSchema({"anyOf": [number, {"type": "array", "items": number}, {"type": "null"}]})
 
 
-_MATCH_ADDRESS = r"^(coil|di|ir|hr|DB[1-9]\d{0,4}|M|I|Q):\d{1,5}(-\d{1,5})?$"
+# A match's address or range, one grammar for the scenario model and the fault's checker
+# (simulators.faults.spec.AddressRange): Modbus areas, or S7 byte areas.
+MATCH_ADDRESS = r"^\s*(coil|di|ir|hr|DB[1-9]\d{0,4}|M|I|Q):(\d{1,5})(?:\s*-\s*(\d{1,5}))?\s*$"
 
 
 def _function_item(value: Any) -> Any:
@@ -778,7 +780,7 @@ class FaultMatch(_Strict):
         BeforeValidator(_one_or_more),
         _function_schema(),
     ] = None
-    address: Annotated[str, Field(pattern=_MATCH_ADDRESS)] | None = Field(
+    address: Annotated[str, Field(pattern=MATCH_ADDRESS)] | None = Field(
         default=None,
         description="an address or range: Modbus hr:0-9 (coil, di, ir, hr), S7 bytes DB1:0-7 (DB<n>, M, I, Q)",
     )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast, get_args
 from bifrost import durations
 from bifrost.errors import ConfigError
 from simulators.hooks import RequestInfo
-from simulators.scenario import FAULT_KINDS
+from simulators.scenario import FAULT_KINDS, MATCH_ADDRESS
 
 if TYPE_CHECKING:
     from simulators.plant import FaultRecord
@@ -35,7 +35,7 @@ DIRECTED_KINDS = TRANSPORT_KINDS - {"refuse"}
 _UNMATCHED_KINDS = frozenset({"refuse", "freeze", "reboot"})
 
 # Modbus areas (registers or bits), and S7 ones (bytes of a DB, the flags, inputs or outputs).
-_ADDRESS = re.compile(r"^\s*(coil|di|ir|hr|DB[1-9]\d{0,4}|M|I|Q):(\d{1,5})(?:\s*-\s*(\d{1,5}))?\s*$")
+_ADDRESS = re.compile(MATCH_ADDRESS)
 _AREAS = ("coil", "di", "ir", "hr")
 
 
